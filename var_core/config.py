@@ -1,0 +1,50 @@
+"""VAR settings for one run (paper §4 / official config A_exps/lv1.5_7b.yml)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VARConfig:
+    """Settings of Visual Attention Redistribution.
+
+    p: fraction of sink attention MOVED to visual non-sink tokens (the paper's convention).
+       The official config's `p: 0.6` keeps 60 %, i.e. p = 0.4 here; that is our default.
+    rho: keep a head (per query row) when its visual non-sink ratio r ≥ rho (official 0.5).
+    tau: φ threshold for sink tokens; None = the backbone's registry value.
+    min_visual_mass: drop heads whose attention to the image is below this (official 0.2).
+    sink_dims: None = the backbone's registry value.
+    layers: decoder layers VAR acts on; None = 2 … L−2, as the official code (sinks are detected
+        from layer 2 on and the last layer is skipped, `except_last_layer: 1`).
+    recycle_text_sinks: True = official behaviour (text sinks such as BOS are scaled by 1−p and
+        their mass is recycled too); False = only visual sink columns are touched.
+    """
+
+    p: float = 0.4
+    rho: float = 0.5
+    tau: float | None = None
+    min_visual_mass: float = 0.2
+    sink_dims: tuple[int, ...] | None = None
+    layers: tuple[int, ...] | None = None
+    recycle_text_sinks: bool = True
+
+    def __post_init__(self):
+        for name, low, high in (("p", 0.0, 1.0), ("rho", 0.0, 1.0), ("min_visual_mass", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{name}={value!r} must be a number in [{low}, {high}]")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
+        if self.sink_dims is not None:
+            object.__setattr__(self, "sink_dims", tuple(int(d) for d in self.sink_dims))
+
+    def resolve_layers(self, num_layers: int) -> tuple[int, ...]:
+        """The layers VAR acts on for a model with `num_layers` decoder layers (validated)."""
+        if self.layers is None:
+            return tuple(range(2, max(num_layers - 1, 2)))
+        bad = [layer for layer in self.layers if not 0 <= layer < num_layers]
+        if bad:
+            raise ValueError(f"layers {bad} do not exist: the model has layers 0 … {num_layers - 1}")
+        return self.layers

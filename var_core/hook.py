@@ -1,0 +1,160 @@
+"""The attention hook: eager attention + (optionally) VAR + capture, installed for one run only.
+
+One function is registered with transformers' `AttentionInterface` (and the matching causal mask with
+`AttentionMaskInterface`, without which transformers passes no mask at all). Which run it serves comes from a
+`ContextVar` set inside `attention_hook(...)`, so concurrent or consecutive runs never share sink positions.
+Sinks come from the residual stream entering each decoder layer (a forward pre-hook), at prefill only;
+decode steps reuse them, as the official code does.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.models.llama.modeling_llama import repeat_kv
+
+from var_core.config import VARConfig
+from var_core.heads import select_image_centric_heads, visual_mass, visual_non_sink_ratio
+from var_core.redistribute import redistribute
+from var_core.sink import phi
+
+ATTENTION_NAME = "var_eager"
+
+
+@dataclass
+class LayerRecord:
+    """What one layer's attention produced for the captured query rows (lists of per-call chunks)."""
+
+    attn_to_visual: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_vis] as used by the model
+    attn_to_visual_raw: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_vis] before VAR
+    visual_mass: list[torch.Tensor] = field(default_factory=list)  # [H, Q]
+    sink_mass: list[torch.Tensor] = field(default_factory=list)  # [H, Q] mass on all sink tokens
+    ratio: list[torch.Tensor] = field(default_factory=list)  # [H, Q] visual non-sink ratio r
+    selected: list[torch.Tensor] = field(default_factory=list)  # [H, Q] image-centric head rows
+
+
+@dataclass
+class RunState:
+    """Everything one run's hook needs and produces; created per request, never shared.
+
+    visual_mask: [B, T_prompt] bool. query_start: first prompt position whose query rows VAR/capture act on
+    (the text after the image); every decode step is acted on too.
+    """
+
+    visual_mask: torch.Tensor
+    query_start: int
+    sink_dims: tuple[int, ...]
+    tau: float
+    selection: VARConfig  # rho / min_visual_mass used to rank heads (also in baseline runs)
+    var: VARConfig | None = None
+    var_layers: frozenset[int] = frozenset()
+    capture: bool = True
+    profile_layer: int | None = None
+    sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
+    phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
+    profile_hidden: torch.Tensor | None = None  # [B, T_prompt, D] at profile_layer
+    layers: dict[int, LayerRecord] = field(default_factory=dict)
+
+
+_ACTIVE_RUN: ContextVar[RunState | None] = ContextVar("var_active_run", default=None)
+
+
+def _pad_keys(mask: torch.Tensor, keys: int) -> torch.Tensor:
+    """Extend a [B, T_prompt] key mask with False for generated tokens, to [B, keys]."""
+    extra = keys - mask.shape[1]
+    return mask if extra <= 0 else torch.nn.functional.pad(mask, (0, extra), value=False)
+
+
+def _record_sinks(state: RunState, layer: int, hidden: torch.Tensor) -> None:
+    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer`."""
+    values = phi(hidden, state.sink_dims)
+    state.phi[layer] = values
+    state.sink_masks[layer] = values > state.tau
+    if layer == state.profile_layer:
+        state.profile_hidden = hidden.detach().float()
+
+
+def _sink_pre_hook(layer: int):
+    def hook(module, args, kwargs):
+        state = _ACTIVE_RUN.get()
+        if state is not None and layer not in state.sink_masks:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            _record_sinks(state, layer, hidden)
+    return hook
+
+
+def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
+    """VAR on the selected rows of this layer (if active), and capture of the text→visual rows."""
+    batch, _, queries, keys = weights.shape
+    visual = _pad_keys(state.visual_mask, keys)
+    sinks = _pad_keys(state.sink_masks.get(layer, torch.zeros_like(state.visual_mask)), keys)
+    positions = torch.arange(keys - queries, keys, device=weights.device)
+    query_mask = (positions >= state.query_start).expand(batch, queries)
+    visual_sinks = sinks & visual
+    has_visual_sink = visual_sinks.any(-1)  # official: a layer without visual sinks selects nothing
+    selected = select_image_centric_heads(weights, visual, sinks, state.selection.rho,
+                                          state.selection.min_visual_mass)
+    selected &= has_visual_sink[:, None, None] & query_mask[:, None, :]
+
+    new_weights = weights
+    if state.var is not None and layer in state.var_layers:
+        recycled = sinks if state.var.recycle_text_sinks else visual_sinks
+        new_weights = redistribute(weights, visual, recycled, selected, state.var.p, query_mask)
+
+    if state.capture and bool(query_mask.any()):
+        rows = query_mask[0]
+        vis = state.visual_mask[0]
+        record = state.layers.setdefault(layer, LayerRecord())
+        record.attn_to_visual.append(new_weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
+        if state.var is not None:
+            record.attn_to_visual_raw.append(weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
+        record.visual_mass.append(visual_mass(weights, visual)[0][:, rows])
+        record.sink_mass.append(visual_mass(weights, sinks)[0][:, rows])
+        record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows])
+        record.selected.append(selected[0][:, rows])
+    return new_weights
+
+
+def var_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Eager attention (same contract as transformers' `eager_attention_forward`) with VAR + capture."""
+    key_states = repeat_kv(key, module.num_key_value_groups)
+    value_states = repeat_kv(value, module.num_key_value_groups)
+    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask[:, :, :, : key_states.shape[-2]]
+    weights = torch.nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+
+    state = _ACTIVE_RUN.get()
+    if state is not None:
+        weights = _apply_var_and_capture(state, module.layer_idx, weights)
+
+    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()
+    return output, weights
+
+
+AttentionInterface.register(ATTENTION_NAME, var_attention_forward)
+AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
+
+
+@contextmanager
+def attention_hook(model: torch.nn.Module, decoder_layers, state: RunState):
+    """Route the text model's attention through the hook for the duration of one run, then restore it."""
+    text_config = model.config.get_text_config()
+    previous = text_config._attn_implementation
+    handles = [layer.register_forward_pre_hook(_sink_pre_hook(index), with_kwargs=True)
+               for index, layer in enumerate(decoder_layers)]
+    token = _ACTIVE_RUN.set(state)
+    try:
+        model.set_attn_implementation({"text_config": ATTENTION_NAME})
+        yield state
+    finally:
+        _ACTIVE_RUN.reset(token)
+        for handle in handles:
+            handle.remove()
+        model.set_attn_implementation({"text_config": previous})

@@ -1,0 +1,68 @@
+"""The model bundle: what every model loader returns and what `var_core.run` consumes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from var_core.registry import Backbone
+
+
+@dataclass
+class PreparedInputs:
+    """One (image, prompt) pair turned into model inputs, plus where the image went.
+
+    inputs: keyword arguments for `model.generate` / `model(...)` (input_ids, attention_mask, pixel_values, ...).
+    visual_positions: [N_vis] indices into input_ids of the visual tokens, in patch raster order.
+    grid: (rows, cols) of the patch grid; rows * cols == N_vis.
+    image: [H, W, 3] uint8, the image as the model sees it (after resize/crop), for overlays.
+    """
+
+    inputs: dict[str, torch.Tensor]
+    visual_positions: torch.Tensor
+    grid: tuple[int, int]
+    image: np.ndarray
+
+
+class Adapter(Protocol):
+    """What a model family must answer so one code path serves all families."""
+
+    family: str
+
+    def prepare(self, bundle: "ModelBundle", image: Image.Image, prompt: str) -> PreparedInputs: ...
+
+    def decoder_layers(self, model: torch.nn.Module) -> torch.nn.ModuleList: ...
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with everything needed to run and explain it."""
+
+    model: torch.nn.Module
+    processor: Any
+    name: str
+    backbone: Backbone
+    adapter: Adapter
+    extra: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one run at a time per model
+
+    @property
+    def text_config(self):
+        return self.model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return self.text_config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.text_config.num_attention_heads
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device

@@ -1,0 +1,34 @@
+"""LLaVA family adapter (`LlavaForConditionalGeneration`): one image, a square grid of patch tokens."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from var_core.models.bundle import ModelBundle, PreparedInputs
+from var_core.models.common import pixels_to_image, square_grid
+
+
+def chat_messages(prompt: str) -> list[dict]:
+    """A single user turn with the image first, then the question (LLaVA-1.5's layout)."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+class LlavaAdapter:
+    """Inputs via the processor's chat template; visual tokens are the expanded `image_token_id` positions."""
+
+    family = "llava"
+
+    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
+        processor = bundle.processor
+        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+        inputs = processor(images=image, text=text, return_tensors="pt")
+        positions = (inputs["input_ids"][0] == bundle.model.config.image_token_id).nonzero().flatten()
+        return PreparedInputs(
+            inputs=dict(inputs),
+            visual_positions=positions,
+            grid=square_grid(len(positions)),
+            image=pixels_to_image(inputs["pixel_values"][0], processor.image_processor),
+        )
+
+    def decoder_layers(self, model):
+        return model.model.language_model.layers

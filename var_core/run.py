@@ -1,0 +1,122 @@
+"""One model run (baseline or VAR) → a `Trace`. The only entry point the app and experiments use."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from var_core.config import VARConfig
+from var_core.hook import RunState, attention_hook
+from var_core.models.bundle import ModelBundle
+from var_core.registry import validate_tau
+from var_core.trace import Trace
+
+MAX_NEW_TOKENS_LIMIT = 512
+MAX_PROMPT_CHARS = 4000
+
+
+def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
+    """Validate user inputs with messages a person can act on; returns an RGB PIL image."""
+    if image is None:
+        raise ValueError("no image given: pass a PIL image or an [H, W, 3] uint8 array")
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"image must be a PIL image or numpy array, got {type(image).__name__}")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: ask a question about the image")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
+    return image.convert("RGB")
+
+
+def _stack(chunks: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
+    """Concatenate per-call chunks along the query axis (axis 1 of [H, Q, ...])."""
+    if not chunks:
+        return np.zeros(empty_shape, dtype=np.float32)
+    return torch.cat(chunks, dim=1).cpu().numpy()
+
+
+def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: int) -> dict[str, np.ndarray]:
+    """Stack the hook's per-layer records into [L, H, Q, ...] arrays."""
+    names = ("attn_to_visual", "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected")
+    out = {}
+    for name in names:
+        per_layer = []
+        for layer in range(num_layers):
+            record = state.layers.get(layer)
+            chunks = getattr(record, name) if record is not None else []
+            extra = (n_visual,) if name.startswith("attn") else ()
+            per_layer.append(_stack(chunks, (num_heads, 0, *extra)))
+        out[name] = np.stack(per_layer)
+    out["selected"] = out["selected"].astype(bool)
+    if state.var is None:
+        out["attn_to_visual_raw"] = None
+    return out
+
+
+def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|x|/RMS(x) at the profile layer for: first token, highest-φ visual token, median-φ visual token."""
+    hidden = state.profile_hidden[0]
+    phi_visual = state.phi[state.profile_layer][0, visual_positions].cpu().numpy()
+    order = np.argsort(phi_visual)
+    picks = np.array([0, visual_positions[order[-1]], visual_positions[order[len(order) // 2]]])
+    rows = hidden[picks]
+    normalised = rows.abs() * torch.rsqrt(rows.pow(2).mean(-1, keepdim=True) + 1e-6)
+    return normalised.cpu().numpy(), picks
+
+
+@torch.no_grad()
+def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
+             max_new_tokens: int = 64) -> Trace:
+    """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
+
+    config=None is the baseline (no redistribution; sinks and head statistics are still measured).
+    """
+    image = _check_inputs(image, prompt, max_new_tokens)
+    selection = config or VARConfig()
+    backbone = bundle.backbone
+    sink_dims = selection.sink_dims or backbone.sink_dims
+    tau = selection.tau if selection.tau is not None else backbone.tau
+    validate_tau(tau, bundle.text_config.hidden_size)
+    num_layers, num_heads = bundle.num_layers, bundle.num_heads
+    var_layers = frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset()
+
+    prepared = bundle.adapter.prepare(bundle, image, prompt)
+    input_ids = prepared.inputs["input_ids"]
+    visual_positions = prepared.visual_positions.cpu().numpy()
+    visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    visual_mask[0, prepared.visual_positions] = True
+    state = RunState(visual_mask=visual_mask.to(bundle.device), query_start=int(visual_positions.max()) + 1,
+                     sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
+                     var_layers=var_layers, capture=capture, profile_layer=num_layers // 2)
+
+    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
+    inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
+    with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
+        output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    sequence = output[0].cpu()
+    n_prompt = input_ids.shape[1]
+    answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()
+    n_queries_prompt = n_prompt - state.query_start
+    layer_arrays = _layer_arrays(state, num_layers, num_heads, len(visual_positions))
+    n_queries = layer_arrays["visual_mass"].shape[2]
+    profile_hidden, profile_tokens = _profile(state, visual_positions)
+    return Trace(
+        model_name=bundle.name, prompt=prompt, answer=answer,
+        tokens=[tokenizer.decode([int(t)]) for t in sequence], n_prompt=n_prompt,
+        image=prepared.image, grid=tuple(prepared.grid), visual_positions=visual_positions,
+        query_positions=np.arange(state.query_start, state.query_start + (n_queries if capture else 0)),
+        phi=torch.cat([state.phi[layer] for layer in range(num_layers)]).cpu().numpy(),
+        sink_mask=torch.cat([state.sink_masks[layer] for layer in range(num_layers)]).cpu().numpy(),
+        profile_hidden=profile_hidden, profile_tokens=profile_tokens, profile_layer=state.profile_layer,
+        settings={"model": bundle.name, "sink_dims": list(sink_dims), "tau": float(tau), "rho": selection.rho,
+                  "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
+                  "var_layers": sorted(var_layers), "recycle_text_sinks": selection.recycle_text_sinks,
+                  "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt},
+        **layer_arrays,
+    )

@@ -1,0 +1,120 @@
+"""`Trace`: everything one model run produced that the views and the UI read (CPU numpy only).
+
+Naming follows the method: `layer`, `head`, `query` (a captured text query row), `visual` (index into the
+visual tokens, raster order over `grid`). Attention is sliced text→visual, never the full T×T matrix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+ARRAY_FIELDS = ("image", "visual_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
+                "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected", "profile_hidden",
+                "profile_tokens")
+
+
+@dataclass
+class Trace:
+    """One run: tokens, where the image is, φ per layer, head statistics and text→visual attention.
+
+    tokens: all token strings (prompt then generated); n_prompt: how many are prompt.
+    image: [H, W, 3] uint8 as the model saw it. grid: (rows, cols) of visual tokens.
+    visual_positions: [N_vis] token indices of the visual tokens. query_positions: [Q] token index of each
+    captured query row (prompt text after the image, then each decoded token that was fed back).
+    phi, sink_mask: [L, T_prompt] φ(x) entering each layer and φ > τ, over all prompt tokens.
+    attn_to_visual: [L, H, Q, N_vis] attention the model used; attn_to_visual_raw: same before VAR
+    (None in a run without VAR). visual_mass, sink_mass, ratio: [L, H, Q] attention to the image, to all
+    sink tokens, and visual non-sink ratio r, before VAR. selected: [L, H, Q] image-centric rows (the rule is
+    applied in baseline runs too, so a baseline shows which heads VAR would touch).
+    profile_hidden: [3, D] |x|/RMS(x) at `profile_layer` for the tokens `profile_tokens` (BOS, the strongest
+    visual sink candidate, a typical visual token) — the massive-activation view.
+    settings: model name, sink dims, τ, ρ, p (None = baseline), VAR layers, etc.
+    """
+
+    model_name: str
+    prompt: str
+    answer: str
+    tokens: list[str]
+    n_prompt: int
+    image: np.ndarray
+    grid: tuple[int, int]
+    visual_positions: np.ndarray
+    query_positions: np.ndarray
+    phi: np.ndarray
+    sink_mask: np.ndarray
+    attn_to_visual: np.ndarray
+    visual_mass: np.ndarray
+    sink_mass: np.ndarray
+    ratio: np.ndarray
+    selected: np.ndarray
+    profile_hidden: np.ndarray
+    profile_tokens: np.ndarray
+    profile_layer: int
+    settings: dict = field(default_factory=dict)
+    attn_to_visual_raw: np.ndarray | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.attn_to_visual.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.attn_to_visual.shape[1]
+
+    @property
+    def var_applied(self) -> bool:
+        return self.settings.get("p") is not None
+
+    @property
+    def phi_visual(self) -> np.ndarray:
+        """[L, N_vis] φ of the visual tokens."""
+        return self.phi[:, self.visual_positions]
+
+    @property
+    def visual_sinks(self) -> np.ndarray:
+        """[L, N_vis] bool, visual tokens with φ > τ at each layer."""
+        return self.sink_mask[:, self.visual_positions]
+
+    @property
+    def query_tokens(self) -> list[str]:
+        return [self.tokens[i] for i in self.query_positions]
+
+    def save(self, path) -> Path:
+        """Write as a pickle-free `.npz` (metadata as a JSON string)."""
+        arrays = {name: getattr(self, name) for name in ARRAY_FIELDS if getattr(self, name) is not None}
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ARRAY_FIELDS}
+        path = Path(path)
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Trace":
+        """Read a `.npz` written by `save`; never unpickles."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in ARRAY_FIELDS if name in data}
+        meta["grid"] = tuple(meta["grid"])
+        return cls(**meta, **arrays)
+
+    def summary(self) -> dict:
+        """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads with r."""
+        sinks = self.visual_sinks
+        heads = []
+        selected = self.selected.any(-1)
+        for layer, head in zip(*np.nonzero(selected)):
+            rows = self.selected[layer, head]
+            heads.append({"layer": int(layer), "head": int(head), "rows": int(rows.sum()),
+                          "r": float(self.ratio[layer, head][rows].mean()),
+                          "visual_mass": float(self.visual_mass[layer, head][rows].mean())})
+        return {
+            "answer": self.answer,
+            "sinks": [{"layer": layer, "count": int(sinks[layer].sum()),
+                       "visual_indices": np.nonzero(sinks[layer])[0].tolist()} for layer in range(len(sinks))],
+            "heads": heads,
+            "settings": self.settings,
+        }
+
