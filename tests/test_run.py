@@ -1,0 +1,131 @@
+"""`var_core.run.generate` end to end on the tiny LLaVA: answers, Trace contents, per-run isolation."""
+
+import numpy as np
+import pytest
+
+from var_core.config import VARConfig
+from var_core.run import generate
+from var_core.trace import Trace
+
+PROMPT = "what colour is the square ?"
+VAR = VARConfig(p=0.6, tau=1.2)
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_bundle, noise_image):
+    return generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def with_var(tiny_bundle, noise_image):
+    return generate(tiny_bundle, noise_image, PROMPT, config=VAR, max_new_tokens=6)
+
+
+def test_trace_shapes(tiny_bundle, baseline):
+    layers, heads, n_visual = tiny_bundle.num_layers, tiny_bundle.num_heads, 16
+    queries = len(baseline.query_positions)
+    assert baseline.grid == (4, 4) and len(baseline.visual_positions) == n_visual
+    assert baseline.attn_to_visual.shape == (layers, heads, queries, n_visual)
+    for name in ("visual_mass", "sink_mass", "ratio", "selected"):
+        assert getattr(baseline, name).shape == (layers, heads, queries)
+    assert baseline.phi.shape == baseline.sink_mask.shape == (layers, baseline.n_prompt)
+    assert baseline.image.shape == (32, 32, 3) and baseline.image.dtype == np.uint8
+    assert baseline.attn_to_visual_raw is None and not baseline.var_applied
+    assert baseline.profile_hidden.shape == (3, 64)
+
+
+def test_queries_are_the_text_after_the_image_then_each_fed_back_token(baseline):
+    first = baseline.visual_positions.max() + 1
+    n_generated = len(baseline.tokens) - baseline.n_prompt
+    assert baseline.query_positions[0] == first
+    assert baseline.query_positions[-1] == len(baseline.tokens) - 2  # the last token is never fed back
+    assert len(baseline.query_positions) == baseline.n_prompt - first + n_generated - 1
+    assert n_generated == 6
+
+
+def test_answer_is_the_decoded_generation(tiny_bundle, baseline):
+    specials = set(tiny_bundle.processor.tokenizer.all_special_tokens)
+    words = [token for token in baseline.tokens[baseline.n_prompt:] if token not in specials]
+    assert words and baseline.answer == " ".join(words)
+
+
+def test_generation_is_greedy_and_reproducible(tiny_bundle, noise_image, baseline):
+    again = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6)
+    assert again.answer == baseline.answer
+    assert np.array_equal(again.attn_to_visual, baseline.attn_to_visual)
+
+
+def test_var_trace_keeps_raw_and_redistributed_attention(with_var):
+    assert with_var.var_applied and with_var.attn_to_visual_raw.shape == with_var.attn_to_visual.shape
+    selected = with_var.selected
+    assert selected.any()
+    # rows outside the selected heads or outside VAR layers are identical before and after
+    untouched = ~selected
+    assert np.array_equal(with_var.attn_to_visual[untouched], with_var.attn_to_visual_raw[untouched])
+    # redistribution moves mass onto visual tokens in the selected rows
+    after = with_var.attn_to_visual.sum(-1)[selected]
+    before = with_var.attn_to_visual_raw.sum(-1)[selected]
+    assert (after >= before - 1e-6).all() and (after > before + 1e-4).any()
+
+
+def test_var_acts_during_decoding_too(with_var):
+    decode_rows = with_var.query_positions >= with_var.n_prompt
+    changed = np.abs(with_var.attn_to_visual - with_var.attn_to_visual_raw).max(axis=(0, 1, 3))
+    assert (changed[decode_rows] > 1e-6).any()
+
+
+def test_default_var_layers_skip_first_two_and_last(tiny_bundle, with_var):
+    assert with_var.settings["var_layers"] == [2]  # 4 layers: 2 … L−2
+    assert VARConfig().resolve_layers(32) == tuple(range(2, 31))
+
+
+def test_runs_do_not_leak_state(tiny_bundle, noise_image, baseline):
+    generate(tiny_bundle, noise_image, PROMPT, config=VARConfig(p=1.0, tau=0.5), max_new_tokens=6)
+    after = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6)
+    assert after.answer == baseline.answer
+    assert np.array_equal(after.sink_mask, baseline.sink_mask)
+    assert np.array_equal(after.attn_to_visual, baseline.attn_to_visual)
+
+
+def test_capture_off_still_answers(tiny_bundle, noise_image, baseline):
+    trace = generate(tiny_bundle, noise_image, PROMPT, capture=False, max_new_tokens=6)
+    assert trace.answer == baseline.answer and trace.attn_to_visual.shape[2] == 0
+
+
+def test_trace_round_trips_through_npz_without_pickle(tmp_path, with_var):
+    path = with_var.save(tmp_path / "trace.npz")
+    loaded = Trace.load(path)
+    assert loaded.answer == with_var.answer and loaded.grid == with_var.grid
+    assert np.array_equal(loaded.attn_to_visual_raw, with_var.attn_to_visual_raw)
+    assert loaded.settings == with_var.settings and loaded.tokens == with_var.tokens
+
+
+def test_summary_lists_sinks_and_selected_heads(with_var):
+    summary = with_var.summary()
+    assert len(summary["sinks"]) == with_var.num_layers
+    assert sum(entry["count"] for entry in summary["sinks"]) == int(with_var.visual_sinks.sum())
+    assert all(0 <= head["r"] <= 1 and head["r"] >= VAR.rho for head in summary["heads"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"prompt": "x" * 5000}, "limit"),
+    ({"max_new_tokens": 0}, "max_new_tokens"),
+    ({"image": None}, "no image"),
+    ({"config": VARConfig(tau=100.0)}, "tau="),
+])
+def test_bad_inputs_raise_clear_errors(tiny_bundle, noise_image, kwargs, message):
+    args = {"image": noise_image, "prompt": PROMPT, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate(tiny_bundle, args.pop("image"), args.pop("prompt"), **args)
+
+
+@pytest.mark.parametrize("kwargs", [{"p": 1.2}, {"rho": -0.1}, {"min_visual_mass": float("nan")}])
+def test_config_rejects_out_of_range_values(kwargs):
+    with pytest.raises(ValueError):
+        VARConfig(**kwargs)
+
+
+def test_config_rejects_missing_layers():
+    with pytest.raises(ValueError, match="do not exist"):
+        VARConfig(layers=(1, 40)).resolve_layers(4)
