@@ -2,7 +2,7 @@
 
 import torch
 
-from var_core.heads import select_image_centric_heads, visual_mass, visual_non_sink_ratio
+from var_core.heads import select_image_centric_heads, attention_mass, visual_non_sink_ratio
 
 # keys: 0 BOS (text sink), 1 visual sink, 2-3 visual, 4 text
 VISUAL = torch.tensor([[False, True, True, True, False]])
@@ -15,7 +15,7 @@ def rows(*weights):
 
 def test_ratio_counts_only_visual_sinks():
     attn = rows([0.3, 0.2, 0.3, 0.1, 0.1])
-    assert torch.allclose(visual_mass(attn, VISUAL), torch.tensor([[[0.6]]]))
+    assert torch.allclose(attention_mass(attn, VISUAL), torch.tensor([[[0.6]]]))
     assert torch.allclose(visual_non_sink_ratio(attn, VISUAL, SINKS), torch.tensor([[[0.4 / 0.6]]]))
 
 

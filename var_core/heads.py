@@ -12,9 +12,9 @@ def _key_mask(mask: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     return mask[:, None, None, :].to(attn.dtype)
 
 
-def visual_mass(attn: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
-    """Σ_{j ∈ I_vis} α_ij. attn: [B, H, Q, K] post-softmax; visual_mask: [B, K]. Returns [B, H, Q] float32."""
-    return (attn.float() * _key_mask(visual_mask, attn.float())).sum(-1)
+def attention_mass(attn: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """Σ_{j ∈ key_mask} α_ij, e.g. the visual mass. attn: [B, H, Q, K]; key_mask: [B, K]. Returns [B, H, Q] float32."""
+    return (attn.float() * _key_mask(key_mask, attn.float())).sum(-1)
 
 
 def visual_non_sink_ratio(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: torch.Tensor) -> torch.Tensor:
@@ -23,8 +23,8 @@ def visual_non_sink_ratio(attn: torch.Tensor, visual_mask: torch.Tensor, sink_ma
     attn: [B, H, Q, K] post-softmax; visual_mask, sink_mask: [B, K] bool (sink_mask may include text sinks:
     only visual sinks count here).
     """
-    total = visual_mass(attn, visual_mask)
-    non_sink = visual_mass(attn, visual_mask & ~sink_mask)
+    total = attention_mass(attn, visual_mask)
+    non_sink = attention_mass(attn, visual_mask & ~sink_mask)
     return torch.where(total > 0, non_sink / total.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(total))
 
 
@@ -36,5 +36,5 @@ def select_image_centric_heads(
     min_visual_mass: float = 0.2,
 ) -> torch.Tensor:
     """[B, H, Q] bool: the (head, query) rows with visual mass ≥ min_visual_mass AND r ≥ rho."""
-    mass = visual_mass(attn, visual_mask)
+    mass = attention_mass(attn, visual_mask)
     return (mass >= min_visual_mass) & (visual_non_sink_ratio(attn, visual_mask, sink_mask) >= rho)

@@ -19,7 +19,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
-from var_core.heads import select_image_centric_heads, visual_mass, visual_non_sink_ratio
+from var_core.heads import attention_mass, select_image_centric_heads, visual_non_sink_ratio
 from var_core.redistribute import redistribute
 from var_core.sink import phi
 
@@ -113,8 +113,8 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         record.attn_to_visual.append(new_weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
         if state.var is not None:
             record.attn_to_visual_raw.append(weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
-        record.visual_mass.append(visual_mass(weights, visual)[0][:, rows])
-        record.sink_mass.append(visual_mass(weights, sinks)[0][:, rows])
+        record.visual_mass.append(attention_mass(weights, visual)[0][:, rows])
+        record.sink_mass.append(attention_mass(weights, sinks)[0][:, rows])
         record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows])
         record.selected.append(selected[0][:, rows])
     return new_weights
