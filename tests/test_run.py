@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
+from dataclasses import replace
+
 from var_core.config import VARConfig
+from var_core.models.bundle import PreparedInputs
+from var_core.models.llava import LlavaAdapter
 from var_core.run import generate
 from var_core.trace import Trace
 
@@ -98,6 +102,20 @@ def test_trace_round_trips_through_npz_without_pickle(tmp_path, with_var):
     assert loaded.answer == with_var.answer and loaded.grid == with_var.grid
     assert np.array_equal(loaded.attn_to_visual_raw, with_var.attn_to_visual_raw)
     assert loaded.settings == with_var.settings and loaded.tokens == with_var.tokens
+
+
+def test_grid_can_be_a_subset_of_the_visual_tokens(tiny_bundle, noise_image, with_var):
+    class CornerAdapter(LlavaAdapter):
+        def prepare(self, bundle, image, prompt):
+            full = super().prepare(bundle, image, prompt)
+            return PreparedInputs(full.inputs, full.visual_positions, (2, 2), full.image,
+                                  grid_positions=full.visual_positions[[0, 1, 4, 5]])
+
+    corner = replace(tiny_bundle, adapter=CornerAdapter())
+    trace = generate(corner, noise_image, PROMPT, config=VAR, max_new_tokens=6)
+    assert trace.grid == (2, 2) and trace.attn_to_visual.shape[-1] == 4
+    assert np.array_equal(trace.attn_to_visual, with_var.attn_to_visual[..., [0, 1, 4, 5]])
+    assert len(trace.image_token_positions) == 16
 
 
 def test_summary_lists_sinks_and_selected_heads(with_var):

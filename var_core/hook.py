@@ -42,8 +42,9 @@ class LayerRecord:
 class RunState:
     """Everything one run's hook needs and produces; created per request, never shared.
 
-    visual_mask: [B, T_prompt] bool. query_start: first prompt position whose query rows VAR/capture act on
-    (the text after the image); every decode step is acted on too.
+    visual_mask: [B, T_prompt] bool, every image token (VAR's I_vis). query_start: first prompt position whose
+    query rows VAR/capture act on (the text after the image); every decode step is acted on too.
+    grid_positions: the visual tokens drawn as the heatmap grid, raster order (default: all visual tokens).
     """
 
     visual_mask: torch.Tensor
@@ -52,6 +53,7 @@ class RunState:
     tau: float
     selection: VARConfig  # rho / min_visual_mass used to rank heads (also in baseline runs)
     var: VARConfig | None = None
+    grid_positions: torch.Tensor | None = None  # [N_grid] token indices whose attention is captured
     var_layers: frozenset[int] = frozenset()
     capture: bool = True
     profile_layer: int | None = None
@@ -108,11 +110,13 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
 
     if state.capture and bool(query_mask.any()):
         rows = query_mask[0]
-        vis = state.visual_mask[0]
+        grid = state.grid_positions
+        if grid is None:
+            grid = state.visual_mask[0].nonzero().flatten()
         record = state.layers.setdefault(layer, LayerRecord())
-        record.attn_to_visual.append(new_weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
+        record.attn_to_visual.append(new_weights[0][:, rows][..., grid].float())
         if state.var is not None:
-            record.attn_to_visual_raw.append(weights[0][:, rows][..., :vis.shape[0]][..., vis].float())
+            record.attn_to_visual_raw.append(weights[0][:, rows][..., grid].float())
         record.visual_mass.append(attention_mass(weights, visual)[0][:, rows])
         record.sink_mass.append(attention_mass(weights, sinks)[0][:, rows])
         record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows])

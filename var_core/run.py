@@ -61,7 +61,7 @@ def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: in
 def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """|x|/RMS(x) at the profile layer for: first token, highest-φ visual token, median-φ visual token."""
     hidden = state.profile_hidden[0]
-    phi_visual = state.phi[state.profile_layer][0, visual_positions].cpu().numpy()
+    phi_visual = state.phi[state.profile_layer][0].cpu().numpy()[visual_positions]
     order = np.argsort(phi_visual)
     picks = np.array([0, visual_positions[order[-1]], visual_positions[order[len(order) // 2]]])
     rows = hidden[picks]
@@ -87,10 +87,13 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
 
     prepared = bundle.adapter.prepare(bundle, image, prompt)
     input_ids = prepared.inputs["input_ids"]
-    visual_positions = prepared.visual_positions.cpu().numpy()
+    grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    visual_positions = grid_positions.cpu().numpy()
     visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     visual_mask[0, prepared.visual_positions] = True
-    state = RunState(visual_mask=visual_mask.to(bundle.device), query_start=int(visual_positions.max()) + 1,
+    state = RunState(visual_mask=visual_mask.to(bundle.device),
+                     query_start=int(prepared.visual_positions.max()) + 1,
+                     grid_positions=grid_positions.to(bundle.device),
                      sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
                      var_layers=var_layers, capture=capture, profile_layer=num_layers // 2)
 
@@ -110,6 +113,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         model_name=bundle.name, prompt=prompt, answer=answer,
         tokens=[tokenizer.decode([int(t)]) for t in sequence], n_prompt=n_prompt,
         image=prepared.image, grid=tuple(prepared.grid), visual_positions=visual_positions,
+        image_token_positions=prepared.visual_positions.cpu().numpy(),
         query_positions=np.arange(state.query_start, state.query_start + (n_queries if capture else 0)),
         phi=torch.cat([state.phi[layer] for layer in range(num_layers)]).cpu().numpy(),
         sink_mask=torch.cat([state.sink_masks[layer] for layer in range(num_layers)]).cpu().numpy(),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-ARRAY_FIELDS = ("image", "visual_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
+ARRAY_FIELDS = ("image", "visual_positions", "image_token_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
                 "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected", "profile_hidden",
                 "profile_tokens")
 
@@ -23,7 +23,8 @@ class Trace:
 
     tokens: all token strings (prompt then generated); n_prompt: how many are prompt.
     image: [H, W, 3] uint8 as the model saw it. grid: (rows, cols) of visual tokens.
-    visual_positions: [N_vis] token indices of the visual tokens. query_positions: [Q] token index of each
+    visual_positions: [N_vis] token indices of the visual tokens drawn as the grid, raster order
+    (N_vis = rows·cols); image_token_positions: every visual token, incl. tiles not drawn. query_positions: [Q] token index of each
     captured query row (prompt text after the image, then each decoded token that was fed back).
     phi, sink_mask: [L, T_prompt] φ(x) entering each layer and φ > τ, over all prompt tokens.
     attn_to_visual: [L, H, Q, N_vis] attention the model used; attn_to_visual_raw: same before VAR
@@ -55,6 +56,7 @@ class Trace:
     profile_tokens: np.ndarray
     profile_layer: int
     settings: dict = field(default_factory=dict)
+    image_token_positions: np.ndarray | None = None
     attn_to_visual_raw: np.ndarray | None = None
 
     @property
@@ -102,19 +104,16 @@ class Trace:
 
     def summary(self) -> dict:
         """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads with r."""
-        sinks = self.visual_sinks
+        image_tokens = self.visual_positions if self.image_token_positions is None else self.image_token_positions
         heads = []
-        selected = self.selected.any(-1)
-        for layer, head in zip(*np.nonzero(selected)):
+        for layer, head in zip(*np.nonzero(self.selected.any(-1))):
             rows = self.selected[layer, head]
             heads.append({"layer": int(layer), "head": int(head), "rows": int(rows.sum()),
                           "r": float(self.ratio[layer, head][rows].mean()),
                           "visual_mass": float(self.visual_mass[layer, head][rows].mean())})
-        return {
-            "answer": self.answer,
-            "sinks": [{"layer": layer, "count": int(sinks[layer].sum()),
-                       "visual_indices": np.nonzero(sinks[layer])[0].tolist()} for layer in range(len(sinks))],
-            "heads": heads,
-            "settings": self.settings,
-        }
-
+        sinks = []
+        for layer in range(self.num_layers):
+            positions = image_tokens[self.sink_mask[layer, image_tokens]]
+            sinks.append({"layer": layer, "count": int(len(positions)), "token_positions": positions.tolist(),
+                          "grid_indices": np.nonzero(self.visual_sinks[layer])[0].tolist()})
+        return {"answer": self.answer, "sinks": sinks, "heads": heads, "settings": self.settings}

@@ -18,8 +18,11 @@ class PreparedInputs:
     """One (image, prompt) pair turned into model inputs, plus where the image went.
 
     inputs: keyword arguments for `model.generate` / `model(...)` (input_ids, attention_mask, pixel_values, ...).
-    visual_positions: [N_vis] indices into input_ids of the visual tokens, in patch raster order.
-    grid: (rows, cols) of the patch grid; rows * cols == N_vis.
+    visual_positions: [N_vis] indices into input_ids of every visual token (VAR's I_vis).
+    grid: (rows, cols) of the patch grid drawn over `image`.
+    grid_positions: [rows * cols] the visual tokens that form that grid, in raster order; None = all of
+        `visual_positions` (a plain single-grid model). Tiled models (extra tiles, thumbnails, row separators)
+        draw one grid and keep the other visual tokens in VAR only.
     image: [H, W, 3] uint8, the image as the model sees it (after resize/crop), for overlays.
     """
 
@@ -27,6 +30,12 @@ class PreparedInputs:
     visual_positions: torch.Tensor
     grid: tuple[int, int]
     image: np.ndarray
+    grid_positions: torch.Tensor | None = None
+
+    def __post_init__(self):
+        drawn = self.visual_positions if self.grid_positions is None else self.grid_positions
+        if len(drawn) != self.grid[0] * self.grid[1]:
+            raise ValueError(f"grid {self.grid} needs {self.grid[0] * self.grid[1]} visual tokens, got {len(drawn)}")
 
 
 class Adapter(Protocol):
