@@ -1,0 +1,65 @@
+"""Turn whatever a user uploads into a safe RGB image, or fail with a message they can act on."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_PIXELS = 40_000_000  # decompression-bomb guard: larger images are refused before decoding
+MAX_SIDE = 2048  # larger images are downscaled (the models see ≤ 1k px anyway)
+MIN_SIDE = 8
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite transparent images onto white, so transparent pixels do not turn black."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode → RGB: alpha flattened, 16/32-bit greyscale rescaled, CMYK/palette converted."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return _flatten_alpha(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = np.zeros_like(values) if high == low else (values - low) / (high - low) * 255
+        return Image.fromarray(scaled.round().astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def prepare_image(image) -> Image.Image:
+    """Validate and normalise a user image (PIL, numpy array or file path) to an RGB PIL image.
+
+    Honours EXIF rotation, takes the first frame of animations, refuses images over MAX_PIXELS or under
+    MIN_SIDE px, downscales anything over MAX_SIDE px. Raises ValueError with a user-facing message.
+    """
+    if image is None:
+        raise ValueError("No image: upload an image or pick one of the examples.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(image, np.ndarray):
+                image = Image.fromarray(image)
+            elif not isinstance(image, Image.Image):
+                image = Image.open(image)
+            if image.width * image.height > MAX_PIXELS:
+                raise ValueError(f"The image is {image.width}×{image.height}; the limit is {MAX_PIXELS:,} pixels.")
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"The image is too large to open safely; the limit is {MAX_PIXELS:,} pixels.") from None
+    except (OSError, SyntaxError, TypeError) as error:
+        raise ValueError(f"This file could not be read as an image ({error}). Upload a PNG, JPEG, WebP or GIF.") from None
+    if min(image.size) < MIN_SIDE:
+        raise ValueError(f"The image is {image.width}×{image.height}; it must be at least {MIN_SIDE} px on each side.")
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
