@@ -147,3 +147,11 @@ def test_config_rejects_out_of_range_values(kwargs):
 def test_config_rejects_missing_layers():
     with pytest.raises(ValueError, match="do not exist"):
         VARConfig(layers=(1, 40)).resolve_layers(4)
+
+
+def test_baseline_measures_with_the_given_settings_but_does_not_redistribute(tiny_bundle, noise_image, baseline):
+    measured = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6, measure=VARConfig(tau=0.5))
+    assert measured.attn_to_visual_raw is None and measured.settings["tau"] == 0.5
+    assert measured.answer == baseline.answer
+    assert np.array_equal(measured.attn_to_visual, baseline.attn_to_visual)
+    assert measured.visual_sinks.sum() > baseline.visual_sinks.sum()

@@ -71,13 +71,14 @@ def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray,
 
 @torch.no_grad()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
-             max_new_tokens: int = 64) -> Trace:
+             max_new_tokens: int = 64, measure: VARConfig | None = None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
-    config=None is the baseline (no redistribution; sinks and head statistics are still measured).
+    config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
+    `measure`'s τ, ρ, sink dims (default: the registry's), so a baseline can be compared with a VAR run.
     """
     image = _check_inputs(image, prompt, max_new_tokens)
-    selection = config or VARConfig()
+    selection = config or measure or VARConfig()
     backbone = bundle.backbone
     sink_dims = selection.sink_dims or backbone.sink_dims
     tau = selection.tau if selection.tau is not None else backbone.tau

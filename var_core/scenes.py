@@ -1,0 +1,194 @@
+"""Synthetic shape scenes with question/answer pairs: training data and held-out tests for the default model.
+
+Every scene is a pure function of its seed; every answer is computed from the scene's metadata (`Scene.shapes`),
+so each question is answerable from the metadata alone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SIZE = 128  # the default model's input resolution, so the processor does not resample scenes
+COLOURS = {
+    "red": (215, 35, 35), "orange": (245, 135, 15), "yellow": (240, 215, 20),
+    "green": (35, 160, 55), "blue": (35, 75, 215), "purple": (135, 50, 185), "black": (20, 20, 20),
+}
+SHAPES = ("circle", "square", "triangle", "star")
+BACKGROUNDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "texture": "textured"}
+QUESTION_KINDS = ("colour", "shape", "count", "yesno", "position", "caption")
+HELDOUT_SEED_BASE = 1_000_000_000  # training uses seeds below this, evaluation seeds from here on
+POSITION_MIN_OFFSET, POSITION_MIN_MARGIN = 18, 12  # pixels: only ask "where" when the answer is unambiguous
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One object: kind, colour name, centre (x right, y down, pixels) and radius of its bounding circle."""
+
+    kind: str
+    colour: str
+    x: float
+    y: float
+    radius: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.kind}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene's metadata; `render` turns it into the image."""
+
+    seed: int
+    background: str
+    shapes: tuple[Shape, ...]
+
+
+@dataclass(frozen=True)
+class QA:
+    """A question about a scene with its one-word (or one-sentence, for captions) answer."""
+
+    kind: str
+    question: str
+    answer: str
+
+
+def make_scene(seed: int) -> Scene:
+    """1–4 non-overlapping shapes with distinct (colour, kind) pairs on a random background."""
+    rng = random.Random(seed)
+    count = rng.randint(1, 4)
+    max_radius = 22 if count <= 2 else 18
+    shapes: list[Shape] = []
+    while len(shapes) < count:
+        kind, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        radius = rng.uniform(10, max_radius)
+        x, y = rng.uniform(radius + 2, SIZE - radius - 2), rng.uniform(radius + 2, SIZE - radius - 2)
+        clash = any(s.kind == kind and s.colour == colour for s in shapes)
+        overlap = any(math.hypot(s.x - x, s.y - y) < s.radius + radius + 4 for s in shapes)
+        if not clash and not overlap:
+            shapes.append(Shape(kind, colour, round(x, 1), round(y, 1), round(radius, 1)))
+    return Scene(seed, rng.choice(list(BACKGROUNDS)), tuple(shapes))
+
+
+def _background(kind: str, rng: random.Random) -> np.ndarray:
+    """A pale, low-saturation background so every shape colour stays distinct from it."""
+    def tone():
+        base = rng.uniform(150, 235)
+        return np.array([base + rng.uniform(-15, 15) for _ in range(3)])
+
+    a = tone()
+    if kind == "plain":
+        return np.broadcast_to(a, (SIZE, SIZE, 3)).copy()
+    if kind == "gradient":
+        b, angle = tone(), rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
+        t = np.clip((math.cos(angle) * (xx - 0.5) + math.sin(angle) * (yy - 0.5)) + 0.5, 0, 1)[..., None]
+        return a * (1 - t) + b * t
+    if kind == "noise":
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(6, 14), (SIZE, SIZE, 1))
+        return a + noise
+    period, b = rng.randint(6, 16), a + rng.choice([-1, 1]) * rng.uniform(12, 25)  # texture: stripes or checks
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    mask = (xx // period) % 2 if rng.random() < 0.5 else ((xx // period) + (yy // period)) % 2
+    return np.where(mask[..., None] == 1, b, a)
+
+
+def _polygon(shape: Shape, angle: float, scale: float) -> list[tuple[float, float]]:
+    """Vertices of a square, triangle or five-pointed star inside the shape's bounding circle."""
+    points = {"square": [(1, k * 90 + 45) for k in range(4)], "triangle": [(1, k * 120 - 90) for k in range(3)],
+              "star": [((1 if k % 2 == 0 else 0.45), k * 36 - 90) for k in range(10)]}[shape.kind]
+    r = shape.radius * scale
+    return [(scale * shape.x + r * f * math.cos(math.radians(a + angle)),
+             scale * shape.y + r * f * math.sin(math.radians(a + angle))) for f, a in points]
+
+
+def render(scene: Scene) -> Image.Image:
+    """Draw the scene (2× supersampled for smooth edges) as a SIZE×SIZE RGB image."""
+    rng = random.Random(scene.seed ^ 0x5EED)
+    pixels = np.clip(_background(scene.background, rng), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels).resize((2 * SIZE, 2 * SIZE), Image.NEAREST)
+    draw = ImageDraw.Draw(image)
+    for shape in scene.shapes:
+        fill = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in COLOURS[shape.colour])
+        if shape.kind == "circle":
+            x, y, r = 2 * shape.x, 2 * shape.y, 2 * shape.radius
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+        else:
+            draw.polygon(_polygon(shape, rng.uniform(-12, 12), 2), fill=fill)
+    return image.resize((SIZE, SIZE), Image.LANCZOS)
+
+
+def position(shape: Shape) -> str | None:
+    """left/right/top/bottom of the image centre along the dominant axis; None when that is ambiguous."""
+    dx, dy = shape.x - SIZE / 2, shape.y - SIZE / 2
+    if max(abs(dx), abs(dy)) < POSITION_MIN_OFFSET or abs(abs(dx) - abs(dy)) < POSITION_MIN_MARGIN:
+        return None
+    if abs(dx) > abs(dy):
+        return "left" if dx < 0 else "right"
+    return "top" if dy < 0 else "bottom"
+
+
+def describe(scene: Scene, shape: Shape) -> str:
+    """The shortest unambiguous name: "square" if it is the only square, else "red square"."""
+    return shape.kind if sum(s.kind == shape.kind for s in scene.shapes) == 1 else shape.name
+
+
+def article(word: str) -> str:
+    """"a" or "an" before `word`."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def caption(scene: Scene) -> str:
+    """"A red circle and a blue square on a plain background." with objects listed left to right."""
+    names = [f"{article(s.colour)} {s.name}" for s in sorted(scene.shapes, key=lambda s: s.x)]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{listed[0].upper()}{listed[1:]} on a {BACKGROUNDS[scene.background]} background."
+
+
+def ask(scene: Scene, kind: str, rng: random.Random) -> QA | None:
+    """One question of `kind` about the scene, or None when the scene has nothing unambiguous to ask."""
+    shapes = scene.shapes
+    if kind == "colour":
+        unique = [s for s in shapes if sum(t.kind == s.kind for t in shapes) == 1]
+        if not unique:
+            return None
+        target = rng.choice(unique)
+        return QA(kind, f"What colour is the {target.kind}?", target.colour)
+    if kind == "shape":
+        unique = [s for s in shapes if sum(t.colour == s.colour for t in shapes) == 1]
+        if not unique:
+            return None
+        target = rng.choice(unique)
+        return QA(kind, f"What shape is the {target.colour} object?", target.kind)
+    if kind == "count":
+        return QA(kind, "How many shapes are there?", str(len(shapes)))
+    if kind == "yesno":
+        present = {(s.colour, s.kind) for s in shapes}
+        if rng.random() < 0.5:
+            colour, shape = rng.choice(sorted(present))
+        else:
+            absent = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in present]
+            hard = [(c, k) for c, k in absent if any(c == pc or k == pk for pc, pk in present)]
+            colour, shape = rng.choice(hard if hard and rng.random() < 0.5 else absent)
+        answer = "yes" if (colour, shape) in present else "no"
+        return QA(kind, f"Is there {article(colour)} {colour} {shape} in the image?", answer)
+    if kind == "position":
+        placed = [s for s in shapes if position(s)]
+        if not placed:
+            return None
+        target = rng.choice(placed)
+        return QA(kind, f"Where is the {describe(scene, target)}?", position(target))
+    if kind == "caption":
+        return QA(kind, "Describe the image.", caption(scene))
+    raise ValueError(f"unknown question kind {kind!r}; known: {QUESTION_KINDS}")
+
+
+def questions(scene: Scene) -> list[QA]:
+    """One question of every kind the scene can answer, deterministic for the scene's seed."""
+    rng = random.Random(scene.seed * 31 + 7)
+    return [qa for kind in QUESTION_KINDS if (qa := ask(scene, kind, rng)) is not None]
