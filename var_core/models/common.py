@@ -23,3 +23,22 @@ def pixels_to_image(pixel_values: torch.Tensor, image_processor) -> np.ndarray:
     pixels = pixel_values.float().cpu() * std + mean
     scale = getattr(image_processor, "rescale_factor", 1 / 255)
     return (pixels / scale).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def token_positions(input_ids: torch.Tensor, token_ids) -> torch.Tensor:
+    """[N] indices of `input_ids` ([T] or [1, T]) equal to any of `token_ids` (an int or a collection of ints)."""
+    ids = input_ids.reshape(-1)
+    wanted = torch.as_tensor([token_ids] if isinstance(token_ids, int) else list(token_ids), device=ids.device)
+    return torch.isin(ids, wanted).nonzero().flatten()
+
+
+def cast_floating(inputs: dict, dtype: torch.dtype) -> dict:
+    """Floating-point inputs (pixel values) in the model's dtype; ids and masks untouched."""
+    return {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
+
+
+def check_count(found: int, expected: int, what: str) -> None:
+    """Raise a ValueError naming both numbers when the prompt and the image features disagree."""
+    if found != expected:
+        raise ValueError(f"found {found} {what} in the prompt but the processor's layout needs {expected}; "
+                         "the processor and model config do not match (check image_seq_len / patch sizes)")

@@ -1,0 +1,86 @@
+"""LLaVA-NeXT adapter on a tiny random `LlavaNextForConditionalGeneration` (base view + 1×2 high-res tiles)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.tiny_models import (AttentionSpy, NEXT_SIZE, eager_and_hooked_generation, eager_and_hooked_logits,
+                               localise_vision_tower, most_changed_grid_cell, noise_image, replaced_positions,
+                               tiny_llava_next)
+from var_core.config import VARConfig
+from var_core.run import generate
+
+PROMPT = "what colour is the square ?"
+
+
+@pytest.fixture(scope="module")
+def next_bundle():
+    return tiny_llava_next()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return noise_image(NEXT_SIZE, 2 * NEXT_SIZE)  # wide: the processor picks the 32 × 64 pinpoint (1 × 2 tiles)
+
+
+@pytest.fixture(scope="module")
+def prepared(next_bundle, image):
+    return next_bundle.adapter.prepare(next_bundle, image, PROMPT)
+
+
+def test_visual_positions_are_the_processors_expansion_of_the_image_token(next_bundle, prepared, image):
+    processor = next_bundle.processor
+    expected = processor._get_number_of_features(image.height, image.width, NEXT_SIZE, NEXT_SIZE) - 1  # no CLS
+    assert len(prepared.visual_positions) == expected == 16 + 4 * 8 + 4  # base 4×4, 1×2 tiles unpadded + newlines
+    assert torch.equal(prepared.visual_positions, replaced_positions(next_bundle, prepared.inputs))
+
+
+def test_grid_is_the_base_view_in_raster_order(prepared):
+    assert prepared.grid == (4, 4)
+    assert torch.equal(prepared.grid_positions, prepared.visual_positions[:16])
+    assert prepared.image.shape == (NEXT_SIZE, NEXT_SIZE, 3) and prepared.image.dtype == np.uint8
+
+
+def test_shown_image_is_the_base_view_the_model_saw(prepared, image):
+    base = np.array(image.resize((NEXT_SIZE, NEXT_SIZE), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(prepared.image.astype(int) - base).mean() < 2
+
+
+@pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (2, 1)])
+def test_each_grid_token_sees_its_own_cell(image, row, col):
+    local = tiny_llava_next()
+    assert localise_vision_tower(local.model.model.vision_tower) > 0
+    assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
+
+
+def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(next_bundle, prepared):
+    with AttentionSpy() as spy:
+        reference, hooked, state = eager_and_hooked_logits(next_bundle, prepared, VARConfig(p=0.0))
+    assert torch.allclose(hooked, reference, atol=1e-5)
+    assert spy.calls == {"LlamaAttention": next_bundle.num_layers}
+    assert next_bundle.model.config.vision_config._attn_implementation == "eager"
+    assert any(mask[0, prepared.visual_positions].any() for mask in state.sink_masks.values())
+
+
+def test_hook_is_exact_through_generate_decode_steps(next_bundle, prepared):
+    reference, hooked, ref_ids, hooked_ids, state = eager_and_hooked_generation(next_bundle, prepared,
+                                                                                VARConfig(p=0.0))
+    assert torch.equal(ref_ids, hooked_ids) and torch.allclose(hooked, reference, atol=1e-5)
+
+
+def test_var_changes_the_answer_logits(next_bundle, prepared):
+    reference, hooked, state = eager_and_hooked_logits(next_bundle, prepared, VARConfig(p=0.9), tau=1.0)
+    start = int(prepared.visual_positions.max()) + 1
+    assert torch.allclose(hooked[:, :start], reference[:, :start], atol=1e-5)
+    assert not torch.allclose(hooked[:, start:], reference[:, start:], atol=1e-4)
+
+
+def test_generate_traces_the_base_view_grid(next_bundle, image):
+    trace = generate(next_bundle, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
+    layers, heads = next_bundle.num_layers, next_bundle.num_heads
+    queries = len(trace.query_positions)
+    assert trace.grid == (4, 4) and trace.attn_to_visual.shape == (layers, heads, queries, 16)
+    assert len(trace.image_token_positions) == 52 and queries == trace.n_prompt - 3 - 52 + 2
+    assert trace.phi.shape == (layers, trace.n_prompt) and trace.image.shape == (NEXT_SIZE, NEXT_SIZE, 3)
+    assert trace.attn_to_visual_raw.shape == trace.attn_to_visual.shape

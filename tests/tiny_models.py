@@ -1,0 +1,224 @@
+"""Tiny random models of every supported family, built from config classes with local tokenizers and
+processors: no download, seconds to build. Shared by tests/test_models_<family>.py.
+
+Each builder returns a `ModelBundle` whose processor was assembled from local pieces (the family's image
+processor class constructed directly, a `tokenizers` word-level tokenizer carrying the family's special tokens,
+a chat-template string in the family's layout).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from var_core.models.bundle import ModelBundle
+from var_core.registry import Backbone
+
+WORDS = ("what colour is the square circle red blue green yes no how many shapes are there left right "
+         "top bottom where a an of in image picture describe this user assistant system USER ASSISTANT "
+         ": ? . ,").split()
+TINY_SINK_DIM = 5
+TINY_BACKBONE = Backbone("tiny-random", 64, (TINY_SINK_DIM,), 2.0, "random test model")
+
+
+def word_tokenizer(specials: list[str], **named_tokens) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: `specials` first (ids 0…), then WORDS; `named_tokens` become attributes
+    (bos_token=..., extra_special_tokens={...}). Special tokens match inside words, as in real tokenizers."""
+    vocab = {}
+    for token in [*specials, *WORDS]:
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", **named_tokens)
+    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in specials if t != "<unk>"]})
+    return tokenizer
+
+
+def text_kwargs(vocab_size: int, **extra) -> dict:
+    """The shared tiny decoder shape: 4 layers, hidden 64, 4 heads, 2 KV heads."""
+    return dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, **extra)
+
+
+def bundle(model, processor, name: str, adapter) -> ModelBundle:
+    return ModelBundle(model=model.eval(), processor=processor, name=name, backbone=TINY_BACKBONE, adapter=adapter)
+
+
+def noise_image(height: int, width: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray((np.random.RandomState(seed).rand(height, width, 3) * 255).astype("uint8"))
+
+
+# ---------------------------------------------------------------- LLaVA-NeXT
+NEXT_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+NEXT_TEMPLATE = (
+    "<s>{% for message in messages %}{{ message['role'] | upper }} : "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image> \n{% else %}{{ part['text'] }} "
+    "{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %}ASSISTANT :{% endif %}"
+)
+NEXT_SIZE, NEXT_PATCH = 32, 8  # base view 4 × 4 patches
+NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64]]
+
+
+def tiny_llava_next(seed: int = 0) -> ModelBundle:
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                              LlavaNextImageProcessorPil, LlavaNextProcessor)
+
+    from var_core.models.llava_next import LlavaNextAdapter
+
+    tokenizer = word_tokenizer(NEXT_SPECIALS, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                               extra_special_tokens={"image_token": "<image>"})
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": NEXT_SIZE}, crop_size={"height": NEXT_SIZE, "width": NEXT_SIZE},
+        image_grid_pinpoints=NEXT_PINPOINTS)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=NEXT_PATCH,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=NEXT_TEMPLATE)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=NEXT_SIZE, patch_size=NEXT_PATCH),
+        text_config=LlamaConfig(**text_kwargs(len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2)),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=NEXT_PINPOINTS,
+        vision_feature_select_strategy="default", vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    return bundle(LlavaNextForConditionalGeneration(config), processor, "tiny-llava-next", LlavaNextAdapter())
+
+
+# ---------------------------------------------------------------- checks shared by every family's tests
+LOCAL_OUTPUTS = {"out_proj", "proj", "projection_layer", "o_proj", "fc2", "down_proj"}
+
+
+def localise_vision_tower(vision: torch.nn.Module) -> int:
+    """Zero the residual branches (attention output and MLP output projections) of every encoder block, so each
+    visual token depends only on its own pixels: a perturbed image cell then changes only its own token(s).
+    Returns how many projections were zeroed."""
+    count = 0
+    for name, module in vision.named_modules():
+        parts = name.split(".")
+        if isinstance(module, torch.nn.Linear) and parts[-1] in LOCAL_OUTPUTS and (
+                "encoder" in parts or "blocks" in parts):
+            torch.nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+            count += 1
+    for name, param in vision.named_parameters():  # InternVL's layer scale
+        if name.rsplit(".", 1)[-1] in ("lambda_1", "lambda_2"):
+            torch.nn.init.zeros_(param)
+    return count
+
+
+@torch.no_grad()
+def decoder_inputs(bundle: ModelBundle, inputs: dict) -> torch.Tensor:
+    """[T, D] hidden states entering decoder layer 0 (token embeddings with the image features merged in)."""
+    seen = {}
+
+    def grab(module, args, kwargs):
+        seen["x"] = (args[0] if args else kwargs["hidden_states"])[0].detach().clone()
+
+    handle = bundle.adapter.decoder_layers(bundle.model)[0].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        bundle.model(**inputs)
+    finally:
+        handle.remove()
+    return seen["x"]
+
+
+def replaced_positions(bundle: ModelBundle, inputs: dict) -> torch.Tensor:
+    """Positions whose decoder input is not the plain embedding of their token id: where image features went."""
+    merged = decoder_inputs(bundle, inputs)
+    plain = bundle.model.get_input_embeddings()(inputs["input_ids"])[0]
+    return ((merged - plain).abs().amax(-1) > 0).nonzero().flatten()
+
+
+def perturb_cell(image: Image.Image, grid: tuple[int, int], row: int, col: int) -> Image.Image:
+    """A copy of `image` with the centre of grid cell (row, col) flipped to its complement; the grid is laid over
+    the whole image (the grid view of every family is the whole image resized)."""
+    pixels = np.array(image).copy()
+    height, width = pixels.shape[:2]
+    top, bottom = row * height // grid[0], (row + 1) * height // grid[0]
+    left, right = col * width // grid[1], (col + 1) * width // grid[1]
+    dy, dx = max((bottom - top) // 4, 1), max((right - left) // 4, 1)
+    cy, cx = (top + bottom) // 2, (left + right) // 2
+    pixels[cy - dy:cy + dy, cx - dx:cx + dx] = 255 - pixels[cy - dy:cy + dy, cx - dx:cx + dx]
+    return Image.fromarray(pixels)
+
+
+def most_changed_grid_cell(bundle: ModelBundle, image: Image.Image, prompt: str, row: int, col: int) -> int:
+    """Perturb cell (row, col) of the image and return the index (raster order) of the grid token that changed
+    most in the decoder's input. With a localised vision tower it must be row * cols + col."""
+    prepared = bundle.adapter.prepare(bundle, image, prompt)
+    changed = bundle.adapter.prepare(bundle, perturb_cell(image, prepared.grid, row, col), prompt)
+    grid = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    delta = (decoder_inputs(bundle, changed.inputs) - decoder_inputs(bundle, prepared.inputs)).abs().amax(-1)
+    return int(delta[grid].argmax())
+
+
+class AttentionSpy:
+    """Counts which attention modules call our registered attention function (delegating to it) while active."""
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+
+    def __enter__(self):
+        from transformers import AttentionInterface
+
+        from var_core.hook import ATTENTION_NAME, var_attention_forward
+
+        def spy(module, *args, **kwargs):
+            key = type(module).__name__
+            self.calls[key] = self.calls.get(key, 0) + 1
+            return var_attention_forward(module, *args, **kwargs)
+
+        self._name, self._original = ATTENTION_NAME, var_attention_forward
+        AttentionInterface.register(ATTENTION_NAME, spy)
+        return self
+
+    def __exit__(self, *exc):
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(self._name, self._original)
+
+
+def hook_state(bundle: ModelBundle, prepared, var=None, tau: float = 1.0):
+    """A RunState for direct forward passes through the hook (all layers VAR'd when `var` is given)."""
+    from var_core.config import VARConfig
+    from var_core.hook import RunState
+
+    visual = torch.zeros_like(prepared.inputs["input_ids"], dtype=torch.bool)
+    visual[0, prepared.visual_positions] = True
+    return RunState(visual_mask=visual, query_start=int(prepared.visual_positions.max()) + 1,
+                    sink_dims=bundle.backbone.sink_dims, tau=tau, selection=var or VARConfig(), var=var,
+                    grid_positions=prepared.grid_positions,
+                    var_layers=frozenset(range(bundle.num_layers)) if var else frozenset())
+
+
+@torch.no_grad()
+def eager_and_hooked_logits(bundle: ModelBundle, prepared, var, tau: float = 1.0):
+    """(un-hooked eager logits, hooked logits, RunState) for one prefill forward."""
+    from var_core.hook import attention_hook
+
+    bundle.model.set_attn_implementation("eager")
+    reference = bundle.model(**prepared.inputs).logits
+    state = hook_state(bundle, prepared, var, tau)
+    with attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
+        hooked = bundle.model(**prepared.inputs).logits
+    return reference, hooked, state
+
+
+@torch.no_grad()
+def eager_and_hooked_generation(bundle: ModelBundle, prepared, var, tau: float = 1.0, new_tokens: int = 4):
+    """`model.generate` scores (one [vocab] row per step) un-hooked eager vs hooked, plus the RunState:
+    proves the hook is exact through prefill AND cached decode steps (incl. 3D rope position ids)."""
+    from var_core.hook import attention_hook
+
+    args = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, output_scores=True,
+                return_dict_in_generate=True, pad_token_id=0)
+    bundle.model.set_attn_implementation("eager")
+    reference = bundle.model.generate(**prepared.inputs, **args)
+    state = hook_state(bundle, prepared, var, tau)
+    with attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
+        hooked = bundle.model.generate(**prepared.inputs, **args)
+    return torch.stack(reference.scores), torch.stack(hooked.scores), reference.sequences, hooked.sequences, state
