@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from var_core.models.bundle import ModelBundle
+from var_core.models.common import image_only
 from var_core.registry import Backbone
 
 WORDS = ("what colour is the square circle red blue green yes no how many shapes are there left right "
@@ -222,3 +223,67 @@ def eager_and_hooked_generation(bundle: ModelBundle, prepared, var, tau: float =
     with attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
         hooked = bundle.model.generate(**prepared.inputs, **args)
     return torch.stack(reference.scores), torch.stack(hooked.scores), reference.sequences, hooked.sequences, state
+
+
+# ---------------------------------------------------------------- Qwen2-VL / Qwen2.5-VL
+QWEN_SPECIALS = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>"]
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }} "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+QWEN_PATCH, QWEN_MERGE = 4, 2  # one merged token per 8 × 8 pixels
+
+
+def qwen_processor(processor_class):
+    from transformers import Qwen2VLImageProcessorPil
+
+    tokenizer = word_tokenizer(QWEN_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    image_processor = Qwen2VLImageProcessorPil(patch_size=QWEN_PATCH, merge_size=QWEN_MERGE, temporal_patch_size=2,
+                                               min_pixels=16 * 16, max_pixels=64 * 64)
+    return image_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer,
+                                       chat_template=QWEN_TEMPLATE)
+
+
+def qwen_ids(tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+
+
+def qwen_text(tokenizer) -> dict:
+    # head_dim 16 → 8 rotary frequencies split over (temporal, height, width)
+    return text_kwargs(len(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                        "mrope_section": [2, 3, 3]},
+                       pad_token_id=0, bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+
+
+def tiny_qwen2_vl(seed: int = 0) -> ModelBundle:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    from var_core.models.qwen2_vl import Qwen2VLAdapter
+
+    processor = qwen_processor(Qwen2VLProcessor)
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=QWEN_PATCH,
+                           spatial_merge_size=QWEN_MERGE, temporal_patch_size=2),
+        text_config=qwen_text(processor.tokenizer), **qwen_ids(processor.tokenizer))
+    torch.manual_seed(seed)
+    return bundle(Qwen2VLForConditionalGeneration(config), processor, "tiny-qwen2-vl", Qwen2VLAdapter())
+
+
+def tiny_qwen2_5_vl(seed: int = 0) -> ModelBundle:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+    from var_core.models.qwen2_vl import Qwen2VLAdapter
+
+    processor = qwen_processor(Qwen2_5_VLProcessor)
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=QWEN_PATCH,
+                           spatial_merge_size=QWEN_MERGE, temporal_patch_size=2, window_size=16,
+                           out_hidden_size=64, fullatt_block_indexes=[1]),
+        text_config=qwen_text(processor.tokenizer), **qwen_ids(processor.tokenizer))
+    torch.manual_seed(seed)
+    return bundle(Qwen2_5_VLForConditionalGeneration(config), processor, "tiny-qwen2.5-vl", Qwen2VLAdapter())

@@ -42,3 +42,19 @@ def check_count(found: int, expected: int, what: str) -> None:
     if found != expected:
         raise ValueError(f"found {found} {what} in the prompt but the processor's layout needs {expected}; "
                          "the processor and model config do not match (check image_seq_len / patch sizes)")
+
+
+def image_only(processor_class: type) -> type:
+    """`processor_class` (Qwen2-VL, InternVL, SmolVLM…) without its video processor.
+
+    transformers 5 builds every sub-processor a processor's `__init__` names, and a video processor needs
+    torchvision (even `video_processor=None` fails its class check without it). We only feed images, so this
+    subclass — same class name, same behaviour for images — drops the argument; its `from_pretrained` then loads
+    just the image processor and the tokenizer.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    return type(processor_class.__name__, (processor_class,),
+                {"__init__": __init__, "__module__": processor_class.__module__, "__doc__": image_only.__doc__})

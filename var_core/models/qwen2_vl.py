@@ -1,0 +1,58 @@
+"""Qwen2-VL and Qwen2.5-VL adapter (`Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`).
+
+Dynamic resolution: the processor resizes the image so both sides are multiples of patch × merge (14 × 2 = 28)
+within its pixel budget, cuts it into patch × patch pixels and the vision tower merges each merge × merge block of
+patches into one token. The prompt's `<|vision_start|><|image_pad|><|vision_end|>` is expanded to one
+`<|image_pad|>` per merged token; those are the visual tokens (the start/end markers are text).
+
+Grid provided: all visual tokens, (h / merge, w / merge) rows × cols from `image_grid_thw`, raster order (the
+vision tower emits merged tokens row by row; Qwen2.5-VL's window attention restores that order at its output),
+drawn over the resized image rebuilt from `pixel_values`. The text model uses 3-D (temporal, height, width) rope
+position ids; the hook does not depend on them.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from var_core.models.bundle import ModelBundle, PreparedInputs
+from var_core.models.common import cast_floating, check_count, pixels_to_image, token_positions
+from var_core.models.llava import chat_messages
+
+
+def unpatchify(pixel_values: torch.Tensor, grid_thw, patch: int, merge: int, temporal: int) -> torch.Tensor:
+    """Undo the processor's patch flattening: [t·h·w, C·T·P·P] → [C, h·P, w·P] (first frame), still normalised."""
+    _, h, w = (int(v) for v in grid_thw)
+    channels = pixel_values.shape[-1] // (temporal * patch * patch)
+    x = pixel_values[: h * w].reshape(h // merge, w // merge, merge, merge, channels, temporal, patch, patch)
+    x = x[:, :, :, :, :, 0]  # (gh, gw, mh, mw, C, ph, pw)
+    return x.permute(4, 0, 2, 5, 1, 3, 6).reshape(channels, h * patch, w * patch)
+
+
+class Qwen2VLAdapter:
+    """Inputs via the processor's chat template; visual tokens are the expanded `image_token_id` positions."""
+
+    family = "qwen2_vl"
+
+    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
+        processor, config = bundle.processor, bundle.model.config
+        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+        inputs = processor(images=[image], text=[text], return_tensors="pt")
+        positions = token_positions(inputs["input_ids"][0], config.image_token_id)
+        image_processor = processor.image_processor
+        merge = config.vision_config.spatial_merge_size
+        grid_thw = inputs["image_grid_thw"][0]
+        rows, cols = int(grid_thw[1]) // merge, int(grid_thw[2]) // merge
+        check_count(len(positions), rows * cols, "image tokens")
+        pixels = unpatchify(inputs["pixel_values"], grid_thw, config.vision_config.patch_size, merge,
+                            config.vision_config.temporal_patch_size)
+        return PreparedInputs(
+            inputs=cast_floating(dict(inputs), bundle.model.dtype),
+            visual_positions=positions,
+            grid=(rows, cols),
+            image=pixels_to_image(pixels, image_processor),
+        )
+
+    def decoder_layers(self, model):
+        return model.model.language_model.layers
