@@ -287,3 +287,40 @@ def tiny_qwen2_5_vl(seed: int = 0) -> ModelBundle:
         text_config=qwen_text(processor.tokenizer), **qwen_ids(processor.tokenizer))
     torch.manual_seed(seed)
     return bundle(Qwen2_5_VLForConditionalGeneration(config), processor, "tiny-qwen2.5-vl", Qwen2VLAdapter())
+
+
+# ---------------------------------------------------------------- InternVL (-hf format)
+INTERNVL_SPECIALS = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>",
+                     "<video>"]
+INTERNVL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }} "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<IMG_CONTEXT> "
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+INTERNVL_TILE, INTERNVL_PATCH = 32, 4  # 8 × 8 patches per tile, pixel-shuffled to 4 × 4 = 16 tokens
+
+
+def tiny_internvl(seed: int = 0) -> ModelBundle:
+    from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration,
+                              InternVLProcessor, InternVLVisionConfig, Qwen2Config)
+
+    from var_core.models.internvl import InternVLAdapter
+
+    tokenizer = word_tokenizer(INTERNVL_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                               extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                                                     "context_image_token": "<IMG_CONTEXT>",
+                                                     "video_token": "<video>"})
+    image_processor = GotOcr2ImageProcessorPil(size={"height": INTERNVL_TILE, "width": INTERNVL_TILE},
+                                               crop_to_patches=True, min_patches=1, max_patches=4)
+    processor = image_only(InternVLProcessor)(image_processor=image_processor, tokenizer=tokenizer,
+                                              image_seq_length=16, chat_template=INTERNVL_TEMPLATE)
+    config = InternVLConfig(
+        vision_config=InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                           intermediate_size=64, image_size=INTERNVL_TILE, patch_size=INTERNVL_PATCH),
+        text_config=Qwen2Config(**text_kwargs(len(tokenizer), pad_token_id=0,
+                                              eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=16,
+    )
+    torch.manual_seed(seed)
+    return bundle(InternVLForConditionalGeneration(config), processor, "tiny-internvl", InternVLAdapter())
