@@ -1,0 +1,91 @@
+"""View 2: every head of every layer as a small heatmap tile (layers = rows, heads = columns), one numpy mosaic."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from var_core.trace import Trace
+from viz.canvas import BACKGROUND, INK, colorbar, font, text_size, titled
+from viz.colors import OUTLINE, colorize, value_range
+from viz.queries import head_maps, query_label, selected_heads
+
+SCALES = ("tile", "shared")
+
+
+def tile_shape(grid: tuple[int, int], tile: int) -> tuple[int, int]:
+    """(height, width) px of one tile: whole px per patch, the longer grid side about `tile` px."""
+    per_patch = max(1, tile // max(grid))
+    return grid[0] * per_patch, grid[1] * per_patch
+
+
+def mosaic(maps: np.ndarray, outlined: np.ndarray, tile: int = 48, gap: int = 5, cmap: str = "viridis",
+           vmin: float = 0.0, vmax: float = 1.0, log: bool = False) -> np.ndarray:
+    """[L, H, rows, cols] maps → [Y, X, 3] uint8 mosaic; tiles where `outlined` [L, H] is True get a frame in the gap."""
+    layers, heads, rows, cols = maps.shape
+    tile_h, tile_w = tile_shape((rows, cols), tile)
+    per_patch = tile_h // rows
+    tiles = colorize(maps, vmin, vmax, cmap, log)  # [L, H, rows, cols, 3]
+    tiles = np.repeat(np.repeat(tiles, per_patch, axis=2), per_patch, axis=3)
+    cells = np.empty((layers, heads, tile_h + gap, tile_w + gap, 3), dtype=np.uint8)
+    cells[...] = BACKGROUND
+    half = gap // 2
+    frame = max(1, min(2, half))
+    if outlined.any():
+        block = cells[outlined]
+        block[:, half - frame:half + tile_h + frame, half - frame:half + tile_w + frame] = OUTLINE
+        cells[outlined] = block
+    cells[:, :, half:half + tile_h, half:half + tile_w] = tiles
+    return cells.transpose(0, 2, 1, 3, 4).reshape(layers * (tile_h + gap), heads * (tile_w + gap), 3)
+
+
+def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: str = "tile", log: bool = False,
+                    cmap: str = "viridis", tile: int = 48, gap: int = 5) -> Image.Image:
+    """Plain-array layer×head grid with L/H labels, outlined tiles, a colour bar and a title.
+
+    scale="tile": each tile divided by its own maximum (shows where every head looks; sinks show as one bright
+    cell); scale="shared": one colour scale for all tiles (shows which heads attend to the image at all).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} must be one of {SCALES}")
+    if scale == "tile":
+        peak = maps.max(axis=(2, 3), keepdims=True)
+        maps = np.divide(maps, peak, out=np.zeros_like(maps, dtype=np.float32), where=peak > 0)
+        vmin, vmax = value_range(maps, None, 1.0, log) if log else (0.0, 1.0)
+        label = "attention / tile max"
+    else:
+        vmin, vmax = value_range(maps, None, None, log)
+        label = "attention weight"
+    body = mosaic(maps, outlined, tile, gap, cmap, vmin, vmax, log)
+    layers, heads = outlined.shape
+    tile_h, tile_w = tile_shape(maps.shape[2:], tile)
+    size = int(np.clip(min(tile_h, tile_w) * 0.45 + 4, 9, 13))
+    left = text_size(f"L{layers - 1}", size)[0] + 10
+    top = text_size("H0", size)[1] + 10
+    out = Image.new("RGB", (left + body.shape[1], top + body.shape[0]), BACKGROUND)
+    out.paste(Image.fromarray(body), (left, top))
+    draw = ImageDraw.Draw(out)
+    step = max(1, int(np.ceil(text_size(f"H{heads - 1}", size)[0] / (tile_w + gap) * 1.2)))
+    for head in range(0, heads, step):
+        draw.text((left + head * (tile_w + gap) + (tile_w + gap) // 2, top - 4), f"H{head}", fill=INK,
+                  font=font(size), anchor="mb")
+    step = max(1, int(np.ceil(text_size("L0", size)[1] / (tile_h + gap) * 1.4)))
+    for layer in range(0, layers, step):
+        draw.text((left - 5, top + layer * (tile_h + gap) + (tile_h + gap) // 2), f"L{layer}", fill=INK,
+                  font=font(size), anchor="rm")
+    bar = colorbar(max(120, min(out.height - top, 400)), vmin, vmax, cmap, log, label + (" (log)" if log else ""))
+    full = Image.new("RGB", (out.width + bar.width + 8, out.height), BACKGROUND)
+    full.paste(out, (0, 0))
+    full.paste(bar, (out.width + 8, top))
+    return titled(full, title)
+
+
+def head_grid(trace: Trace, query: int | str = "all", scale: str = "tile", log: bool = False, cmap: str = "viridis",
+              tile: int = 48, raw: bool = False) -> Image.Image:
+    """All heads' text→visual maps for `query`; heads selected as image-centric in those rows are framed in
+    vermillion. raw=True shows attention before VAR."""
+    maps = head_maps(trace, query, raw)
+    outlined = selected_heads(trace, query)
+    title = (f"Layers × heads, {query_label(trace, query)}; framed: image-centric heads "
+             f"({int(outlined.sum())} of {outlined.size})")
+    return labelled_mosaic(maps, outlined, title, scale, log, cmap, tile)

@@ -1,0 +1,52 @@
+"""View 1: text→visual attention of one layer/head/query, on the patch grid, blended over the image."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from var_core.trace import Trace
+from viz.canvas import colorbar, display_size, hstack, titled
+from viz.colors import colorize, value_range
+from viz.queries import attention_map, head_label, query_label
+
+
+def upsample(values: np.ndarray, size: tuple[int, int], smooth: bool = False) -> np.ndarray:
+    """[rows, cols] → [height, width] for size=(width, height): patch blocks (nearest) or bilinear."""
+    width, height = size
+    if smooth:
+        return np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize(size, Image.BILINEAR))
+    rows, cols = values.shape
+    return values[(np.arange(height) * rows // height)[:, None], (np.arange(width) * cols // width)[None, :]]
+
+
+def blend(image: np.ndarray, values: np.ndarray, vmin: float, vmax: float, cmap: str = "viridis", log: bool = False,
+          alpha: float = 0.6, short_side: int = 336, smooth: bool = False) -> np.ndarray:
+    """[H, W, 3] uint8 image resized so its short side is `short_side`, with the grid map coloured over it."""
+    size = display_size(image.shape[1], image.shape[0], short_side)
+    base = np.asarray(Image.fromarray(image).convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32)
+    colour = colorize(upsample(values, size, smooth), vmin, vmax, cmap, log).astype(np.float32)
+    return ((1.0 - alpha) * base + alpha * colour).round().astype(np.uint8)
+
+
+def heatmap_image(image: np.ndarray, values: np.ndarray, title: str, label: str = "attention",
+                  vmin: float | None = None, vmax: float | None = None, cmap: str = "viridis", log: bool = False,
+                  alpha: float = 0.6, short_side: int = 336, smooth: bool = False) -> Image.Image:
+    """Plain-array heatmap: `values` [rows, cols] over `image` [H, W, 3], with a title and a colour bar."""
+    vmin, vmax = value_range(values, vmin, vmax, log)
+    panel = Image.fromarray(blend(image, values, vmin, vmax, cmap, log, alpha, short_side, smooth))
+    bar = colorbar(panel.height, vmin, vmax, cmap, log, label + (" (log)" if log else ""))
+    return titled(hstack([panel, bar], gap=6), title)
+
+
+def attention_heatmap(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
+                      log: bool = False, cmap: str = "viridis", raw: bool = False, **options) -> Image.Image:
+    """Attention of `query` rows to each visual token at `layer` (`head`, None = mean over heads) over the image.
+
+    raw=True shows the attention before VAR. options: vmin, vmax, alpha, short_side, smooth (see heatmap_image).
+    """
+    values = attention_map(trace, layer, head, query, raw)
+    stage = "before VAR" if raw and trace.attn_to_visual_raw is not None else ("with VAR" if trace.var_applied
+                                                                              else "baseline")
+    title = f"Layer {layer}, {head_label(head)}, {query_label(trace, query)} ({stage})"
+    return heatmap_image(trace.image, values, title, "attention weight", cmap=cmap, log=log, **options)

@@ -1,0 +1,107 @@
+"""Which query rows and heads a view shows, and the text→visual maps reduced over them.
+
+`query` is one of: an int (a row of `query_positions`), "all" (mean over every captured row), "answer" (rows that
+predict answer tokens: position ≥ n_prompt − 1, i.e. the last prompt token and each fed-back generated token) or
+"prompt" (the prompt text after the image, excluding that last token). `head` is an int or None (mean over heads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from var_core.trace import Trace
+
+QUERY_MODES = ("all", "answer", "prompt")
+
+
+def answer_rows(trace: Trace) -> np.ndarray:
+    """Indices into the query axis of the rows that predict answer tokens (position ≥ n_prompt − 1)."""
+    return np.nonzero(trace.query_positions >= trace.n_prompt - 1)[0]
+
+
+def prompt_rows(trace: Trace) -> np.ndarray:
+    """Indices into the query axis of the prompt rows after the image that do not predict an answer token."""
+    return np.nonzero(trace.query_positions < trace.n_prompt - 1)[0]
+
+
+def query_rows(trace: Trace, query: int | str = "all") -> np.ndarray:
+    """The query rows `query` names (see module docstring); ValueError when it names none."""
+    n_q = len(trace.query_positions)
+    if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+        if not -n_q <= query < n_q:
+            raise ValueError(f"query={query} is out of range: this trace has {n_q} query rows (0 … {n_q - 1})")
+        return np.array([query % n_q])
+    if query == "all":
+        rows = np.arange(n_q)
+    elif query == "answer":
+        rows = answer_rows(trace)
+    elif query == "prompt":
+        rows = prompt_rows(trace)
+    else:
+        raise ValueError(f"query={query!r} must be a row index or one of {QUERY_MODES}")
+    if len(rows) == 0:
+        raise ValueError(f"query={query!r} selects no rows: this trace captured {n_q} query rows "
+                         f"(n_prompt={trace.n_prompt}); pick another query")
+    return rows
+
+
+def query_label(trace: Trace, query: int | str = "all") -> str:
+    """Human-readable name of a query selection, for titles."""
+    if isinstance(query, str):
+        return {"all": "mean over all text queries", "answer": "mean over answer tokens",
+                "prompt": "mean over prompt tokens"}.get(query, query)
+    row = query_rows(trace, query)[0]
+    return f"query {row} {trace.tokens[trace.query_positions[row]].strip()!r}"
+
+
+def head_label(head: int | None) -> str:
+    """'head h' or 'mean over heads'."""
+    return "mean over heads" if head is None else f"head {head}"
+
+
+def check_layer_head(trace: Trace, layer: int, head: int | None = None) -> None:
+    """ValueError naming the valid range when `layer` or `head` does not exist."""
+    if not 0 <= layer < trace.num_layers:
+        raise ValueError(f"layer={layer} does not exist: the trace has layers 0 … {trace.num_layers - 1}")
+    if head is not None and not 0 <= head < trace.num_heads:
+        raise ValueError(f"head={head} does not exist: the trace has heads 0 … {trace.num_heads - 1}")
+
+
+def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """[..., N_vis] raster-order values → [..., rows, cols]; ValueError if N_vis ≠ rows·cols."""
+    rows, cols = grid
+    if values.shape[-1] != rows * cols:
+        raise ValueError(f"{values.shape[-1]} visual values do not fill the {rows}×{cols} grid ({rows * cols} cells)")
+    return values.reshape(*values.shape[:-1], rows, cols)
+
+
+def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
+    """[L, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
+    if raw and trace.attn_to_visual_raw is not None:
+        return trace.attn_to_visual_raw
+    return trace.attn_to_visual
+
+
+def attention_map(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
+                  raw: bool = False) -> np.ndarray:
+    """[rows, cols] text→visual attention at `layer`, for `head` (None = mean) and `query`, on the patch grid."""
+    check_layer_head(trace, layer, head)
+    attn = attention_source(trace, raw)[layer][:, query_rows(trace, query)].mean(1)
+    attn = attn.mean(0) if head is None else attn[head]
+    return to_grid(attn, trace.grid)
+
+
+def head_maps(trace: Trace, query: int | str = "all", raw: bool = False) -> np.ndarray:
+    """[L, H, rows, cols] every head's map for `query`."""
+    return to_grid(attention_source(trace, raw)[:, :, query_rows(trace, query)].mean(2), trace.grid)
+
+
+def selected_heads(trace: Trace, query: int | str = "all") -> np.ndarray:
+    """[L, H] bool: heads selected as image-centric in at least one of the `query` rows."""
+    return trace.selected[:, :, query_rows(trace, query)].any(-1)
+
+
+def head_stats(trace: Trace, query: int | str = "all") -> tuple[np.ndarray, np.ndarray]:
+    """([L, H] mean ratio r, [L, H] mean visual mass) over the `query` rows (before VAR)."""
+    rows = query_rows(trace, query)
+    return trace.ratio[:, :, rows].mean(-1), trace.visual_mass[:, :, rows].mean(-1)
