@@ -324,3 +324,42 @@ def tiny_internvl(seed: int = 0) -> ModelBundle:
     )
     torch.manual_seed(seed)
     return bundle(InternVLForConditionalGeneration(config), processor, "tiny-internvl", InternVLAdapter())
+
+
+# ---------------------------------------------------------------- Idefics3 / SmolVLM
+IDEFICS_SPECIALS = (["<|endoftext|>", "<unk>", "<fake_token_around_image>", "<image>", "<global-img>",
+                     "<end_of_utterance>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)])
+IDEFICS_TEMPLATE = (
+    "<|endoftext|>{% for message in messages %}{{ message['role'] }} : "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% else %}{{ part['text'] }} {% endif %}{% endfor %}<end_of_utterance> {% endfor %}"
+    "{% if add_generation_prompt %}assistant :{% endif %}"
+)
+IDEFICS_TILE, IDEFICS_PATCH = 32, 4  # 8 × 8 patches per frame, pixel-shuffled by 2 to 4 × 4 = 16 tokens
+
+
+def tiny_idefics3(seed: int = 0, smolvlm: bool = False) -> ModelBundle:
+    """Idefics3 (or, with smolvlm=True, SmolVLM's model classes: same image layout): images resized to a 64-px
+    longest edge, split into 2 × 2 tiles of 32 px + a 32-px global image. The processor is Idefics3's in both
+    cases: SmolVLM's own processor differs only for video and needs `num2words`, not installed here."""
+    import transformers
+    from transformers import Idefics3ImageProcessorPil, Idefics3Processor, LlamaConfig
+
+    from var_core.models.idefics3 import Idefics3Adapter
+
+    prefix = "SmolVLM" if smolvlm else "Idefics3"
+    tokenizer = word_tokenizer(IDEFICS_SPECIALS, eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 2 * IDEFICS_TILE},
+                                                max_image_size={"longest_edge": IDEFICS_TILE}, do_image_splitting=True)
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=16,
+                                  chat_template=IDEFICS_TEMPLATE)
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config=getattr(transformers, f"{prefix}VisionConfig")(hidden_size=32, intermediate_size=64,
+            num_hidden_layers=2, num_attention_heads=2, image_size=IDEFICS_TILE, patch_size=IDEFICS_PATCH),
+        text_config=LlamaConfig(**text_kwargs(len(tokenizer), pad_token_id=0, bos_token_id=0,
+                                              eos_token_id=tokenizer.convert_tokens_to_ids("<end_of_utterance>"))),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2,
+    )
+    torch.manual_seed(seed)
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
+    return bundle(model, processor, f"tiny-{prefix.lower()}", Idefics3Adapter())

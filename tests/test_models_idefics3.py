@@ -1,0 +1,90 @@
+"""Idefics3 / SmolVLM adapter on tiny random models: 2 × 2 split tiles + the global image."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.tiny_models import (IDEFICS_TILE, AttentionSpy, eager_and_hooked_generation, eager_and_hooked_logits,
+                               localise_vision_tower, most_changed_grid_cell, noise_image, replaced_positions,
+                               tiny_idefics3)
+from var_core.config import VARConfig
+from var_core.run import generate
+
+PROMPT = "what colour is the square ?"
+PER_FRAME = 16
+
+
+@pytest.fixture(scope="module", params=["idefics3", "smolvlm"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def idefics(family):
+    return tiny_idefics3(smolvlm=family == "smolvlm")
+
+
+@pytest.fixture(scope="module")
+def image():
+    return noise_image(2 * IDEFICS_TILE, 2 * IDEFICS_TILE)  # kept at 64 px: 2 × 2 tiles + global image
+
+
+@pytest.fixture(scope="module")
+def prepared(idefics, image):
+    return idefics.adapter.prepare(idefics, image, PROMPT)
+
+
+def test_visual_positions_are_the_processors_expansion_of_the_image_token(idefics, prepared):
+    ids = prepared.inputs["input_ids"][0]
+    tokens = idefics.processor.tokenizer.convert_ids_to_tokens(ids)
+    assert prepared.inputs["pixel_values"].shape[1] == 5
+    assert len(prepared.visual_positions) == 5 * PER_FRAME
+    starts = [int(p) for p in prepared.visual_positions if tokens[p - 1] != "<image>"]
+    assert [tokens[p - 1] for p in starts] == ["<row_1_col_1>", "<row_1_col_2>", "<row_2_col_1>", "<row_2_col_2>",
+                                              "<global-img>"]
+    assert torch.equal(prepared.visual_positions, replaced_positions(idefics, prepared.inputs))
+
+
+def test_grid_is_the_global_image_the_last_frame(prepared, image):
+    assert prepared.grid == (4, 4)
+    assert torch.equal(prepared.grid_positions, prepared.visual_positions[-PER_FRAME:])
+    overview = np.array(image.resize((IDEFICS_TILE, IDEFICS_TILE), Image.Resampling.LANCZOS)).astype(int)
+    assert prepared.image.shape == (IDEFICS_TILE, IDEFICS_TILE, 3)
+    assert np.abs(prepared.image.astype(int) - overview).max() <= 1  # the processor resamples with Lanczos
+
+
+@pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (1, 2)])
+def test_each_grid_token_sees_its_own_cell(family, image, row, col):
+    local = tiny_idefics3(smolvlm=family == "smolvlm")
+    assert localise_vision_tower(local.model.model.vision_model) > 0
+    assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
+
+
+def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(idefics, prepared):
+    with AttentionSpy() as spy:
+        reference, hooked, state = eager_and_hooked_logits(idefics, prepared, VARConfig(p=0.0))
+    assert torch.allclose(hooked, reference, atol=1e-5)
+    assert spy.calls == {"LlamaAttention": idefics.num_layers}
+    assert any(mask[0, prepared.visual_positions].any() for mask in state.sink_masks.values())
+
+
+def test_hook_is_exact_through_generate_decode_steps(idefics, prepared):
+    reference, hooked, ref_ids, hooked_ids, _ = eager_and_hooked_generation(idefics, prepared, VARConfig(p=0.0))
+    assert torch.equal(ref_ids, hooked_ids) and torch.allclose(hooked, reference, atol=1e-5)
+
+
+def test_var_changes_logits_after_the_image_only(idefics, prepared):
+    reference, hooked, _ = eager_and_hooked_logits(idefics, prepared, VARConfig(p=0.9), tau=1.0)
+    start = int(prepared.visual_positions.max()) + 1
+    assert torch.allclose(hooked[:, :start], reference[:, :start], atol=1e-5)
+    assert not torch.allclose(hooked[:, start:], reference[:, start:], atol=1e-4)
+
+
+def test_generate_traces_the_global_image_grid(idefics, image):
+    trace = generate(idefics, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
+    layers, heads = idefics.num_layers, idefics.num_heads
+    queries = len(trace.query_positions)
+    assert trace.grid == (4, 4) and trace.attn_to_visual.shape == (layers, heads, queries, PER_FRAME)
+    assert len(trace.image_token_positions) == 5 * PER_FRAME
+    assert trace.phi.shape == (layers, trace.n_prompt) and trace.image.shape == (IDEFICS_TILE, IDEFICS_TILE, 3)

@@ -1,0 +1,45 @@
+"""Idefics3 / SmolVLM adapter (`Idefics3ForConditionalGeneration`, `SmolVLMForConditionalGeneration`;
+e.g. HuggingFaceTB/SmolVLM-256M-Instruct).
+
+Image splitting: the processor resizes the image (longest edge), cuts it into rows × cols tiles of the vision
+encoder's size and appends a global image (the whole image resized to one tile). Each tile becomes `image_seq_len`
+`<image>` tokens (patch grid pixel-shuffled by `scale_factor`: 512/16 = 32 → 8 × 8 = 64), wrapped in
+`<fake_token_around_image>` and `<row_r_col_c>` / `<global-img>` markers (text). Without splitting, only the
+global image is there.
+
+Grid provided: the global image's tokens (always the last `image_seq_len` `<image>` tokens) as a side × side
+raster over the global image's pixels. The tile tokens are visual tokens for VAR only.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from var_core.models.bundle import ModelBundle, PreparedInputs
+from var_core.models.common import cast_floating, check_count, pixels_to_image, square_grid, token_positions
+from var_core.models.llava import chat_messages
+
+
+class Idefics3Adapter:
+    """Inputs via the processor's chat template; visual tokens are the expanded `<image>` (`image_token_id`)."""
+
+    family = "idefics3"
+
+    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
+        processor, config = bundle.processor, bundle.model.config
+        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
+        inputs = processor(images=[[image]], text=[text], return_tensors="pt")
+        positions = token_positions(inputs["input_ids"][0], config.image_token_id)
+        frames = inputs["pixel_values"].shape[1]  # [1, frames, 3, H, W]: tiles row by row, then the global image
+        per_frame = processor.image_seq_len
+        check_count(len(positions), frames * per_frame, f"image tokens for {frames} frame(s)")
+        return PreparedInputs(
+            inputs=cast_floating(dict(inputs), bundle.model.dtype),
+            visual_positions=positions,
+            grid=square_grid(per_frame),
+            grid_positions=positions[-per_frame:],
+            image=pixels_to_image(inputs["pixel_values"][0, -1], processor.image_processor),
+        )
+
+    def decoder_layers(self, model):
+        return model.model.text_model.layers
