@@ -66,8 +66,11 @@ def colorbar(height: int, vmin: float, vmax: float, cmap: str, log: bool = False
     def y_of(value: float) -> int:
         return int(round((1.0 - float(normalize(np.array([value]), vmin, vmax, log)[0])) * (height - 1)))
 
+    mark_ys = [y_of(value) for value in (marks or {}).values()]
     for value, text in zip(tick_values, labels):
         y = y_of(value)
+        if any(abs(y - mark_y) < size for mark_y in mark_ys):
+            continue
         draw.line((pad + bar_w, y, pad + bar_w + 3, y), fill=INK)
         draw.text((pad + bar_w + 5, min(max(y, 6), height - 6)), text, fill=INK, font=font(size), anchor="lm")
     for text, value in (marks or {}).items():

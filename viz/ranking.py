@@ -1,0 +1,63 @@
+"""View 4: heads ranked by visual non-sink ratio r (then visual mass), with the selection thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from var_core.trace import Trace
+from viz.figures import NEUTRAL, SELECTED, bars, new_figure, reference_line, styled
+from viz.queries import head_stats, query_label, selected_heads
+
+TABLE_HEADERS = ["rank", "layer", "head", "r", "visual mass", "selected"]
+
+
+def ranked_heads(trace: Trace, query: int | str = "all") -> list[dict]:
+    """Every (layer, head), best first: heads with visual mass ≥ min_visual_mass before the rest (r means little
+    when a head hardly looks at the image), then r descending, then visual mass descending; over `query` rows."""
+    ratio, mass = head_stats(trace, query)
+    chosen = selected_heads(trace, query)
+    looks = mass >= trace.settings.get("min_visual_mass", 0.2)
+    order = np.lexsort((-mass.ravel(), -ratio.ravel(), ~looks.ravel()))
+    layers, heads = np.unravel_index(order, ratio.shape)
+    return [{"layer": int(layer), "head": int(head), "r": float(ratio[layer, head]),
+             "visual_mass": float(mass[layer, head]), "selected": bool(chosen[layer, head])}
+            for layer, head in zip(layers, heads)]
+
+
+def top_heads_table(trace: Trace, k: int = 10, query: int | str = "all") -> list[list]:
+    """The first `k` ranked heads as table rows matching TABLE_HEADERS (values rounded for display)."""
+    return [[rank + 1, row["layer"], row["head"], round(row["r"], 3), round(row["visual_mass"], 3),
+             "yes" if row["selected"] else "no"] for rank, row in enumerate(ranked_heads(trace, query)[:k])]
+
+
+@styled
+def head_ranking(trace: Trace, query: int | str = "all", top: int = 24) -> Figure:
+    """Bars of r (top) and visual mass (bottom) for the `top` best-ranked heads; selected heads in vermillion,
+    dashed lines at ρ and at the visual-mass threshold."""
+    ranked = ranked_heads(trace, query)
+    shown = ranked[:top]
+    colours = [SELECTED if row["selected"] else NEUTRAL for row in shown]
+    rho = trace.settings.get("rho", 0.5)
+    min_mass = trace.settings.get("min_visual_mass", 0.2)
+    figure = new_figure(max(5.5, 0.2 * len(shown) + 2.2), 4.4, right=1.4, bottom=0.7, top=0.55)
+    top_axes, bottom_axes = figure.add_subplot(211), figure.add_subplot(212)
+    bars(top_axes, [row["r"] for row in shown], colours)
+    top_axes.set_ylim(0, 1.05)
+    reference_line(top_axes, rho, f"ρ = {rho:g}")
+    top_axes.set_ylabel("non-sink ratio r")
+    top_axes.set_xticks([])
+    bars(bottom_axes, [row["visual_mass"] for row in shown], colours)
+    bottom_axes.set_ylim(0, 1.05)
+    reference_line(bottom_axes, min_mass, f"min mass = {min_mass:g}", ":")
+    bottom_axes.set_ylabel("visual mass")
+    bottom_axes.set_xticks([])
+    for index, row in enumerate(shown):
+        bottom_axes.text(index, -0.03, f"L{row['layer']}H{row['head']}", rotation=90, ha="center", va="top",
+                         fontsize=8, transform=bottom_axes.get_xaxis_transform())
+    count = sum(row["selected"] for row in ranked)
+    scope = f"top {len(shown)} of {len(ranked)}" if len(shown) < len(ranked) else f"all {len(ranked)}"
+    figure.text(0.01, 0.99, f"Heads ranked by r, those with visual mass ≥ {min_mass:g} first ({scope})\n"
+                f"{query_label(trace, query)}; "
+                f"vermillion = image-centric (selected), {count} heads", va="top", fontsize=10)
+    return figure
