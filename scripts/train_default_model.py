@@ -1,0 +1,271 @@
+"""Train the default model's vision tower + projector on synthetic scenes, SmolLM2 frozen, then evaluate it.
+
+Stage 1 (cheap, tower only): dense per-patch colour/shape labels and a CLS count label from the scene metadata,
+    so the from-scratch tower learns what is where before it has to talk to the LLM (LLaVA starts from CLIP).
+Stage 1b (cheap, projector only): map each patch's features to the LLM's word embeddings of its labels
+    (" red", " square", " background"), a warm start so stage 2 does not begin from random visual embeddings.
+Stage 2 (LLaVA-style): tower + projector trained through the frozen LLM, loss on answer tokens only, on
+    SmolLM2 chat conversations (1–3 question turns per image) built with the same processor call as inference.
+Writes assets/default_model.safetensors (float16) and assets/default_model_train.json (seed, config, metrics).
+
+    python -m scripts.train_default_model            # full run (≈ 45–55 min on 2 CPU cores)
+    python -m scripts.train_default_model --eval-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from var_core.models import default as D
+from var_core.models.llava import chat_messages
+from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, QUESTION_KINDS, SHAPES, SIZE, ask, make_scene, questions, render
+
+GRID = SIZE // D.PATCH_SIZE
+KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0, "caption": 0.4}
+ALIGN_SEED_BASE, STAGE2_SEED_BASE = 5_000_000, 10_000_000  # stage 1 seeds start at 0; evaluation at HELDOUT_SEED_BASE
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage1-steps", type=int, default=400)
+    p.add_argument("--stage1-batch", type=int, default=64)
+    p.add_argument("--stage1-lr", type=float, default=1e-3)
+    p.add_argument("--align-steps", type=int, default=150)
+    p.add_argument("--stage2-steps", type=int, default=400)
+    p.add_argument("--stage2-batch", type=int, default=8)
+    p.add_argument("--max-turns", type=int, default=3)
+    p.add_argument("--projector-lr", type=float, default=1e-3)
+    p.add_argument("--tower-lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--eval-scenes", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eval-only", action="store_true", help="evaluate the shipped weights, do not train")
+    return p.parse_args(argv)
+
+
+def patch_labels(scene) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch colour and shape class (0 = background): patches near a shape's centre, and the one holding it."""
+    colours, shapes = torch.zeros(GRID * GRID, dtype=torch.long), torch.zeros(GRID * GRID, dtype=torch.long)
+    colour_ids = {c: i + 1 for i, c in enumerate(COLOURS)}
+    for s in scene.shapes:
+        for row in range(GRID):
+            for col in range(GRID):
+                cx, cy = (col + 0.5) * D.PATCH_SIZE, (row + 0.5) * D.PATCH_SIZE
+                holds = int(s.x // D.PATCH_SIZE) == col and int(s.y // D.PATCH_SIZE) == row
+                if holds or math.hypot(cx - s.x, cy - s.y) < 0.8 * s.radius:
+                    colours[row * GRID + col], shapes[row * GRID + col] = colour_ids[s.colour], SHAPES.index(s.kind) + 1
+    return colours, shapes
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def stage1(model, processor, args) -> None:
+    """Pre-train the tower alone on dense scene labels (discarded heads), a few minutes on CPU."""
+    tower, width = model.model.vision_tower, model.config.vision_config.hidden_size
+    heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOURS) + 1),
+                                 "shape": torch.nn.Linear(width, len(SHAPES) + 1), "count": torch.nn.Linear(width, 4)})
+    # count is read from the mean of the patch tokens: LLaVA's "default" strategy drops CLS
+    params = list(tower.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=args.stage1_lr, weight_decay=0.01)
+    bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
+    for step in bar:
+        scenes = [make_scene(step * args.stage1_batch + i) for i in range(args.stage1_batch)]
+        pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
+        labels = [patch_labels(s) for s in scenes]
+        colours, shapes = torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])
+        counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
+        hidden = tower(pixel_values=pixels).last_hidden_state
+        loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten())
+                + F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten())
+                + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), counts))
+        for group in opt.param_groups:
+            group["lr"] = args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
+def word_targets(model, processor) -> torch.Tensor:
+    """[colour class, shape class, 576] target embeddings: mean of the LLM's " red" and " square" word embeddings."""
+    embed = model.get_input_embeddings().weight.detach()
+
+    def word(text):
+        return embed[processor.tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
+
+    colours = torch.stack([word(" background")] + [word(f" {c}") for c in COLOURS])
+    shapes = torch.stack([word(" background")] + [word(f" {s}") for s in SHAPES])
+    return (colours[:, None] + shapes[None, :]) / 2
+
+
+def stage_align(model, processor, args) -> None:
+    """Warm-start the projector: map each patch to its labels' word embeddings (tower frozen, no LLM pass)."""
+    tower, projector, targets = model.model.vision_tower, model.model.multi_modal_projector, word_targets(model, processor)
+    scale = targets.pow(2).sum(-1).mean()
+    opt = torch.optim.AdamW(projector.parameters(), lr=args.projector_lr)
+    bar = tqdm(range(args.align_steps), desc="stage 1b (projector)", mininterval=5)
+    for step in bar:
+        scenes = [make_scene(ALIGN_SEED_BASE + step * args.stage1_batch + i) for i in range(args.stage1_batch)]
+        pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
+        labels = [patch_labels(s) for s in scenes]
+        target = targets[torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])]
+        with torch.no_grad():
+            hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
+        loss = (projector(hidden) - target).pow(2).sum(-1).mean() / scale
+        for group in opt.param_groups:
+            group["lr"] = args.projector_lr * lr_factor(step, args.align_steps, args.warmup)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
+def conversation(seed: int, max_turns: int) -> tuple:
+    """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, weighted by KIND_WEIGHTS."""
+    scene, rng = make_scene(seed), random.Random(seed)
+    kinds, turns, wanted = list(QUESTION_KINDS), [], rng.randint(1, max_turns)
+    while kinds and len(turns) < wanted:
+        kind = rng.choices(kinds, weights=[KIND_WEIGHTS[k] for k in kinds])[0]
+        kinds.remove(kind)
+        qa = ask(scene, kind, rng)
+        if qa is not None:
+            turns.append((qa.question, qa.answer))
+    return render(scene), turns
+
+
+def encode(processor, image, turns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, pixel_values and a supervision mask (answer tokens + their <|im_end|>) for one conversation."""
+    messages, spans, ids = [], [], None
+    for k, (question, answer) in enumerate(turns):
+        user = chat_messages(question) if k == 0 else [{"role": "user", "content": [{"type": "text", "text": question}]}]
+        messages += user
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        messages.append({"role": "assistant", "content": answer})
+        start = len(processor(images=image, text=prompt)["input_ids"][0])
+        full = processor(images=image, text=processor.apply_chat_template(messages), return_tensors="pt")
+        ids = full["input_ids"][0]
+        end = start + len(processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
+        spans.append((start, end))
+    mask = torch.zeros(len(ids), dtype=torch.bool)
+    for start, end in spans:
+        mask[start:end] = True
+    return ids, full["pixel_values"][0], mask
+
+
+def collate(items, pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad a batch and give explicit position ids, so every row sees positions 0.. as at inference."""
+    length = max(len(ids) for ids, _, _ in items)
+    batch = {"input_ids": torch.full((len(items), length), pad_id), "attention_mask": torch.zeros(len(items), length, dtype=torch.long),
+             "supervised": torch.zeros(len(items), length, dtype=torch.bool)}
+    for row, (ids, _, mask) in enumerate(items):
+        batch["input_ids"][row, length - len(ids):] = ids
+        batch["attention_mask"][row, length - len(ids):] = 1
+        batch["supervised"][row, length - len(ids):] = mask
+    batch["position_ids"] = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
+    batch["pixel_values"] = torch.stack([pixels for _, pixels, _ in items])
+    return batch
+
+
+def answer_loss(model, batch) -> tuple[torch.Tensor, float]:
+    """Cross-entropy on supervised tokens only; logits are computed just at those positions (saves the big LM head)."""
+    hidden = model.model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
+                         attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]).last_hidden_state
+    targets = batch["supervised"][:, 1:]
+    logits = model.lm_head(hidden[:, :-1][targets])
+    gold = batch["input_ids"][:, 1:][targets]
+    return F.cross_entropy(logits, gold), (logits.argmax(-1) == gold).float().mean().item()
+
+
+def stage2(model, processor, args) -> None:
+    """LLaVA-style: tower + projector learn to feed the frozen LLM; loss on answers only."""
+    tower, projector = model.model.vision_tower, model.model.multi_modal_projector
+    opt = torch.optim.AdamW([{"params": projector.parameters(), "lr": args.projector_lr, "base": args.projector_lr},
+                             {"params": tower.parameters(), "lr": args.tower_lr, "base": args.tower_lr}], weight_decay=0.0)
+    pad_id = processor.tokenizer.pad_token_id
+    bar = tqdm(range(args.stage2_steps), desc="stage 2 (through the LLM)", mininterval=10)
+    for step in bar:
+        seeds = range(STAGE2_SEED_BASE + step * args.stage2_batch, STAGE2_SEED_BASE + (step + 1) * args.stage2_batch)
+        batch = collate([encode(processor, *conversation(seed, args.max_turns)) for seed in seeds], pad_id)
+        loss, token_acc = answer_loss(model, batch)
+        for group in opt.param_groups:
+            group["lr"] = group["base"] * lr_factor(step, args.stage2_steps, args.warmup)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{token_acc:.2f}", refresh=False)
+        if step % 25 == 0:
+            print(f"step {step} loss {loss.item():.4f} token_acc {token_acc:.3f}", flush=True)
+
+
+def normalise(text: str) -> str:
+    return text.strip().strip(".").strip().lower()
+
+
+@torch.no_grad()
+def evaluate(bundle, n_scenes: int, seed_base: int = HELDOUT_SEED_BASE) -> dict:
+    """Greedy answers through the app's own input path (adapter.prepare), exact match per question kind."""
+    hits, totals = defaultdict(int), defaultdict(int)
+    for i in tqdm(range(n_scenes), desc="evaluate", mininterval=10):
+        scene = make_scene(seed_base + i)
+        image = render(scene)
+        for qa in questions(scene):
+            inputs = bundle.adapter.prepare(bundle, image, qa.question).inputs
+            out = bundle.model.generate(**inputs, max_new_tokens=40 if qa.kind == "caption" else 5, do_sample=False)
+            text = bundle.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            hits[qa.kind] += normalise(text) == normalise(qa.answer)
+            totals[qa.kind] += 1
+    return {kind: {"accuracy": round(hits[kind] / totals[kind], 4), "n": totals[kind]} for kind in QUESTION_KINDS}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print("config:", json.dumps(vars(args)), flush=True)
+    report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]), "args": vars(args),
+              "vision_config": D.VISION_CONFIG, "torch": torch.__version__}
+    if not args.eval_only:
+        torch.manual_seed(args.seed)
+        random.seed(args.seed)
+        lm_dir = D.cached_language_model()
+        processor = D.build_processor(lm_dir)
+        model = D.build_model(lm_dir, processor)
+        model.requires_grad_(False)
+        model.model.vision_tower.requires_grad_(True)
+        model.model.multi_modal_projector.requires_grad_(True)
+        start = time.time()
+        stage1(model, processor, args)
+        report["stage1_seconds"] = round(time.time() - start)
+        stage_align(model, processor, args)
+        stage2(model, processor, args)
+        report["train_seconds"] = round(time.time() - start)
+        state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
+                 if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}
+        save_file(state, D.WEIGHTS, metadata={"seed": str(args.seed)})
+        print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB) after {report['train_seconds']} s", flush=True)
+    bundle = D.load_default_model()
+    report["heldout_accuracy"] = evaluate(bundle, args.eval_scenes)
+    print("held-out accuracy:", json.dumps(report["heldout_accuracy"]), flush=True)
+    if not args.eval_only:
+        D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
