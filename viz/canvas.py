@@ -45,8 +45,9 @@ def titled(image: Image.Image, title: str, size: int = 14) -> Image.Image:
 def colorbar(height: int, vmin: float, vmax: float, cmap: str, log: bool = False, label: str = "",
              ticks: int = 5, marks: dict[str, float] | None = None) -> Image.Image:
     """A vertical colour bar `height` px tall with tick labels, an axis label and optional named marks (e.g. τ)."""
-    bar_w, pad, size = 16, 6, 12
-    levels = np.linspace(1.0, 0.0, height)
+    bar_w, pad, size, edge = 16, 6, 12, 8
+    inner = max(height - 2 * edge, 10)
+    levels = np.linspace(1.0, 0.0, inner)
     if log:
         values = 10 ** (np.log10(vmin) + levels * (np.log10(vmax) - np.log10(vmin)))
         tick_values = 10 ** np.linspace(np.log10(vmax), np.log10(vmin), ticks)
@@ -58,13 +59,13 @@ def colorbar(height: int, vmin: float, vmax: float, cmap: str, log: bool = False
     labels = [format_value(v) for v in tick_values] + list(marks or {})
     label_w = max(text_size(t, size)[0] for t in labels)
     label_h = text_size(label, size)[1] if label else 0
-    out = Image.new("RGB", (pad + bar_w + 4 + label_w + pad + label_h + pad, height), BACKGROUND)
-    out.paste(Image.fromarray(np.repeat(strip[:, None], bar_w, axis=1)), (pad, 0))
+    out = Image.new("RGB", (pad + bar_w + 4 + label_w + pad + label_h + pad, inner + 2 * edge), BACKGROUND)
+    out.paste(Image.fromarray(np.repeat(strip[:, None], bar_w, axis=1)), (pad, edge))
     draw = ImageDraw.Draw(out)
-    draw.rectangle((pad, 0, pad + bar_w - 1, height - 1), outline=INK)
+    draw.rectangle((pad, edge, pad + bar_w - 1, edge + inner - 1), outline=INK)
 
     def y_of(value: float) -> int:
-        return int(round((1.0 - float(normalize(np.array([value]), vmin, vmax, log)[0])) * (height - 1)))
+        return edge + int(round((1.0 - float(normalize(np.array([value]), vmin, vmax, log)[0])) * (inner - 1)))
 
     mark_ys = [y_of(value) for value in (marks or {}).values()]
     for value, text in zip(tick_values, labels):
@@ -72,16 +73,16 @@ def colorbar(height: int, vmin: float, vmax: float, cmap: str, log: bool = False
         if any(abs(y - mark_y) < size for mark_y in mark_ys):
             continue
         draw.line((pad + bar_w, y, pad + bar_w + 3, y), fill=INK)
-        draw.text((pad + bar_w + 5, min(max(y, 6), height - 6)), text, fill=INK, font=font(size), anchor="lm")
+        draw.text((pad + bar_w + 5, y), text, fill=INK, font=font(size), anchor="lm")
     for text, value in (marks or {}).items():
         y = y_of(value)
         draw.line((pad - 4, y, pad + bar_w + 3, y), fill=INK, width=2)
-        draw.text((pad + bar_w + 5, min(max(y, 6), height - 6)), text, fill=INK, font=font(size), anchor="lm")
+        draw.text((pad + bar_w + 5, y), text, fill=INK, font=font(size), anchor="lm")
     if label:
         text = Image.new("RGB", (text_size(label, size)[0] + 4, label_h + 6), BACKGROUND)
         ImageDraw.Draw(text).text((2, 0), label, fill=INK, font=font(size))
         text = text.rotate(90, expand=True)
-        out.paste(text, (out.width - text.width - 2, max((height - text.height) // 2, 0)))
+        out.paste(text, (out.width - text.width - 2, max((out.height - text.height) // 2, 0)))
     return out
 
 

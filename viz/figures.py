@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from PIL import Image
 
 STYLE = {
@@ -50,6 +51,14 @@ def bars(axes, heights: np.ndarray, colours: list[str], width: float = 0.8) -> N
     axes.add_collection(PolyCollection(corners, facecolors=colours, edgecolors="none"))
     axes.set_xlim(-0.6, len(heights) - 0.4)
     axes.set_ylim(min(0.0, heights.min(initial=0.0)), max(heights.max(initial=0.0) * 1.08, 1e-9))
+
+
+def log_y(axes) -> None:
+    """Log y axis with plain decade labels and no minor ticks (mathtext labels and minor ticks cost ~60 ms)."""
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
+    axes.yaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def reference_line(axes, y: float, label: str, style: str = "--") -> None:

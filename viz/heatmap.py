@@ -22,9 +22,10 @@ def upsample(values: np.ndarray, size: tuple[int, int], smooth: bool = False) ->
 
 def blend(image: np.ndarray, values: np.ndarray, vmin: float, vmax: float, cmap: str = "viridis", log: bool = False,
           alpha: float = 0.6, short_side: int = 336, smooth: bool = False) -> np.ndarray:
-    """[H, W, 3] uint8 image resized so its short side is `short_side`, with the grid map coloured over it."""
+    """[H, W, 3] uint8 image resized so its short side is `short_side`, in grey (so it does not tint the
+    colormap), with the grid map coloured over it with opacity `alpha`."""
     size = display_size(image.shape[1], image.shape[0], short_side)
-    base = np.asarray(Image.fromarray(image).convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32)
+    base = np.asarray(Image.fromarray(image).convert("L").resize(size, Image.BILINEAR), dtype=np.float32)[..., None]
     colour = colorize(upsample(values, size, smooth), vmin, vmax, cmap, log).astype(np.float32)
     return ((1.0 - alpha) * base + alpha * colour).round().astype(np.uint8)
 

@@ -56,6 +56,7 @@ def sink_count_strip(trace: Trace, layer: int | None = None) -> Figure:
     bars(axes, counts, [SELECTED if index == layer else NEUTRAL for index in range(len(counts))])
     axes.set_xlabel("layer" + ("" if layer is None else f" (vermillion: layer {layer})"))
     axes.set_ylabel("visual sinks")
-    axes.set_title(f"Visual sink tokens per layer (φ > τ = {trace.settings.get('tau', float('nan')):g})")
+    figure.text(0.01, 0.98, f"Visual sink tokens per layer (φ > τ = {trace.settings.get('tau', float('nan')):g})",
+                va="top", fontsize=10)
     axes.yaxis.get_major_locator().set_params(integer=True)
     return figure
