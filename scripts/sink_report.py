@@ -1,0 +1,118 @@
+"""Sink report for the default model: φ over SmolLM2's sink dimension at the visual tokens, every layer.
+
+Plain forwards with `output_hidden_states=True` (hidden_states[ℓ] = residual stream entering decoder layer ℓ);
+no VAR hook involved. Held-out scenes, three different questions per image. Writes assets/sink_report.json.
+
+    python -m scripts.sink_report [--scenes 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from var_core.models.default import ASSETS, PATCH_SIZE, load_default_model
+from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, make_scene, render
+from var_core.sink import discover_sink_dims, phi
+
+GRID = SIZE // PATCH_SIZE
+
+
+def shape_patches(scene) -> np.ndarray:
+    """[GRID*GRID] bool: the patch square touches some shape's bounding disc (else it is pure background)."""
+    touched = np.zeros((GRID, GRID), dtype=bool)
+    for row in range(GRID):
+        for col in range(GRID):
+            x0, y0 = col * PATCH_SIZE, row * PATCH_SIZE
+            for s in scene.shapes:
+                nx, ny = min(max(s.x, x0), x0 + PATCH_SIZE), min(max(s.y, y0), y0 + PATCH_SIZE)
+                touched[row, col] |= (nx - s.x) ** 2 + (ny - s.y) ** 2 < s.radius ** 2
+    return touched.flatten()
+
+
+def scene_questions(scene) -> list[str]:
+    """Three questions of different kinds: count, yes/no, caption (the image precedes all of them)."""
+    return ["How many shapes are there?", ask(scene, "yesno", random.Random(scene.seed)).question, "Describe the image."]
+
+
+@torch.no_grad()
+def measure(bundle, n_scenes: int) -> dict:
+    """Per (image, question): φ of every visual token at every layer, φ of position 0, and patch labels."""
+    dims, tau = bundle.backbone.sink_dims, bundle.backbone.tau
+    phis, bos, on_shape, discovered = [], [], [], Counter()
+    for i in tqdm(range(n_scenes), desc="sink report", mininterval=10):
+        scene = make_scene(HELDOUT_SEED_BASE + i)
+        image = render(scene)
+        per_question = []
+        for question in scene_questions(scene):
+            prepared = bundle.adapter.prepare(bundle, image, question)
+            hidden = bundle.model(**prepared.inputs, output_hidden_states=True).hidden_states[:bundle.num_layers]
+            stacked = torch.stack(hidden)[:, 0]  # [L, T, D]
+            if i < 20:
+                discovered.update(discover_sink_dims(stacked[:, None], top_k=2))
+            per_question.append(phi(stacked[:, prepared.visual_positions], dims).numpy())  # [L, 64]
+            bos.append(phi(stacked[:, 0], dims).numpy())
+        phis.append(np.stack(per_question))  # [Q, L, 64]
+        on_shape.append(shape_patches(scene))
+    return {"phi": np.stack(phis), "bos": np.stack(bos), "on_shape": np.stack(on_shape), "tau": tau,
+            "discovered": discovered}
+
+
+def summarise(m: dict) -> dict:
+    """Numbers for the model card: thresholds crossed, counts per image, where, and question dependence."""
+    phi_vis, tau, on_shape = m["phi"], m["tau"], m["on_shape"]  # [N, Q, L, 64], [N, 64]
+    n, q, layers, _ = phi_vis.shape
+    sinks = phi_vis > tau
+    first_q = sinks[:, 0]  # [N, L, 64]
+    per_layer = [{
+        "layer": layer,
+        "visual_phi_max": round(float(phi_vis[:, :, layer].max()), 2),
+        "visual_phi_p99": round(float(np.percentile(phi_vis[:, :, layer], 99)), 2),
+        "visual_phi_median": round(float(np.median(phi_vis[:, :, layer])), 2),
+        "mean_visual_sinks_per_image": round(float(first_q[:, layer].sum(-1).mean()), 2),
+        "images_with_visual_sink": int(first_q[:, layer].any(-1).sum()),
+        "bos_phi_mean": round(float(m["bos"][:, layer].mean()), 2),
+    } for layer in range(layers)]
+    official = first_q[:, 2:layers - 1].any(1)  # [N, 64]: sink at some layer 2..L-2 (official code's range)
+    sink_on_shape = int((official & on_shape).sum())
+    same = [(sinks[i, 0] == sinks[i, j]).all() for i in range(n) for j in range(1, q)]
+    grid_counts = official.sum(0).reshape(GRID, GRID).tolist()
+    return {
+        "scenes": n, "questions_per_image": q, "tau": tau,
+        "discovered_sink_dims_top2_votes": dict(m["discovered"].most_common()),
+        "images_with_any_visual_sink_layers_2_to_L-2": int(official.any(-1).sum()),
+        "visual_sinks_per_image_layers_2_to_L-2": {"mean": round(float(official.sum(-1).mean()), 2),
+                                                   "max": int(official.sum(-1).max())},
+        "sink_tokens_on_shape_patches": sink_on_shape, "sink_tokens_on_background": int(official.sum()) - sink_on_shape,
+        "shape_patch_base_rate": round(float(on_shape.mean()), 3),
+        "sink_sets_identical_across_questions": f"{sum(same)}/{len(same)}",
+        "max_phi_difference_across_questions": float(np.abs(phi_vis - phi_vis[:, :1]).max()),
+        "sink_count_by_grid_position": grid_counts,
+        "per_layer": per_layer,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bundle = load_default_model()
+    summary = summarise(measure(bundle, args.scenes))
+    (ASSETS / "sink_report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_layer"}, indent=1))
+    print("layer  vis_phi_max  p99  median  sinks/img  imgs_with_sink  bos_phi")
+    for row in summary["per_layer"]:
+        print(f"{row['layer']:5d}  {row['visual_phi_max']:11.2f} {row['visual_phi_p99']:5.2f} {row['visual_phi_median']:6.2f}"
+              f"  {row['mean_visual_sinks_per_image']:9.2f}  {row['images_with_visual_sink']:14d}  {row['bos_phi_mean']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
