@@ -1,0 +1,38 @@
+"""View 1: the heatmap shows the planted sink where it is on the image."""
+
+import numpy as np
+
+from tests.synthetic_trace import synthetic_trace
+from viz.colors import value_range
+from viz.heatmap import attention_heatmap, blend, upsample
+from viz.queries import attention_map
+
+
+def test_upsample_keeps_non_square_cells_in_place():
+    values = np.zeros((3, 5))
+    values[1, 3] = 1
+    big = upsample(values, (50, 30))
+    ys, xs = np.nonzero(big)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (10, 19, 30, 39)
+
+
+def test_brightest_region_is_the_planted_patch():
+    trace = synthetic_trace(grid=(3, 5), sink=(1, 3))
+    values = attention_map(trace, 2, None, "all")
+    panel = blend(trace.image, values, *value_range(values), short_side=300).astype(int).sum(-1)
+    ys, xs = np.nonzero(panel == panel.max())
+    height, width = panel.shape
+    assert (width, height) == (500, 300)
+    assert ys.min() >= height // 3 and ys.max() < 2 * height // 3
+    assert xs.min() >= 3 * width // 5 and xs.max() < 4 * width // 5
+
+
+def test_view_contains_the_blended_panel_and_a_title():
+    trace = synthetic_trace()
+    values = attention_map(trace, 1, 2, 3)
+    expected = blend(trace.image, values, *value_range(values, log=True), log=True)
+    out = np.asarray(attention_heatmap(trace, 1, 2, 3, log=True))
+    height, width = expected.shape[:2]
+    assert np.array_equal(out[-height:, :width], expected)
+    assert out.shape[0] > height and out.shape[1] > width + 40  # title above, colour bar to the right
+    assert (out[: out.shape[0] - height] < 60).all(-1).any()  # dark title text on the light band
