@@ -49,12 +49,20 @@ def image_only(processor_class: type) -> type:
 
     transformers 5 builds every sub-processor a processor's `__init__` names, and a video processor needs
     torchvision (even `video_processor=None` fails its class check without it). We only feed images, so this
-    subclass — same class name, same behaviour for images — drops the argument; its `from_pretrained` then loads
-    just the image processor and the tokenizer.
+    subclass — same class name, same behaviour for images — drops that one argument and keeps the others (with
+    their defaults: `from_pretrained` only passes saved settings such as `image_seq_length` that `__init__` names);
+    its `from_pretrained` then loads just the image processor and the tokenizer.
     """
+    import inspect
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
+    params = [p for name, p in inspect.signature(processor_class.__init__).parameters.items()
+              if name not in ("self", "video_processor") and p.kind is p.POSITIONAL_OR_KEYWORD]
+    defaults = {p.name: None if p.default is p.empty else p.default for p in params}
+    header = ", ".join(f"{p.name}=_defaults[{p.name!r}]" for p in params)
+    forward = ", ".join(f"{p.name}={p.name}" for p in params)
+    namespace = {"_defaults": defaults, "_parent": processor_class}
+    exec(f"def __init__(self, {header}, **kwargs):\n"
+         f"    _parent.__init__(self, video_processor=None, {forward}, **kwargs)\n", namespace)
     return type(processor_class.__name__, (processor_class,),
-                {"__init__": __init__, "__module__": processor_class.__module__, "__doc__": image_only.__doc__})
+                {"__init__": namespace["__init__"], "__module__": processor_class.__module__,
+                 "__doc__": image_only.__doc__})

@@ -1,0 +1,265 @@
+"""The model allow-list: model id → family adapter + backbone, and `load_model`, the one way the app loads a model.
+
+Every hub model is loaded with transformers' auto classes (`trust_remote_code` is never turned on), on CUDA in
+bfloat16 with `device_map="auto"` when a GPU is there, else on the CPU in float32. Failures become a
+`ModelLoadError` whose message says what went wrong (no network, gated repo, out of memory, unknown id, missing
+package) and what to do. Backbones without published sink dimensions get them from `discover_sink_dims` on one
+calibration forward at first load; the result is cached as JSON under `${VAR_CACHE_DIR:-~/.cache/visual-sink-lens}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from var_core.models.bundle import ModelBundle
+from var_core.models.common import image_only
+from var_core.registry import BACKBONES, Backbone, default_tau
+
+DEFAULT_MODEL_ID = "visual-sink-lens/smollm2-llava-organism"
+CALIBRATION_PROMPT = "Describe the image in detail."
+CALIBRATION_TOP_K = 2
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do. The caller keeps its previous model."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One allow-listed model: which adapter family serves it and which LLM backbone it was built on."""
+
+    model_id: str
+    family: str  # key of ADAPTERS, or "default"
+    backbone: str  # registry name (var_core.registry); not in the registry → discovered at first load
+    llm: str  # the language model inside, for the UI and the README table
+
+
+CATALOG: dict[str, CatalogEntry] = {e.model_id: e for e in [
+    CatalogEntry(DEFAULT_MODEL_ID, "default", "smollm2-135m", "SmolLM2-135M-Instruct (embedded default model)"),
+    # LLaVA-1.5: Vicuna v1.5 = LLaMA-2 fine-tunes; the paper's sink dims (registry) apply.
+    CatalogEntry("llava-hf/llava-1.5-7b-hf", "llava", "llama-2-7b", "Vicuna-7B v1.5 (LLaMA-2-7B)"),
+    CatalogEntry("llava-hf/llava-1.5-13b-hf", "llava", "llama-2-13b", "Vicuna-13B v1.5 (LLaMA-2-13B)"),
+    CatalogEntry("llava-hf/llava-interleave-qwen-0.5b-hf", "llava", "qwen1.5-0.5b", "Qwen1.5-0.5B"),
+    # LLaVA-NeXT (v1.6)
+    CatalogEntry("llava-hf/llava-v1.6-vicuna-7b-hf", "llava_next", "llama-2-7b", "Vicuna-7B v1.5 (LLaMA-2-7B)"),
+    CatalogEntry("llava-hf/llava-v1.6-vicuna-13b-hf", "llava_next", "llama-2-13b", "Vicuna-13B v1.5 (LLaMA-2-13B)"),
+    CatalogEntry("llava-hf/llava-v1.6-mistral-7b-hf", "llava_next", "mistral-7b", "Mistral-7B-Instruct v0.2"),
+    # Qwen2-VL / Qwen2.5-VL
+    CatalogEntry("Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", "qwen2-1.5b", "Qwen2-1.5B"),
+    CatalogEntry("Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", "qwen2-7b", "Qwen2-7B"),
+    CatalogEntry("Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl", "qwen2.5-3b", "Qwen2.5-3B"),
+    CatalogEntry("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", "qwen2.5-7b", "Qwen2.5-7B"),
+    # InternVL3, transformers-native ("-hf") format only
+    CatalogEntry("OpenGVLab/InternVL3-1B-hf", "internvl", "qwen2.5-0.5b", "Qwen2.5-0.5B"),
+    CatalogEntry("OpenGVLab/InternVL3-2B-hf", "internvl", "qwen2.5-1.5b", "Qwen2.5-1.5B"),
+    CatalogEntry("OpenGVLab/InternVL3-8B-hf", "internvl", "qwen2.5-7b", "Qwen2.5-7B"),
+    # SmolVLM (Idefics3 architecture)
+    CatalogEntry("HuggingFaceTB/SmolVLM-256M-Instruct", "idefics3", "smollm2-135m", "SmolLM2-135M"),
+    CatalogEntry("HuggingFaceTB/SmolVLM-500M-Instruct", "idefics3", "smollm2-360m", "SmolLM2-360M"),
+]}
+
+# config.model_type → adapter family; (processor class used when AutoProcessor needs torchvision for video)
+FAMILY_OF_MODEL_TYPE = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl",
+                        "qwen2_5_vl": "qwen2_5_vl", "internvl": "internvl", "idefics3": "idefics3",
+                        "smolvlm": "idefics3"}
+PROCESSOR_CLASS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
+                   "internvl": "InternVLProcessor", "smolvlm": "SmolVLMProcessor"}
+
+
+def adapter_for(family: str):
+    """A fresh adapter of one family (imported lazily: one module per family)."""
+    if family == "llava":
+        from var_core.models.llava import LlavaAdapter
+        return LlavaAdapter()
+    if family == "llava_next":
+        from var_core.models.llava_next import LlavaNextAdapter
+        return LlavaNextAdapter()
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        from var_core.models.qwen2_vl import Qwen2VLAdapter
+        return Qwen2VLAdapter()
+    if family == "internvl":
+        from var_core.models.internvl import InternVLAdapter
+        return InternVLAdapter()
+    if family == "idefics3":
+        from var_core.models.idefics3 import Idefics3Adapter
+        return Idefics3Adapter()
+    raise ModelLoadError(f"no adapter for family {family!r}; supported: {sorted(set(FAMILY_OF_MODEL_TYPE.values()))}")
+
+
+def cache_dir() -> Path:
+    """$VAR_CACHE_DIR, else ~/.cache/visual-sink-lens (shared with the default model's cache)."""
+    return Path(os.environ.get("VAR_CACHE_DIR") or Path.home() / ".cache" / "visual-sink-lens")
+
+
+def device_choice() -> tuple[torch.device, torch.dtype, str | None]:
+    """(device, dtype, device_map): CUDA bfloat16 spread by accelerate when a GPU is there, else CPU float32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16, "auto"
+    return torch.device("cpu"), torch.float32, None
+
+
+# ---------------------------------------------------------------- errors a person can act on
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def explain_load_error(model_id: str, exc: BaseException) -> ModelLoadError:
+    """Turn whatever loading raised into a ModelLoadError that says what to do."""
+    from huggingface_hub import errors as hub
+
+    chain = list(_chain(exc))
+    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
+    lowered = text.lower()
+    if any(isinstance(e, hub.GatedRepoError) for e in chain) or "gated repo" in lowered:
+        return ModelLoadError(f"{model_id} is a gated repository: accept its licence on https://huggingface.co/"
+                              f"{model_id} and log in (`hf auth login` or set HF_TOKEN), then try again.")
+    if any(isinstance(e, (torch.OutOfMemoryError, MemoryError)) for e in chain) or "out of memory" in lowered \
+            or "can't allocate memory" in lowered:
+        device = "GPU" if torch.cuda.is_available() else "CPU RAM"
+        return ModelLoadError(f"{model_id} does not fit in memory ({device}): pick a smaller model or free memory. "
+                              f"The previous model is still loaded.")
+    if any(isinstance(e, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled, ConnectionError)) for e in chain) \
+            or "couldn't connect" in lowered or "name or service not known" in lowered:
+        return ModelLoadError(f"cannot download {model_id}: the Hugging Face Hub is not reachable and the model is "
+                              f"not in the local cache (HF_HOME). Connect to the network, or download it elsewhere "
+                              f"(`hf download {model_id}`) and copy the cache here; with the files cached, "
+                              f"HF_HUB_OFFLINE=1 skips the network.")
+    if any(isinstance(e, hub.RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in lowered:
+        return ModelLoadError(f"{model_id} was not found on the Hugging Face Hub (check the spelling; private "
+                              f"repositories need HF_TOKEN).")
+    for package in ("torchvision", "num2words", "accelerate"):
+        if package in lowered and any(isinstance(e, (ImportError, ValueError)) for e in chain):
+            return ModelLoadError(f"{model_id} needs the Python package `{package}`: "
+                                  f"`pip install {package}` (matching your torch) and try again.")
+    return ModelLoadError(f"could not load {model_id}: {type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- sink dimensions of unknown backbones
+def calibration_image(size: int = 448) -> Image.Image:
+    """A plain scene — flat background, two shapes — of the kind whose background patches become sinks."""
+    pixels = np.full((size, size, 3), 200, dtype=np.uint8)
+    pixels[size // 6: size // 2, size // 6: size // 2] = (200, 30, 30)
+    yy, xx = np.mgrid[:size, :size]
+    pixels[(yy - 2 * size // 3) ** 2 + (xx - 2 * size // 3) ** 2 < (size // 6) ** 2] = (30, 60, 200)
+    return Image.fromarray(pixels)
+
+
+def sink_cache_path(model_id: str) -> Path:
+    return cache_dir() / "sink_dims" / (re.sub(r"[^A-Za-z0-9._-]+", "--", model_id).strip("-.") + ".json")
+
+
+@torch.no_grad()
+def discover_backbone(bundle: ModelBundle, backbone_name: str) -> tuple[Backbone, Path, bool]:
+    """Sink dims of an unregistered backbone: cached JSON if there, else `discover_sink_dims` on one calibration
+    forward (output_hidden_states) and written to the cache. Returns (backbone, cache path, from_cache)."""
+    from var_core.sink import discover_sink_dims
+
+    hidden_size = bundle.text_config.hidden_size
+    path = sink_cache_path(bundle.name)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("hidden_size") == hidden_size and cached.get("sink_dims"):
+            return Backbone(backbone_name, hidden_size, tuple(cached["sink_dims"]), float(cached["tau"]),
+                            cached["source"]), path, True
+    prepared = bundle.adapter.prepare(bundle, calibration_image(), CALIBRATION_PROMPT)
+    inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
+    hidden = bundle.model(**inputs, output_hidden_states=True).hidden_states
+    dims = tuple(int(d) for d in discover_sink_dims(hidden, top_k=CALIBRATION_TOP_K))
+    tau = default_tau(hidden_size)
+    source = (f"discovered at first load of {bundle.name}: var_core.sink.discover_sink_dims (top {CALIBRATION_TOP_K}) "
+              f"on one calibration forward (synthetic two-shape image, prompt {CALIBRATION_PROMPT!r}); "
+              f"τ = min(20, 0.8·√{hidden_size}) by the registry rule; cached in {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"model_id": bundle.name, "backbone": backbone_name, "hidden_size": hidden_size, "sink_dims": list(dims),
+              "tau": tau, "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    staging = path.with_suffix(f".tmp-{os.getpid()}")
+    staging.write_text(json.dumps(record, indent=1))
+    staging.replace(path)
+    return Backbone(backbone_name, hidden_size, dims, tau, source), path, False
+
+
+# ---------------------------------------------------------------- loading
+def load_processor(source: str, model_type: str):
+    """AutoProcessor; where it fails only for want of torchvision (video processors), the image-only processor."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source, trust_remote_code=False)
+    except (ImportError, ValueError, TypeError, AttributeError, OSError) as exc:
+        if model_type not in PROCESSOR_CLASS or not any("torchvision" in str(e) or "video" in str(e).lower()
+                                                        for e in _chain(exc)):
+            raise
+        import transformers
+
+        return image_only(getattr(transformers, PROCESSOR_CLASS[model_type])).from_pretrained(source)
+
+
+def _load_hub_model(model_id: str, entry: CatalogEntry | None) -> ModelBundle:
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
+    family = FAMILY_OF_MODEL_TYPE.get(config.model_type)
+    if family is None:
+        raise ModelLoadError(f"{model_id} is a {config.model_type!r} model; supported architectures: "
+                             f"{sorted(FAMILY_OF_MODEL_TYPE)}")
+    if entry is not None and entry.family != family:
+        raise ModelLoadError(f"{model_id} is listed as family {entry.family!r} but its config says "
+                             f"{config.model_type!r}; the catalog entry is wrong")
+    device, dtype, device_map = device_choice()
+    model = AutoModelForImageTextToText.from_pretrained(model_id, config=config, dtype=dtype, device_map=device_map,
+                                                        trust_remote_code=False)
+    if device_map is None:
+        model = model.to(device)
+    processor = load_processor(model_id, config.model_type)
+    hidden_size = model.config.get_text_config().hidden_size
+    backbone_name = entry.backbone if entry is not None else f"{config.model_type}:{model_id}"
+    known = BACKBONES.get(backbone_name)
+    if known is not None and known.hidden_size != hidden_size:
+        raise ModelLoadError(f"{model_id} has hidden size {hidden_size} but its backbone {backbone_name!r} in the "
+                             f"registry has {known.hidden_size}; fix the catalog entry")
+    provisional = known or Backbone(backbone_name, hidden_size, (0,), default_tau(hidden_size), "provisional")
+    bundle = ModelBundle(model=model.eval(), processor=processor, name=model_id, backbone=provisional,
+                         adapter=adapter_for(family), extra={"family": family, "model_type": config.model_type,
+                                                             "llm": entry.llm if entry else None,
+                                                             "backbone_discovered": known is None})
+    if known is None:
+        bundle.backbone, path, from_cache = discover_backbone(bundle, backbone_name)
+        bundle.extra.update(sink_cache=str(path), sink_dims_from_cache=from_cache)
+    return bundle
+
+
+def load_model(model_id: str, allow_any: bool = False) -> ModelBundle:
+    """Load an allow-listed model (any hub id or local folder of a supported architecture with allow_any=True).
+
+    Raises ModelLoadError, never anything else, so the app can report it and keep its current model.
+    """
+    model_id = (model_id or "").strip()
+    if not model_id:
+        raise ModelLoadError("no model id given")
+    entry = CATALOG.get(model_id)
+    if entry is None and not allow_any:
+        raise ModelLoadError(f"{model_id!r} is not on the allow-list ({', '.join(CATALOG)}); start the app with "
+                             f"--allow-any-model to load other models of a supported architecture")
+    try:
+        if entry is not None and entry.family == "default":
+            from var_core.models.default import load_default_model  # lazily: written separately, heavy
+
+            return load_default_model()
+        return _load_hub_model(model_id, entry)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — every failure becomes one message the UI can show
+        raise explain_load_error(model_id, exc) from exc
