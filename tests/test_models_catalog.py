@@ -7,6 +7,7 @@ import socket
 import pytest
 import torch
 
+from tests.tiny_llava import tiny_llava
 from tests.tiny_models import (noise_image, tiny_idefics3, tiny_internvl, tiny_llava_next, tiny_qwen2_5_vl,
                                tiny_qwen2_vl)
 from var_core.models import catalog
@@ -15,7 +16,7 @@ from var_core.models.catalog import (CATALOG, DEFAULT_MODEL_ID, ModelLoadError, 
 from var_core.registry import BACKBONES
 from var_core.run import generate
 
-BUILDERS = {"llava_next": tiny_llava_next, "qwen2_vl": tiny_qwen2_vl, "qwen2_5_vl": tiny_qwen2_5_vl,
+BUILDERS = {"llava": tiny_llava, "llava_next": tiny_llava_next, "qwen2_vl": tiny_qwen2_vl, "qwen2_5_vl": tiny_qwen2_5_vl,
             "internvl": tiny_internvl, "idefics3": tiny_idefics3}
 
 

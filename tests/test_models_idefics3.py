@@ -31,6 +31,14 @@ def image():
 
 
 @pytest.fixture(scope="module")
+def local(family):
+    """A copy whose vision tower is local: each token depends on its own pixels only."""
+    bundle = tiny_idefics3(smolvlm=family == "smolvlm")
+    assert localise_vision_tower(bundle.model.model.vision_model) > 0
+    return bundle
+
+
+@pytest.fixture(scope="module")
 def prepared(idefics, image):
     return idefics.adapter.prepare(idefics, image, PROMPT)
 
@@ -55,9 +63,7 @@ def test_grid_is_the_global_image_the_last_frame(prepared, image):
 
 
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (1, 2)])
-def test_each_grid_token_sees_its_own_cell(family, image, row, col):
-    local = tiny_idefics3(smolvlm=family == "smolvlm")
-    assert localise_vision_tower(local.model.model.vision_model) > 0
+def test_each_grid_token_sees_its_own_cell(local, image, row, col):
     assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
 
 

@@ -26,6 +26,14 @@ def image():
 
 
 @pytest.fixture(scope="module")
+def local():
+    """A copy whose vision tower is local: each token depends on its own pixels only."""
+    bundle = tiny_internvl()
+    assert localise_vision_tower(bundle.model.model.vision_tower) > 0
+    return bundle
+
+
+@pytest.fixture(scope="module")
 def prepared(internvl, image):
     return internvl.adapter.prepare(internvl, image, PROMPT)
 
@@ -57,9 +65,7 @@ def test_an_image_of_one_tile_has_no_thumbnail_and_is_its_own_grid(internvl):
 
 
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (1, 2)])
-def test_each_grid_token_sees_its_own_cell(image, row, col):
-    local = tiny_internvl()
-    assert localise_vision_tower(local.model.model.vision_tower) > 0
+def test_each_grid_token_sees_its_own_cell(local, image, row, col):
     assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
 
 

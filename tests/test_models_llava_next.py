@@ -25,6 +25,14 @@ def image():
 
 
 @pytest.fixture(scope="module")
+def local():
+    """A copy whose vision tower is local: each token depends on its own pixels only."""
+    bundle = tiny_llava_next()
+    assert localise_vision_tower(bundle.model.model.vision_tower) > 0
+    return bundle
+
+
+@pytest.fixture(scope="module")
 def prepared(next_bundle, image):
     return next_bundle.adapter.prepare(next_bundle, image, PROMPT)
 
@@ -48,9 +56,7 @@ def test_shown_image_is_the_base_view_the_model_saw(prepared, image):
 
 
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (2, 1)])
-def test_each_grid_token_sees_its_own_cell(image, row, col):
-    local = tiny_llava_next()
-    assert localise_vision_tower(local.model.model.vision_tower) > 0
+def test_each_grid_token_sees_its_own_cell(local, image, row, col):
     assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
 
 

@@ -32,6 +32,14 @@ def image():
 
 
 @pytest.fixture(scope="module")
+def local(family):
+    """A copy whose vision tower is local: each token depends on its own pixels only."""
+    bundle = BUILDERS[family]()
+    assert localise_vision_tower(bundle.model.model.visual) > 0
+    return bundle
+
+
+@pytest.fixture(scope="module")
 def prepared(qwen, image):
     return qwen.adapter.prepare(qwen, image, PROMPT)
 
@@ -61,9 +69,7 @@ def test_a_resized_image_is_shown_at_the_size_the_model_used(qwen):
 
 
 @pytest.mark.parametrize("row, col", [(0, 5), (3, 0), (2, 3)])
-def test_each_grid_token_sees_its_own_cell(family, image, row, col):
-    local = BUILDERS[family]()
-    assert localise_vision_tower(local.model.model.visual) > 0
+def test_each_grid_token_sees_its_own_cell(local, image, row, col):
     assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 6 + col
 
 
