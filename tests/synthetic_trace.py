@@ -12,7 +12,7 @@ ANSWER_WORDS = ["the", "square", "is", "red", "</s>"]
 
 def synthetic_trace(layers: int = 4, heads: int = 3, grid: tuple[int, int] = (3, 5), sink: tuple[int, int] = (1, 3),
                     hidden: int = 64, image_size: tuple[int, int] | None = None, var: bool = True,
-                    seed: int = 0) -> Trace:
+                    answer_tokens: int = 5, seed: int = 0) -> Trace:
     """A Trace whose facts are known by construction.
 
     - the visual token at grid cell `sink` (row, col) is a sink (φ = 3·τ) in layers ≥ 1, and takes most of
@@ -20,13 +20,14 @@ def synthetic_trace(layers: int = 4, heads: int = 3, grid: tuple[int, int] = (3,
     - head h of layer l has visual mass 0.1 + 0.8·(l·heads + h)/(layers·heads) (a strict ranking) and its
       non-sink ratio r is 0.9 for head 0, 0.2 otherwise; selected = mass ≥ 0.2 & r ≥ 0.5;
     - VAR (p = 0.5) halves the sink column in selected rows and gives the budget to the other visual tokens.
-    Tokens: <s>, 4 <image>·N_vis, 8 prompt words, then 5 answer words; Q = 8 + 4 rows (the last answer token
-    is never fed back).
+    Tokens: <s> USER :, <image>·N_vis, 8 prompt words, then `answer_tokens` answer words; Q = 8 + answer_tokens − 1
+    rows (the last answer token is never fed back).
     """
     rng = np.random.default_rng(seed)
     rows, cols = grid
     n_vis = rows * cols
-    tokens = ["<s>", "USER", ":"] + ["<image>"] * n_vis + PROMPT_WORDS + ANSWER_WORDS
+    answer = [ANSWER_WORDS[i % (len(ANSWER_WORDS) - 1)] for i in range(answer_tokens - 1)] + ["</s>"]
+    tokens = ["<s>", "USER", ":"] + ["<image>"] * n_vis + PROMPT_WORDS + answer
     first_visual = 3
     visual_positions = np.arange(first_visual, first_visual + n_vis)
     n_prompt = first_visual + n_vis + len(PROMPT_WORDS)
@@ -81,7 +82,7 @@ def synthetic_trace(layers: int = 4, heads: int = 3, grid: tuple[int, int] = (3,
     profile = np.abs(rng.normal(size=(3, hidden))).astype(np.float32)
     profile[:2, [5, 17]] = [[0.9 * np.sqrt(hidden), 0.5 * np.sqrt(hidden)], [0.7 * np.sqrt(hidden), 0.2]]
     return Trace(
-        model_name="synthetic", prompt=" ".join(PROMPT_WORDS[:6]), answer=" ".join(ANSWER_WORDS[:4]), tokens=tokens,
+        model_name="synthetic", prompt=" ".join(PROMPT_WORDS[:6]), answer=" ".join(answer[:-1]), tokens=tokens,
         n_prompt=n_prompt, image=image, grid=(rows, cols), visual_positions=visual_positions,
         image_token_positions=visual_positions, query_positions=query_positions, phi=phi, sink_mask=sink_mask,
         attn_to_visual=attn, attn_to_visual_raw=raw if var else None, visual_mass=visual_mass,

@@ -18,10 +18,11 @@ def test_scatter_puts_the_sink_at_high_phi_and_high_attention():
 
 def test_massive_activation_panels_annotate_sink_dims():
     figure = massive_activations(synthetic_trace())
-    assert len(figure.axes) == 3
     notes = [text.get_text() for text in figure.axes[0].texts]
-    assert any(note.startswith("d5:") for note in notes) and any(note.startswith("d17:") for note in notes)
-    assert figure_image(figure).size == (640, 520)
+    assert notes[:2] == ["φ = 7.2 (d5)", "φ = 5.6 (d5)"]  # planted 0.9·√64 and 0.7·√64
+    assert len(notes) == 3
+    assert figure_image(figure).size == (640, 460)
+    assert "first token (BOS)" in figure.axes[0].get_yticklabels()[0].get_text()  # top band
 
 
 def test_sink_tokens_receive_more_attention_per_token_in_every_layer_with_sinks():

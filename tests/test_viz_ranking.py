@@ -32,5 +32,7 @@ def test_chart_highlights_selected_bars_in_rank_order():
     colours = figure.axes[0].collections[0].get_facecolors()
     highlighted = [np.allclose(colour, mcolors.to_rgba(SELECTED)) for colour in colours]
     assert highlighted == [row["selected"] for row in ranked_heads(trace)[:8]]
-    labels = [text.get_text() for text in figure.axes[1].texts if text.get_text().startswith("L")]
+    labels = [text.get_text() for text in figure.axes[0].texts if text.get_text().startswith("L")]
     assert labels[:3] == ["L0H2", "L3H0", "L2H0"]
+    masses = figure.axes[0].lines[0].get_ydata()
+    assert np.allclose(masses, [row["visual_mass"] for row in ranked_heads(trace)[:8]])

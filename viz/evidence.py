@@ -7,8 +7,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from var_core.trace import Trace
-from viz.figures import OTHER, SELECTED, log_y, new_figure, styled
-from viz.queries import check_layer_head, query_label, query_rows
+from viz.figures import OTHER, SELECTED, few_ticks, key, log_y, new_figure, styled
+from viz.queries import check_layer_head, query_label, query_rows, take_rows
 
 PROFILE_ROLES = ("first token (BOS)", "strongest visual sink candidate", "typical visual token")
 
@@ -16,7 +16,7 @@ PROFILE_ROLES = ("first token (BOS)", "strongest visual sink candidate", "typica
 def visual_attention(trace: Trace, query: int | str = "all") -> np.ndarray:
     """[L, N_vis] attention to each visual token before VAR, mean over heads and the `query` rows."""
     attn = trace.attn_to_visual if trace.attn_to_visual_raw is None else trace.attn_to_visual_raw
-    return attn[:, :, query_rows(trace, query)].mean(axis=(1, 2))
+    return take_rows(attn, query_rows(trace, query)).mean(axis=(1, 2))
 
 
 @styled
@@ -29,16 +29,16 @@ def phi_attention_scatter(trace: Trace, layer: int, query: int | str = "all") ->
     tau = trace.settings.get("tau", np.nan)
     figure = new_figure(5.2, 3.8, top=0.55)
     axes = figure.add_subplot()
-    axes.scatter(phi[~sinks], attention[~sinks], s=14, color=OTHER, alpha=0.7, linewidths=0,
-                 label=f"other visual tokens ({int((~sinks).sum())})")
-    axes.scatter(phi[sinks], attention[sinks], s=28, color=SELECTED, marker="D", linewidths=0,
-                 label=f"visual sinks, φ > τ ({int(sinks.sum())})")
+    axes.scatter(phi[~sinks], attention[~sinks], s=14, color=OTHER, alpha=0.7, linewidths=0)
+    axes.scatter(phi[sinks], attention[sinks], s=28, color=SELECTED, marker="D", linewidths=0)
     axes.axvline(tau, color="#141414", linestyle="--", linewidth=1)
     axes.text(tau, 1.0, f" τ = {tau:g}", transform=axes.get_xaxis_transform(), va="top", fontsize=9)
     log_y(axes)
     axes.set_xlabel("φ(x): sink-dimension value entering the layer")
     axes.set_ylabel("attention received (mean over heads)")
-    axes.legend(loc="lower right", frameon=False)
+    few_ticks(axes)
+    key(axes, [(f"◆ visual sinks, φ > τ ({int(sinks.sum())})", SELECTED),
+               (f"● other visual tokens ({int((~sinks).sum())})", OTHER)], "lower right")
     figure.text(0.01, 0.99, f"φ vs attention of visual tokens, layer {layer}\n{query_label(trace, query)}, "
                 "before VAR", va="top", fontsize=10)
     return figure
@@ -46,33 +46,37 @@ def phi_attention_scatter(trace: Trace, layer: int, query: int | str = "all") ->
 
 @styled
 def massive_activations(trace: Trace) -> Figure:
-    """|x|/RMS(x) per hidden dimension at the profile layer for BOS, a visual sink and a normal visual token;
-    sink dimensions annotated, τ drawn (φ is the largest of these values over the sink dimensions)."""
+    """|x|/RMS(x) per hidden dimension at the profile layer for BOS, a visual sink and a normal visual token, as
+    three bands of one axes on one scale; sink dimensions in vermillion, φ (their largest value) annotated,
+    τ dashed."""
     profile = trace.profile_hidden
-    dims = [int(d) for d in trace.settings.get("sink_dims", [])]
+    dims = [int(d) for d in trace.settings.get("sink_dims", []) if int(d) < profile.shape[1]]
     tau = trace.settings.get("tau", np.nan)
-    figure = new_figure(6.4, 5.2, top=0.45, hspace=0.55)
-    top = float(profile.max()) * 1.15
+    band = float(max(profile.max(), tau if np.isfinite(tau) else 0.0)) * 1.2
+    figure = new_figure(6.4, 4.6, left=1.9, top=0.45)
+    axes = figure.add_subplot()
+    names = []
     for row, (values, position, role) in enumerate(zip(profile, trace.profile_tokens, PROFILE_ROLES)):
-        axes = figure.add_subplot(len(profile), 1, row + 1)
-        stems = np.stack([np.zeros_like(values), values, np.full_like(values, np.nan)], 1).ravel()
+        base = (len(profile) - 1 - row) * band
+        stems = np.stack([np.full_like(values, base), base + values, np.full_like(values, np.nan)], 1).ravel()
         axes.plot(np.repeat(np.arange(len(values)), 3), stems, color=OTHER, linewidth=0.8)  # one path, D stems
-        axes.axhline(tau, color="#141414", linestyle="--", linewidth=0.8)
+        axes.plot([0, len(values)], [base + tau] * 2, color="#141414", linestyle="--", linewidth=0.8)
         for dim in dims:
-            if dim < len(values):
-                axes.vlines(dim, 0, values[dim], color=SELECTED, linewidth=2)
-                axes.annotate(f"d{dim}: {values[dim]:.1f}", (dim, values[dim]), xytext=(3, 2),
-                              textcoords="offset points", fontsize=8, color=SELECTED)
-        axes.set_xlim(-1, len(values))
-        axes.set_ylim(0, top)
-        axes.yaxis.set_major_locator(MaxNLocator(3))
-        axes.set_ylabel("|x| / RMS")
-        if row < len(profile) - 1:
-            axes.set_xticks([])
+            axes.plot([dim, dim], [base, base + values[dim]], color=SELECTED, linewidth=2)
+        if dims:
+            peak = max(dims, key=lambda dim: values[dim])  # φ of this token is its value here
+            axes.annotate(f"φ = {values[peak]:.1f} (d{peak})", (peak, base + values[peak]), xytext=(4, -2),
+                          textcoords="offset points", fontsize=8, color=SELECTED, va="top")
         token = trace.tokens[int(position)].strip() if int(position) < len(trace.tokens) else "?"
-        axes.text(0.0, 1.03, f"{role}: position {int(position)} {token!r}", transform=axes.transAxes, fontsize=10)
-    axes.set_xlabel(f"hidden dimension (sink dims {dims} in vermillion; dashed: τ = {tau:g})")
-    figure.text(0.01, 0.995, f"Massive activations entering layer {trace.profile_layer}", va="top", fontsize=10)
+        names.append((base, f"{role}\npos {int(position)} {token!r}"))
+    few_ticks(axes)
+    axes.set_yticks([base for base, _ in names], [name for _, name in names], fontsize=8)
+    axes.set_ylim(0, band * len(profile))
+    axes.set_xlim(-1, profile.shape[1])
+    axes.set_xlabel(f"hidden dimension (sink dims {dims} in vermillion)")
+    axes.set_ylabel(f"|x| / RMS(x), each band 0 … {band:.0f}")
+    figure.text(0.01, 0.99, f"Massive activations entering layer {trace.profile_layer} (dashed: τ = {tau:g})",
+                va="top", fontsize=10)
     return figure
 
 
@@ -89,12 +93,13 @@ def sink_attention_by_layer(trace: Trace, query: int | str = "all") -> Figure:
     layers = np.arange(len(attention))
     figure = new_figure(max(5.0, 0.15 * len(layers) + 2.0), 3.2, top=0.55)
     axes = figure.add_subplot()
-    axes.plot(layers, to_sinks, "D-", color=SELECTED, markersize=4, label="per visual sink token")
-    axes.plot(layers, to_others, "o-", color=OTHER, markersize=3, label="per other visual token")
+    axes.plot(layers, to_sinks, "D-", color=SELECTED, markersize=4)
+    axes.plot(layers, to_others, "o-", color=OTHER, markersize=3)
     log_y(axes)
+    few_ticks(axes, x=8)
     axes.set_xlabel("layer")
     axes.set_ylabel("attention per token")
-    axes.legend(loc="best", frameon=False)
+    key(axes, [("◆ per visual sink token", SELECTED), ("● per other visual token", OTHER)], "lower right")
     figure.text(0.01, 0.99, f"Attention to visual sinks vs other visual tokens\n{query_label(trace, query)}, "
                 "mean over heads, before VAR", va="top", fontsize=10)
     return figure

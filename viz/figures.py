@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from PIL import Image
 
 STYLE = {
@@ -59,6 +59,23 @@ def log_y(axes) -> None:
     axes.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
     axes.yaxis.set_minor_locator(NullLocator())
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def few_ticks(axes, x: int = 6, y: int = 5) -> None:
+    """Cap the number of major ticks (each tick costs ~2 ms to build and draw)."""
+    axes.xaxis.set_major_locator(MaxNLocator(x, integer=True))
+    if axes.get_yscale() != "log":
+        axes.yaxis.set_major_locator(MaxNLocator(y))
+
+
+def key(axes, entries: list[tuple[str, str]], corner: str = "upper right") -> None:
+    """Coloured labels stacked in a corner of the axes: a legend without its box (cheaper, reads directly)."""
+    top = corner.startswith("upper")
+    x, align = (0.98, "right") if corner.endswith("right") else (0.02, "left")
+    for index, (text, colour) in enumerate(entries):
+        y = 0.98 - 0.08 * index if top else 0.04 + 0.08 * (len(entries) - 1 - index)
+        axes.text(x, y, text, color=colour, fontsize=9, ha=align, va="top" if top else "bottom",
+                  transform=axes.transAxes)
 
 
 def reference_line(axes, y: float, label: str, style: str = "--") -> None:

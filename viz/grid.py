@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 
 from var_core.trace import Trace
 from viz.canvas import BACKGROUND, INK, colorbar, font, text_size, titled
-from viz.colors import OUTLINE, colorize, value_range
+from viz.colors import OUTLINE, lut, normalize, value_range
 from viz.queries import head_maps, query_label, selected_heads
 
 SCALES = ("tile", "shared")
@@ -21,22 +21,25 @@ def tile_shape(grid: tuple[int, int], tile: int) -> tuple[int, int]:
 
 def mosaic(maps: np.ndarray, outlined: np.ndarray, tile: int = 48, gap: int = 5, cmap: str = "viridis",
            vmin: float = 0.0, vmax: float = 1.0, log: bool = False) -> np.ndarray:
-    """[L, H, rows, cols] maps → [Y, X, 3] uint8 mosaic; tiles where `outlined` [L, H] is True get a frame in the gap."""
+    """[L, H, rows, cols] maps → [Y, X, 3] uint8 mosaic; tiles where `outlined` [L, H] is True get a frame in the gap.
+
+    Works on one byte per pixel: 254 colormap levels plus two reserved indices (background, frame), coloured by
+    a single table lookup at the end.
+    """
     layers, heads, rows, cols = maps.shape
     tile_h, tile_w = tile_shape((rows, cols), tile)
     per_patch = tile_h // rows
-    tiles = colorize(maps, vmin, vmax, cmap, log)  # [L, H, rows, cols, 3]
-    tiles = np.repeat(np.repeat(tiles, per_patch, axis=2), per_patch, axis=3)
-    cells = np.empty((layers, heads, tile_h + gap, tile_w + gap, 3), dtype=np.uint8)
-    cells[...] = BACKGROUND
+    levels = len(lut(cmap, 254))
+    background, frame_index = levels, levels + 1
+    table = np.vstack([lut(cmap, levels), np.array([BACKGROUND, OUTLINE], dtype=np.uint8)])
+    index = (normalize(maps, vmin, vmax, log) * (levels - 1)).round().astype(np.uint8)
+    cells = np.full((layers, heads, tile_h + gap, tile_w + gap), background, dtype=np.uint8)
     half = gap // 2
     frame = max(1, min(2, half))
-    if outlined.any():
-        block = cells[outlined]
-        block[:, half - frame:half + tile_h + frame, half - frame:half + tile_w + frame] = OUTLINE
-        cells[outlined] = block
-    cells[:, :, half:half + tile_h, half:half + tile_w] = tiles
-    return cells.transpose(0, 2, 1, 3, 4).reshape(layers * (tile_h + gap), heads * (tile_w + gap), 3)
+    cells[outlined, half - frame:half + tile_h + frame, half - frame:half + tile_w + frame] = frame_index
+    cells[:, :, half:half + tile_h, half:half + tile_w] = np.repeat(np.repeat(index, per_patch, 2), per_patch, 3)
+    canvas = cells.transpose(0, 2, 1, 3).reshape(layers * (tile_h + gap), heads * (tile_w + gap))
+    return table[canvas]
 
 
 def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: str = "tile", log: bool = False,

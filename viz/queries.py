@@ -75,6 +75,13 @@ def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return values.reshape(*values.shape[:-1], rows, cols)
 
 
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """array[:, :, rows] as a view when the rows are contiguous (no copy of a large attention array)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return array[:, :, rows[0]:rows[-1] + 1]
+    return array[:, :, rows]
+
+
 def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
     """[L, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
     if raw and trace.attn_to_visual_raw is not None:
@@ -86,22 +93,22 @@ def attention_map(trace: Trace, layer: int, head: int | None = None, query: int 
                   raw: bool = False) -> np.ndarray:
     """[rows, cols] text→visual attention at `layer`, for `head` (None = mean) and `query`, on the patch grid."""
     check_layer_head(trace, layer, head)
-    attn = attention_source(trace, raw)[layer][:, query_rows(trace, query)].mean(1)
+    attn = take_rows(attention_source(trace, raw)[layer:layer + 1], query_rows(trace, query))[0].mean(1)
     attn = attn.mean(0) if head is None else attn[head]
     return to_grid(attn, trace.grid)
 
 
 def head_maps(trace: Trace, query: int | str = "all", raw: bool = False) -> np.ndarray:
     """[L, H, rows, cols] every head's map for `query`."""
-    return to_grid(attention_source(trace, raw)[:, :, query_rows(trace, query)].mean(2), trace.grid)
+    return to_grid(take_rows(attention_source(trace, raw), query_rows(trace, query)).mean(2), trace.grid)
 
 
 def selected_heads(trace: Trace, query: int | str = "all") -> np.ndarray:
     """[L, H] bool: heads selected as image-centric in at least one of the `query` rows."""
-    return trace.selected[:, :, query_rows(trace, query)].any(-1)
+    return take_rows(trace.selected, query_rows(trace, query)).any(-1)
 
 
 def head_stats(trace: Trace, query: int | str = "all") -> tuple[np.ndarray, np.ndarray]:
     """([L, H] mean ratio r, [L, H] mean visual mass) over the `query` rows (before VAR)."""
     rows = query_rows(trace, query)
-    return trace.ratio[:, :, rows].mean(-1), trace.visual_mass[:, :, rows].mean(-1)
+    return take_rows(trace.ratio, rows).mean(-1), take_rows(trace.visual_mass, rows).mean(-1)

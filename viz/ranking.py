@@ -33,31 +33,28 @@ def top_heads_table(trace: Trace, k: int = 10, query: int | str = "all") -> list
 
 @styled
 def head_ranking(trace: Trace, query: int | str = "all", top: int = 24) -> Figure:
-    """Bars of r (top) and visual mass (bottom) for the `top` best-ranked heads; selected heads in vermillion,
-    dashed lines at ρ and at the visual-mass threshold."""
+    """Bars of r for the `top` best-ranked heads (selected heads in vermillion) with their visual mass as black
+    dots; dashed line at ρ, dotted at the visual-mass threshold."""
     ranked = ranked_heads(trace, query)
     shown = ranked[:top]
-    colours = [SELECTED if row["selected"] else NEUTRAL for row in shown]
     rho = trace.settings.get("rho", 0.5)
     min_mass = trace.settings.get("min_visual_mass", 0.2)
-    figure = new_figure(max(5.5, 0.2 * len(shown) + 2.2), 4.4, right=1.4, bottom=0.7, top=0.55)
-    top_axes, bottom_axes = figure.add_subplot(211), figure.add_subplot(212)
-    bars(top_axes, [row["r"] for row in shown], colours)
-    top_axes.set_ylim(0, 1.05)
-    reference_line(top_axes, rho, f"ρ = {rho:g}")
-    top_axes.set_ylabel("non-sink ratio r")
-    top_axes.set_xticks([])
-    bars(bottom_axes, [row["visual_mass"] for row in shown], colours)
-    bottom_axes.set_ylim(0, 1.05)
-    reference_line(bottom_axes, min_mass, f"min mass = {min_mass:g}", ":")
-    bottom_axes.set_ylabel("visual mass")
-    bottom_axes.set_xticks([])
+    figure = new_figure(max(5.5, 0.22 * len(shown) + 2.2), 3.6, right=1.5, bottom=0.7, top=0.55)
+    axes = figure.add_subplot()
+    bars(axes, [row["r"] for row in shown], [SELECTED if row["selected"] else NEUTRAL for row in shown])
+    axes.plot(np.arange(len(shown)), [row["visual_mass"] for row in shown], "o", color="#141414", markersize=4)
+    axes.set_ylim(0, 1.05)
+    axes.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    reference_line(axes, rho, f"ρ = {rho:g}")
+    reference_line(axes, min_mass, f"min visual\nmass = {min_mass:g}", ":")
+    axes.set_ylabel("bars: non-sink ratio r\ndots: visual mass")
+    axes.set_xticks([])
     for index, row in enumerate(shown):
-        bottom_axes.text(index, -0.03, f"L{row['layer']}H{row['head']}", rotation=90, ha="center", va="top",
-                         fontsize=8, transform=bottom_axes.get_xaxis_transform())
+        axes.text(index, -0.03, f"L{row['layer']}H{row['head']}", rotation=90, ha="center", va="top",
+                  fontsize=8, transform=axes.get_xaxis_transform())
     count = sum(row["selected"] for row in ranked)
     scope = f"top {len(shown)} of {len(ranked)}" if len(shown) < len(ranked) else f"all {len(ranked)}"
     figure.text(0.01, 0.99, f"Heads ranked by r, those with visual mass ≥ {min_mass:g} first ({scope})\n"
-                f"{query_label(trace, query)}; "
-                f"vermillion = image-centric (selected), {count} heads", va="top", fontsize=10)
+                f"{query_label(trace, query)}; vermillion = image-centric (selected), {count} heads",
+                va="top", fontsize=10)
     return figure

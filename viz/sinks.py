@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 
 from var_core.trace import Trace
 from viz.canvas import colorbar, hstack, titled
 from viz.colors import OUTLINE
-from viz.figures import NEUTRAL, SELECTED, bars, new_figure, styled
+from viz.figures import NEUTRAL, SELECTED, bars, few_ticks, new_figure, styled
 from viz.heatmap import blend
 from viz.queries import check_layer_head, to_grid
 
@@ -58,5 +59,6 @@ def sink_count_strip(trace: Trace, layer: int | None = None) -> Figure:
     axes.set_ylabel("visual sinks")
     figure.text(0.01, 0.98, f"Visual sink tokens per layer (φ > τ = {trace.settings.get('tau', float('nan')):g})",
                 va="top", fontsize=10)
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    few_ticks(axes, x=10)
+    axes.yaxis.set_major_locator(MaxNLocator(4, integer=True))
     return figure
