@@ -75,8 +75,8 @@ def _pad_keys(mask: torch.Tensor, keys: int) -> torch.Tensor:
 def _record_sinks(state: RunState, layer: int, hidden: torch.Tensor) -> None:
     """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer`."""
     values = phi(hidden, state.sink_dims)
-    state.phi[layer] = values
-    state.sink_masks[layer] = values > state.tau
+    state.phi[layer] = values.cpu()
+    state.sink_masks[layer] = (values > state.tau).cpu()
     if layer == state.profile_layer:
         state.profile_hidden = hidden.detach().float()
 
@@ -93,8 +93,9 @@ def _sink_pre_hook(layer: int):
 def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
     """VAR on the selected rows of this layer (if active), and capture of the text→visual rows."""
     batch, _, queries, keys = weights.shape
-    visual = _pad_keys(state.visual_mask, keys)
-    sinks = _pad_keys(state.sink_masks.get(layer, torch.zeros_like(state.visual_mask)), keys)
+    device = weights.device  # layers may sit on different GPUs with device_map="auto"
+    visual = _pad_keys(state.visual_mask.to(device), keys)
+    sinks = _pad_keys(state.sink_masks.get(layer, torch.zeros_like(state.visual_mask)).to(device), keys)
     positions = torch.arange(keys - queries, keys, device=weights.device)
     query_mask = (positions >= state.query_start).expand(batch, queries)
     visual_sinks = sinks & visual
@@ -113,14 +114,15 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         grid = state.grid_positions
         if grid is None:
             grid = state.visual_mask[0].nonzero().flatten()
+        grid = grid.to(device)
         record = state.layers.setdefault(layer, LayerRecord())
-        record.attn_to_visual.append(new_weights[0][:, rows][..., grid].float())
+        record.attn_to_visual.append(new_weights[0][:, rows][..., grid].float().cpu())
         if state.var is not None:
-            record.attn_to_visual_raw.append(weights[0][:, rows][..., grid].float())
-        record.visual_mass.append(attention_mass(weights, visual)[0][:, rows])
-        record.sink_mass.append(attention_mass(weights, sinks)[0][:, rows])
-        record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows])
-        record.selected.append(selected[0][:, rows])
+            record.attn_to_visual_raw.append(weights[0][:, rows][..., grid].float().cpu())
+        record.visual_mass.append(attention_mass(weights, visual)[0][:, rows].cpu())
+        record.sink_mass.append(attention_mass(weights, sinks)[0][:, rows].cpu())
+        record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows].cpu())
+        record.selected.append(selected[0][:, rows].cpu())
     return new_weights
 
 

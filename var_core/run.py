@@ -60,7 +60,7 @@ def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: in
 
 def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """|x|/RMS(x) at the profile layer for: first token, highest-φ visual token, median-φ visual token."""
-    hidden = state.profile_hidden[0]
+    hidden = state.profile_hidden[0].cpu()
     phi_visual = state.phi[state.profile_layer][0].cpu().numpy()[visual_positions]
     order = np.argsort(phi_visual)
     picks = np.array([0, visual_positions[order[-1]], visual_positions[order[len(order) // 2]]])
@@ -102,7 +102,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
         output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+                                       pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
     sequence = output[0].cpu()
     n_prompt = input_ids.shape[1]
     answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()

@@ -1,0 +1,32 @@
+"""ModelSlot: one model per process, loaded once, kept when switching to another model fails."""
+
+import pytest
+
+from var_core.models.catalog import ModelLoadError
+from var_core.models.slot import ModelSlot
+
+
+def fake_loader(model_id, allow_any=False):
+    if model_id == "broken":
+        raise ModelLoadError("cannot reach the hub")
+    return f"bundle:{model_id}"
+
+
+def test_same_id_is_loaded_once():
+    slot = ModelSlot(loader=fake_loader)
+    assert slot.get("a") == slot.get("a") == "bundle:a"
+    assert slot.loads == 1 and slot.current_id == "a"
+
+
+def test_failed_switch_keeps_the_previous_model():
+    slot = ModelSlot(loader=fake_loader)
+    slot.get("a")
+    with pytest.raises(ModelLoadError, match="cannot reach"):
+        slot.get("broken")
+    assert slot.current == "bundle:a" and slot.current_id == "a"
+
+
+def test_switching_replaces_the_model():
+    slot = ModelSlot(loader=fake_loader)
+    slot.get("a")
+    assert slot.get("b") == "bundle:b" and slot.loads == 2
