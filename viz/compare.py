@@ -23,9 +23,10 @@ def compare_maps(image: np.ndarray, before: np.ndarray, after: np.ndarray, title
               for values, name in ((before, "before VAR"), (after, "after VAR"))]
     shared = colorbar(panels[0].height, vmin, vmax, cmap, log, "attention weight" + (" (log)" if log else ""))
     diff = after - before
-    bound = float(np.abs(diff).max()) or 1e-9
+    changed = float(np.abs(diff).max())
+    bound = changed or 0.01 * vmax  # no change (e.g. a head VAR did not select): a small scale, all white
     diff_panel = titled(Image.fromarray(blend(image, diff, -bound, bound, DIVERGING, False, 0.85, short_side)),
-                        "difference (after − before)", 13)
+                        "difference (after − before)" + ("" if changed else ": no change"), 13)
     diff_bar = colorbar(diff_panel.height, -bound, bound, DIVERGING, False, "Δ attention")
     return titled(hstack([panels[0], panels[1], shared, diff_panel, diff_bar], gap=8), title)
 
