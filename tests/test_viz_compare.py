@@ -42,7 +42,7 @@ def test_difference_panel_is_red_where_attention_grew_and_blue_where_it_fell():
     after = np.zeros((3, 5))
     after[2, 4] = 1.0
     out = np.asarray(compare_maps(image, before, after, "t", short_side=150)).astype(int)
-    diff = out[-150:, -350:-130]  # inside the difference panel, left of its colour bar
+    diff = out[-150:, -320:-95]  # inside the difference panel, left of its colour bar
     red_y, red_x = np.nonzero(diff[..., 0] - diff[..., 2] > 50)
     blue_y, blue_x = np.nonzero(diff[..., 2] - diff[..., 0] > 50)
     assert red_y.min() >= 100 and blue_y.max() < 50  # gained cell in the bottom row, lost cell in the top row
@@ -52,5 +52,5 @@ def test_unchanged_head_has_a_neutral_difference_panel():
     trace = synthetic_trace()
     assert not trace.selected[2, 1].any()  # VAR leaves this head alone, so before == after
     out = np.asarray(before_after(trace, 2, 1, "answer", short_side=150)).astype(int)
-    diff = out[-150:, -350:-130]  # inside the difference panel, left of its colour bar
+    diff = out[-150:, -350:-120]  # inside the difference panel (its colour bar is ~100 px wide here)
     assert (np.abs(diff[..., 0] - diff[..., 2]) < 30).all()
