@@ -26,7 +26,7 @@ def test_framed_tiles_are_exactly_the_selected_heads():
     trace = synthetic_trace(layers=5, heads=4)
     outlined = selected_heads(trace)
     assert 0 < outlined.sum() < outlined.size
-    image = mosaic(head_maps(trace), outlined, TILE, GAP)
+    image = np.asarray(mosaic(head_maps(trace), outlined, TILE, GAP))
     shape = tile_shape(trace.grid, TILE)
     for layer in range(5):
         for head in range(4):
@@ -39,7 +39,7 @@ def test_each_tile_peaks_at_its_planted_patch():
     trace = synthetic_trace(layers=3, heads=3, grid=(3, 5), sink=(2, 4))
     maps = head_maps(trace)
     peak = maps.max(axis=(2, 3), keepdims=True)
-    image = mosaic(maps / peak, np.zeros((3, 3), bool), TILE, GAP).astype(int).sum(-1)
+    image = np.asarray(mosaic(maps / peak, np.zeros((3, 3), bool), TILE, GAP)).astype(int).sum(-1)
     shape = tile_shape(trace.grid, TILE)
     per_patch = shape[0] // 3
     for layer in range(3):
@@ -54,7 +54,7 @@ def test_each_tile_peaks_at_its_planted_patch():
 def test_labelled_grid_keeps_all_frames_and_one_scale_option():
     trace = synthetic_trace(layers=5, heads=4)
     outlined = selected_heads(trace, "answer")
-    bare = mosaic(head_maps(trace, "answer"), outlined, TILE, GAP)
+    bare = np.asarray(mosaic(head_maps(trace, "answer"), outlined, TILE, GAP))
     full = np.asarray(head_grid(trace, "answer", tile=TILE))
     count = lambda image: int((image == OUTLINE).all(-1).sum())  # noqa: E731
     assert count(full) == count(bare) > 0
