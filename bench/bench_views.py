@@ -73,7 +73,8 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "numpy": np.__version__, "matplotlib": matplotlib.__version__, "pillow": PIL.__version__}
+            "numpy": np.__version__, "matplotlib": matplotlib.__version__, "pillow": PIL.__version__,
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}  # other jobs inflate the timings
 
 
 def main() -> None:

@@ -1,10 +1,9 @@
-"""View 6: the paper's evidence plots: φ vs attention (Fig. 3a), massive activations (Fig. 2), sink attention per layer."""
+"""View 6: the paper's evidence: φ vs attention (Fig. 3a), massive activations (Fig. 2), sink attention per layer."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from var_core.trace import Trace
 from viz.figures import OTHER, SELECTED, few_ticks, key, log_y, new_figure, styled

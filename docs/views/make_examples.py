@@ -61,7 +61,8 @@ def main() -> None:
                                    lambda s: tuple(int(255 - s * (255 - c)) for c in (86, 180, 233))),
     }
     left, right = answer_diff("The square is red and small.", "The square is red and large.")
-    colour = {label: tuple(int(value[i:i + 2], 16) // 2 + 128 for i in (1, 3, 5)) for label, value in DIFF_COLORS.items()}
+    colour = {label: tuple(int(value[i:i + 2], 16) // 2 + 128 for i in (1, 3, 5))
+              for label, value in DIFF_COLORS.items()}
     views["answer_diff_baseline"] = highlighted(left, colour.get)
     views["answer_diff_var"] = highlighted(right, colour.get)
     for name, image in views.items():
