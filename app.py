@@ -1,0 +1,353 @@
+"""Visual Sink Lens: the Gradio app. Reads top to bottom as load → handlers → layout → events → launch.
+
+Handlers are thin: `var_core` runs the model into an `Analysis` (two Traces), `viz` draws them; this file only
+wires the two together and turns mistakes into messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from var_core.analysis import Analysis, analyze
+from var_core.config import VARConfig
+from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
+from var_core.models.slot import ModelSlot
+from var_core.registry import phi_bound
+from var_core.run import MAX_PROMPT_CHARS
+from viz.compare import before_after
+from viz.diff import DIFF_COLORS, answer_diff
+from viz.evidence import massive_activations, phi_attention_scatter, sink_attention_by_layer
+from viz.figures import figure_image
+from viz.grid import head_grid
+from viz.heatmap import attention_heatmap
+from viz.ranking import TABLE_HEADERS, head_ranking, top_heads_table
+from viz.sinks import phi_overlay, sink_count_strip
+from viz.tokens import strip_rows, token_strip
+
+LOG = logging.getLogger("visual_sink_lens")
+EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
+MAX_NEW_TOKENS_UI = 128
+DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
+MEAN_HEADS = -1
+QUERY_MODES = [("mean over answer tokens", "answer"), ("mean over prompt text", "prompt"),
+               ("mean over all text", "all")]
+HEADER = """# Visual Sink Lens
+Where does a vision-language model really look? Upload an image, ask a question, press **Analyze**: the model
+answers twice — as is, and with **VAR** (Visual Attention Redistribution, Kang et al., ICLR 2025), which moves
+attention that *visual sink tokens* soak up back onto the rest of the image, in image-centric heads only."""
+EXPLAIN = {
+    "attention": "Where the chosen text token (or the mean over the answer) looks in the image, for one layer and "
+                 "head. Patches that stay bright whatever the question are visual attention sinks.",
+    "grid": "Every head of every layer (rows: layers, columns: heads). Framed tiles are image-centric heads — the "
+            "ones VAR acts in; tiles lit on one or two patches only are sink-dominated.",
+    "sinks": "φ(x): a token's hidden state in the model's sink dimensions, relative to its RMS. Visual tokens with "
+             "φ > τ are sinks (framed); the strip counts them per layer.",
+    "ranking": "Heads ranked by visual non-sink ratio r, the share of their image attention not spent on sinks. "
+               "VAR keeps heads with r ≥ ρ and enough attention on the image (highlighted).",
+    "compare": "One layer, head and token before and after redistribution on one colour scale, and the "
+               "difference: a fraction p of the sink attention goes to the other image patches.",
+    "evidence": "The paper's evidence on this input: sinks draw high attention (scatter), they carry a massive "
+                "activation in fixed dimensions (profile), and how attention to sinks compares per layer.",
+}
+CSS = "#status {font-size: 0.9em} .gradio-container {max-width: 1500px !important}"
+
+slot = ModelSlot()
+
+
+# ---------------------------------------------------------------- handlers
+
+def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> VARConfig:
+    """UI/API settings → VARConfig; ValueError with a readable message on bad values."""
+    hidden = bundle.text_config.hidden_size
+    first = 2 if first_layer is None else int(first_layer)
+    last = bundle.num_layers - 2 if last_layer is None else int(last_layer)
+    if not 0 <= first <= last < bundle.num_layers:
+        raise ValueError(f"VAR layers {first} … {last} are not a range of this model's layers 0 … "
+                         f"{bundle.num_layers - 1}.")
+    if tau is not None and not 0 < float(tau) < phi_bound(hidden):
+        raise ValueError(f"τ = {tau} must be in (0, {phi_bound(hidden):.1f}): φ can never exceed √D for this "
+                         f"model's hidden size D = {hidden}.")
+    return VARConfig(p=float(p), rho=float(rho), tau=None if tau is None else float(tau),
+                     min_visual_mass=float(min_visual_mass), layers=tuple(range(first, last + 1)),
+                     recycle_text_sinks=bool(recycle_text_sinks))
+
+
+def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
+                    min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
+                    first_layer=None, last_layer=None, recycle_text_sinks=True, progress=gr.Progress()):
+    """Answer `prompt` about `image` without and with VAR (greedy decoding).
+
+    Returns a JSON summary: baseline_answer, var_answer, sinks (per layer: count and positions of visual sink
+    tokens), heads (selected image-centric heads with r), settings. Settings left empty take the model's
+    defaults (τ from its registry entry, VAR layers 2 … L−2).
+    """
+    try:
+        progress(0.02, desc=f"Loading model {model_id}")
+        bundle = slot.get(model_id or DEFAULT_MODEL_ID)
+        config = var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
+        if max_new_tokens is None or not 1 <= int(max_new_tokens) <= MAX_NEW_TOKENS_UI:
+            raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
+        steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
+        result = analyze(bundle, image, prompt, config, int(max_new_tokens),
+                         on_step=lambda _: progress(*next(steps)))
+        progress(0.95, desc="Rendering views")
+    except (ValueError, ModelLoadError) as error:
+        raise gr.Error(str(error)) from None
+    return result.summary(), result
+
+
+def _status(result: Analysis) -> str:
+    """One line naming the model, τ, sink dims and the VAR convention actually used."""
+    s = result.var.settings
+    layers = s["var_layers"]
+    return (f"**{s['model']}** · sink dims {s['sink_dims']} · τ = {s['tau']:g} · ρ = {s['rho']:g} · "
+            f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
+            f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
+            f"{int(result.var.selected.any(-1).sum())} image-centric (layer, head) pairs")
+
+
+def _head(head) -> int | None:
+    return None if head is None or int(head) == MEAN_HEADS else int(head)
+
+
+def _trace(result: Analysis, source: str):
+    return result.baseline if source == "baseline" else result.var
+
+
+def selection_views(result: Analysis, layer, head, query, source, log_scale):
+    """Views that depend on the layer/head/query selection: heatmap, grid, before/after, token strip."""
+    trace, layer, head = _trace(result, source), int(layer), _head(head)
+    return (attention_heatmap(trace, layer, head, query, log=log_scale),
+            head_grid(trace, query, log=log_scale),
+            before_after(result.var, layer, head, query, log=log_scale),
+            token_strip(trace, layer, head, relative=True))
+
+
+def sink_views(result: Analysis, layer):
+    return phi_overlay(result.var, int(layer)), sink_count_strip(result.var, int(layer))
+
+
+def render_all(result: Analysis | None, layer, head, query, source, log_scale):
+    """Every view of a fresh analysis, and the selectors fitted to this model and these tokens."""
+    if result is None:
+        raise gr.Error("Run an analysis first.")
+    trace = result.var
+    layer = min(int(layer), trace.num_layers - 1)
+    head = head if head is not None and int(head) < trace.num_heads else MEAN_HEADS
+    query = query if query in dict(QUERY_MODES).values() else "answer"
+    baseline_diff, var_diff = answer_diff(result.baseline.answer, result.var.answer)
+    heads = [("mean over heads", MEAN_HEADS)] + [(f"head {h}", h) for h in range(trace.num_heads)]
+    queries = QUERY_MODES + [(f"{row}: {trace.tokens[pos].strip() or repr(trace.tokens[pos])}", row)
+                             for row, pos in enumerate(trace.query_positions)]
+    try:
+        selected = selection_views(result, layer, head, query, source, bool(log_scale))
+    except ValueError:  # e.g. a one-token answer has no "answer" rows beyond the prompt's last token
+        query = "all"
+        selected = selection_views(result, layer, head, query, source, bool(log_scale))
+    return (baseline_diff, var_diff, _status(result),
+            gr.update(maximum=trace.num_layers - 1, value=layer),
+            gr.update(choices=heads, value=head), gr.update(choices=queries, value=query),
+            gr.update(maximum=trace.num_layers - 1), *sink_views(result, layer),
+            head_ranking(trace), top_heads_table(trace),
+            phi_attention_scatter(result.baseline, layer), massive_activations(result.baseline),
+            sink_attention_by_layer(result.baseline), *selected)
+
+
+def render_selection(result: Analysis | None, layer, head, query, source, log_scale):
+    """Re-render the selection-dependent views from the stored Traces (no model run)."""
+    if result is None:
+        return [gr.skip()] * 4
+    try:
+        return selection_views(result, layer, head, query, source, bool(log_scale))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+
+
+def render_sinks(result: Analysis | None, layer):
+    """φ overlay and sink strip for another layer."""
+    return [gr.skip()] * 2 if result is None else sink_views(result, layer)
+
+
+def pick_token(result: Analysis | None, evt: gr.SelectData):
+    """Clicking a token in the strip selects that query row (tokens that are not queries do nothing)."""
+    if result is None:
+        return gr.skip()
+    rows = strip_rows(result.var)
+    row = rows[evt.index] if isinstance(evt.index, int) and evt.index < len(rows) else None
+    return gr.skip() if row is None else gr.update(value=row)
+
+
+def model_settings(model_id):
+    """Load the chosen model; fill τ and the VAR layer range from its registry entry and depth."""
+    try:
+        bundle = slot.get(model_id)
+    except ModelLoadError as error:
+        gr.Warning(f"{error} — keeping {slot.current_id}.")
+        bundle = slot.current
+    return (gr.update(value=bundle.backbone.tau, label=f"τ — sink threshold on φ (φ ≤ √D = "
+                                                       f"{phi_bound(bundle.text_config.hidden_size):.1f})"),
+            gr.update(value=2, maximum=bundle.num_layers - 1),
+            gr.update(value=bundle.num_layers - 2, maximum=bundle.num_layers - 1),
+            gr.update(value=slot.current_id))
+
+
+def make_downloads(result: Analysis | None, layer, head, query, source, log_scale):
+    """Every figure as PNG, both Traces as .npz, and a JSON of settings + answers, in a fresh temp folder."""
+    if result is None:
+        raise gr.Error("Run an analysis first.")
+    folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-"))
+    heatmap, grid, compare, _ = selection_views(result, layer, head, query, source, bool(log_scale))
+    phi_map, strip = sink_views(result, layer)
+    figures = {"heatmap": heatmap, "head_grid": grid, "before_after": compare, "phi_overlay": phi_map,
+               "sink_strip": strip, "head_ranking": head_ranking(result.var),
+               "phi_vs_attention": phi_attention_scatter(result.baseline, int(layer)),
+               "massive_activations": massive_activations(result.baseline),
+               "sink_attention_by_layer": sink_attention_by_layer(result.baseline)}
+    paths = []
+    for name, view in figures.items():
+        image = view if hasattr(view, "save") else figure_image(view)
+        paths.append(folder / f"{name}.png")
+        image.save(paths[-1])
+    paths += [result.baseline.save(folder / "trace_baseline.npz"), result.var.save(folder / "trace_var.npz")]
+    paths.append(folder / "analysis.json")
+    paths[-1].write_text(json.dumps(result.summary(), indent=1))
+    return [str(path) for path in paths]
+
+
+def examples() -> list[list[str]]:
+    """Bundled example images with their prompts."""
+    listing = json.loads((EXAMPLES_DIR / "examples.json").read_text())
+    return [[str(EXAMPLES_DIR / item["file"]), item["prompt"]] for item in listing]
+
+
+# ---------------------------------------------------------------- layout
+
+def build_demo() -> gr.Blocks:
+    """The page: inputs on the left, answers and views on the right; then the events."""
+    last = slot.current.num_layers - 1
+    with gr.Blocks(title="Visual Sink Lens") as demo:
+        result = gr.State(None)
+        gr.Markdown(HEADER)
+        with gr.Row():
+            with gr.Column(scale=4, min_width=300):
+                image = gr.Image(type="pil", label="Image", sources=["upload", "clipboard", "webcam"],
+                                 elem_id="input-image", height=280)
+                prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
+                                    max_length=MAX_PROMPT_CHARS)
+                model_id = gr.Dropdown(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
+                                       elem_id="model", allow_custom_value=slot.allow_any)
+                with gr.Accordion("VAR settings", open=False):
+                    p = gr.Slider(0, 1, DEFAULTS["p"], step=0.05, label="p — fraction of sink attention moved",
+                                  info="paper convention; the official config's 'p: 0.6' (kept) is p = 0.4 here")
+                    rho = gr.Slider(0, 1, DEFAULTS["rho"], step=0.05, label="ρ — min visual non-sink ratio")
+                    tau = gr.Number(None, label="τ — sink threshold on φ", elem_id="tau")
+                    min_mass = gr.Slider(0, 1, DEFAULTS["min_visual_mass"], step=0.05,
+                                         label="min visual mass of a head")
+                    max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_UI, DEFAULTS["max_new_tokens"], step=1,
+                                               label="max new tokens")
+                    with gr.Row():
+                        first_layer = gr.Number(2, precision=0, label="VAR from layer", minimum=0)
+                        last_layer = gr.Number(None, precision=0, label="to layer", minimum=0)
+                    recycle = gr.Checkbox(True, label="recycle text sinks (BOS) too — official behaviour")
+                run = gr.Button("Analyze", variant="primary", elem_id="run")
+                gr.Examples(examples(), inputs=[image, prompt], label="Examples: click one, then Analyze")
+            with gr.Column(scale=8):
+                with gr.Row():
+                    baseline_answer = gr.HighlightedText(label="Baseline answer", elem_id="baseline-answer",
+                                                         color_map=DIFF_COLORS, show_legend=False)
+                    var_answer = gr.HighlightedText(label="Answer with VAR", elem_id="var-answer",
+                                                    color_map=DIFF_COLORS, show_legend=False)
+                status = gr.Markdown(elem_id="status")
+                with gr.Row():
+                    source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=140)
+                    layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="layer", min_width=200)
+                    head = gr.Dropdown([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
+                                       min_width=140)
+                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=200)
+                    log_scale = gr.Checkbox(False, label="log scale", min_width=100)
+                tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
+                                                  "see where it looks", elem_id="tokens", show_legend=False)
+                with gr.Tabs():
+                    with gr.Tab("Attention"):
+                        gr.Markdown(EXPLAIN["attention"])
+                        heatmap = gr.Image(label="Attention heatmap", elem_id="heatmap", type="pil", format="png")
+                    with gr.Tab("Layer × head grid"):
+                        gr.Markdown(EXPLAIN["grid"])
+                        grid = gr.Image(label="All heads", elem_id="grid", type="pil", format="png")
+                    with gr.Tab("Sinks φ(x)"):
+                        gr.Markdown(EXPLAIN["sinks"])
+                        sink_layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
+                        phi_map = gr.Image(label="φ(x) over the image", elem_id="phi", type="pil", format="png")
+                        sink_strip = gr.Plot(label="Visual sinks per layer")
+                    with gr.Tab("Head ranking"):
+                        gr.Markdown(EXPLAIN["ranking"])
+                        ranking = gr.Plot(label="Heads by visual non-sink ratio")
+                        ranking_table = gr.Dataframe(headers=TABLE_HEADERS, label="Top heads",
+                                                     elem_id="ranking-table")
+                    with gr.Tab("Before / after VAR"):
+                        gr.Markdown(EXPLAIN["compare"])
+                        compare = gr.Image(label="Before / after / difference", elem_id="compare", type="pil",
+                                           format="png")
+                    with gr.Tab("Paper evidence"):
+                        gr.Markdown(EXPLAIN["evidence"])
+                        scatter = gr.Plot(label="φ vs attention")
+                        profile = gr.Plot(label="Massive activations")
+                        sink_share = gr.Plot(label="Attention to sinks per layer")
+                    with gr.Tab("Summary & downloads"):
+                        summary = gr.JSON(label="Summary (what the API returns)", elem_id="summary")
+                        prepare = gr.Button("Prepare downloads", elem_id="prepare-downloads")
+                        files = gr.File(label="Figures (PNG), Traces (.npz), settings + answers (JSON)",
+                                        file_count="multiple", elem_id="downloads")
+
+        # ------------------------------------------------------------ events
+        settings = [image, prompt, model_id, p, rho, tau, min_mass, max_new_tokens, first_layer, last_layer, recycle]
+        selection = [result, layer, head, query, source, log_scale]
+        selection_outputs = [heatmap, grid, compare, tokens]
+        all_outputs = [baseline_answer, var_answer, status, layer, head, query, sink_layer, phi_map, sink_strip,
+                       ranking, ranking_table, scatter, profile, sink_share, *selection_outputs]
+        private = {"api_visibility": "private"}
+        run.click(analyze_request, settings, [summary, result], api_name="analyze", concurrency_id="model",
+                  concurrency_limit=1).success(render_all, selection, all_outputs, **private)
+        for control in (layer, head, query, source, log_scale):
+            control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
+        sink_layer.input(render_sinks, [result, sink_layer], [phi_map, sink_strip], trigger_mode="always_last",
+                         **private)
+        tokens.select(pick_token, [result], [query], **private).success(
+            render_selection, selection, selection_outputs, **private)
+        model_outputs = [tau, first_layer, last_layer, model_id]
+        model_id.input(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
+                       **private)
+        demo.load(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
+                  **private)
+        prepare.click(make_downloads, selection, [files], **private)
+    return demo
+
+
+# ---------------------------------------------------------------- launch
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Visual Sink Lens: see and fix visual attention sinks.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
+    parser.add_argument("--model", default=os.environ.get("MODEL_ID", DEFAULT_MODEL_ID))
+    parser.add_argument("--allow-any-model", action="store_true",
+                        help="also accept model ids outside the allow-list (never with trust_remote_code)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    slot.allow_any = args.allow_any_model
+    LOG.info("loading %s", args.model)
+    slot.get(args.model)  # preload, so the first request does not pay for it
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS)
+
+
+if __name__ == "__main__":
+    main()
