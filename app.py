@@ -97,6 +97,8 @@ def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], r
         steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
         result = analyze(bundle, image, prompt, config, int(max_new_tokens),
                          on_step=lambda _: progress(*next(steps)))
+        LOG.info("analysis done: model=%s prompt=%r baseline=%r var=%r", slot.current_id, prompt[:80],
+                 result.baseline.answer[:80], result.var.answer[:80])
         progress(0.95, desc="Rendering views")
     except (ValueError, ModelLoadError) as error:
         raise gr.Error(str(error)) from None
@@ -269,22 +271,24 @@ def build_demo() -> gr.Blocks:
                     source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=140)
                     layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="layer", min_width=200)
                     head = gr.Dropdown([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
-                                       min_width=140)
-                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=200)
+                                       min_width=170)
+                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=240)
                     log_scale = gr.Checkbox(False, label="log scale", min_width=100)
                 tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
                                                   "see where it looks", elem_id="tokens", show_legend=False)
                 with gr.Tabs():
                     with gr.Tab("Attention"):
                         gr.Markdown(EXPLAIN["attention"])
-                        heatmap = gr.Image(label="Attention heatmap", elem_id="heatmap", type="pil", format="png")
+                        heatmap = gr.Image(label="Attention heatmap", elem_id="heatmap", type="pil", show_label=False,
+                                           format="png")
                     with gr.Tab("Layer × head grid"):
                         gr.Markdown(EXPLAIN["grid"])
-                        grid = gr.Image(label="All heads", elem_id="grid", type="pil", format="png")
+                        grid = gr.Image(label="All heads", elem_id="grid", type="pil", show_label=False, format="png")
                     with gr.Tab("Sinks φ(x)"):
                         gr.Markdown(EXPLAIN["sinks"])
                         sink_layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
-                        phi_map = gr.Image(label="φ(x) over the image", elem_id="phi", type="pil", format="png")
+                        phi_map = gr.Image(label="φ(x) over the image", elem_id="phi", type="pil", show_label=False,
+                                           format="png")
                         sink_strip = gr.Plot(label="Visual sinks per layer")
                     with gr.Tab("Head ranking"):
                         gr.Markdown(EXPLAIN["ranking"])
@@ -293,7 +297,7 @@ def build_demo() -> gr.Blocks:
                                                      elem_id="ranking-table")
                     with gr.Tab("Before / after VAR"):
                         gr.Markdown(EXPLAIN["compare"])
-                        compare = gr.Image(label="Before / after / difference", elem_id="compare", type="pil",
+                        compare = gr.Image(label="Before / after / difference", elem_id="compare", type="pil", show_label=False,
                                            format="png")
                     with gr.Tab("Paper evidence"):
                         gr.Markdown(EXPLAIN["evidence"])

@@ -1,0 +1,100 @@
+"""The app's handlers in-process, on the default model: analysis, re-rendering without a model run, errors."""
+
+import json
+
+import gradio as gr
+from matplotlib.figure import Figure
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from var_core.trace import Trace
+
+EXAMPLE = app.EXAMPLES_DIR / "scene_01.png"
+
+
+class Progress:
+    """Stand-in for gr.Progress that records the step names."""
+
+    def __init__(self):
+        self.steps = []
+
+    def __call__(self, fraction, desc=None):
+        self.steps.append(desc)
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    progress = Progress()
+    summary, result = app.analyze_request(Image.open(EXAMPLE), "What colour is the circle?", max_new_tokens=8,
+                                          progress=progress)
+    return summary, result, progress.steps
+
+
+def test_analysis_reports_each_step_and_both_answers(analysis):
+    summary, result, steps = analysis
+    assert steps[0].startswith("Loading model") and "Baseline" in steps[1] and "VAR" in steps[2]
+    assert summary["baseline_answer"] == result.baseline.answer and summary["var_answer"] == result.var.answer
+    assert len(summary["sinks"]) == 30 and summary["settings"]["p"] == 0.4
+    json.dumps(summary)  # the API answer is plain JSON
+
+
+def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
+    _, result, _ = analysis
+    outputs = app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    assert len(outputs) == 18
+    baseline_diff, var_diff, status = outputs[:3]
+    assert "".join(text for text, _ in var_diff) == result.var.answer
+    assert "τ = 20" in status and "p = 0.4" in status
+    assert outputs[3]["maximum"] == 29 and len(outputs[4]["choices"]) == 10
+    assert sum(isinstance(view, Image.Image) for view in outputs) == 4  # heatmap, φ overlay, grid, before/after
+    assert sum(isinstance(view, Figure) for view in outputs) == 5  # sink strip, ranking, 3 evidence plots
+
+
+def test_changing_the_layer_rerenders_from_the_trace_only(analysis, monkeypatch):
+    _, result, _ = analysis
+    monkeypatch.setattr(app, "analyze", lambda *a, **k: pytest.fail("the model must not run again"))
+    first = app.render_selection(result, 5, app.MEAN_HEADS, "answer", "VAR", False)[0]
+    second = app.render_selection(result, 20, 3, "answer", "VAR", False)[0]
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_a_missing_layer_is_a_clear_error(analysis):
+    _, result, _ = analysis
+    with pytest.raises(gr.Error, match="layer=40 does not exist"):
+        app.render_selection(result, 40, app.MEAN_HEADS, "answer", "VAR", False)
+
+
+def test_downloads_are_pngs_npz_traces_and_json(analysis):
+    _, result, _ = analysis
+    paths = app.make_downloads(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    suffixes = sorted({path.rsplit(".", 1)[1] for path in paths})
+    assert suffixes == ["json", "npz", "png"] and len(paths) == 12
+    for path in paths:
+        if path.endswith(".png"):
+            assert Image.open(path).size[0] > 100
+    assert Trace.load(next(p for p in paths if p.endswith("trace_var.npz"))).answer == result.var.answer
+    assert json.loads(open(next(p for p in paths if p.endswith(".json"))).read())["var_answer"] == result.var.answer
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"image": None}, "No image"),
+    ({"tau": 30.0}, "must be in"),
+    ({"first_layer": 20, "last_layer": 3}, "not a range"),
+    ({"max_new_tokens": 0}, "between 1 and"),
+    ({"p": 1.5}, "p=1.5"),
+    ({"model_id": "someone/unknown-model"}, "allow-list"),
+])
+def test_bad_requests_become_clear_ui_errors(kwargs, message):
+    args = {"image": Image.open(EXAMPLE), "prompt": "What colour is the circle?", **kwargs}
+    with pytest.raises(gr.Error, match=message):
+        app.analyze_request(args.pop("image"), args.pop("prompt"), progress=Progress(), **args)
+
+
+def test_unknown_model_keeps_the_current_one():
+    loaded = app.slot.current_id
+    with pytest.raises(gr.Error):
+        app.analyze_request(Image.open(EXAMPLE), "Hi?", model_id="nobody/nothing", progress=Progress())
+    assert app.slot.current_id == loaded
