@@ -1,0 +1,111 @@
+"""The app as users reach it: a real server on a free loopback port, called through gradio_client and driven in
+headless Chromium (Debian's, installed by `make test`) with Playwright."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "assets" / "examples" / "scene_01.png"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "app.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail(f"the app did not start within 180 s:\n{log_path.read_text()[-3000:]}")
+    yield url, log_path
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def analyses_run(log_path: Path) -> int:
+    return log_path.read_text().count("analysis done")
+
+
+def test_api_analyze_answers_the_bundled_scene(server):
+    url, _ = server
+    client = Client(url, verbose=False)
+    result = client.predict(handle_file(str(EXAMPLE)), "What colour is the circle?", api_name="/analyze")
+    assert "orange" in result["baseline_answer"].lower() and "orange" in result["var_answer"].lower()
+    assert len(result["sinks"]) == 30 and all({"layer", "count", "token_positions"} <= set(s) for s in result["sinks"])
+    assert all(head["r"] >= 0.5 for head in result["heads"])
+
+
+def test_api_bad_input_is_a_clear_error_and_the_server_keeps_serving(server):
+    url, _ = server
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict(handle_file(str(EXAMPLE)), "   ", api_name="/analyze")
+    with pytest.raises(Exception, match="must be in"):
+        client.predict(handle_file(str(EXAMPLE)), "Hi?", tau=99, api_name="/analyze")
+    assert httpx.get(url, timeout=5).status_code == 200
+
+
+def test_ui_only_callbacks_are_hidden_from_the_api(server):
+    url, _ = server
+    info = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
+    assert list(info["named_endpoints"]) == ["/analyze"]
+
+
+def test_browser_flow(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    url, log_path = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(url)
+        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
+        page.fill("#prompt textarea", "What colour is the circle?")
+        before = analyses_run(log_path)
+        page.click("#run")
+        heatmap = page.locator("#heatmap img")
+        expect(heatmap).to_be_visible(timeout=120_000)
+        expect(page.locator("#var-answer")).to_contain_text("orange", timeout=30_000)
+        expect(page.locator("#baseline-answer")).to_contain_text("orange")
+        assert page.locator(".toast-body.error").count() == 0
+        assert analyses_run(log_path) == before + 1
+        first_src = heatmap.get_attribute("src")
+        page.locator("#layer input[type=range]").fill("20")
+        expect(heatmap).not_to_have_attribute("src", first_src, timeout=30_000)
+        assert analyses_run(log_path) == before + 1  # re-rendered from the stored Traces, no model run
+        page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
+        browser.close()
