@@ -155,3 +155,18 @@ def test_baseline_measures_with_the_given_settings_but_does_not_redistribute(tin
     assert measured.answer == baseline.answer
     assert np.array_equal(measured.attn_to_visual, baseline.attn_to_visual)
     assert measured.visual_sinks.sum() > baseline.visual_sinks.sum()
+
+
+def test_control_characters_are_dropped_but_text_is_kept():
+    from var_core.run import clean_prompt
+    assert clean_prompt("what\x00 colour\x1b[31m is\tit?\n😀 ما هذا") == "what colour[31m is\tit?\n😀 ما هذا"
+
+
+def test_prompt_of_only_control_characters_is_empty(tiny_bundle, noise_image):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        generate(tiny_bundle, noise_image, "\x00\x01\x02")
+
+
+def test_max_time_bounds_decoding(tiny_bundle, noise_image):
+    trace = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=200, max_time=0.0)
+    assert len(trace.tokens) - trace.n_prompt <= 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import torch
 from PIL import Image
@@ -16,6 +18,11 @@ MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
 
 
+def clean_prompt(prompt: str) -> str:
+    """Drop control characters (NUL, escape codes …) but keep newlines and tabs; emoji and RTL text pass."""
+    return "".join(ch for ch in prompt if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+
+
 def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
     """Validate user inputs with messages a person can act on; returns an RGB PIL image."""
     if image is None:
@@ -24,7 +31,7 @@ def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
         raise ValueError(f"image must be a PIL image or numpy array, got {type(image).__name__}")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str) or not clean_prompt(prompt).strip():
         raise ValueError("the prompt is empty: ask a question about the image")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
@@ -71,13 +78,15 @@ def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray,
 
 @torch.no_grad()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
-             max_new_tokens: int = 64, measure: VARConfig | None = None) -> Trace:
+             max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
     config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
     `measure`'s τ, ρ, sink dims (default: the registry's), so a baseline can be compared with a VAR run.
+    max_time: stop decoding after this many seconds (a request time limit); control characters are dropped.
     """
     image = _check_inputs(image, prompt, max_new_tokens)
+    prompt = clean_prompt(prompt)
     selection = config or measure or VARConfig()
     backbone = bundle.backbone
     sink_dims = selection.sink_dims or backbone.sink_dims
@@ -101,7 +110,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
-        output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+        output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, max_time=max_time,
                                        pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
     sequence = output[0].cpu()
     n_prompt = input_ids.shape[1]
