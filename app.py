@@ -34,6 +34,8 @@ from viz.tokens import strip_rows, token_strip
 LOG = logging.getLogger("visual_sink_lens")
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
 MAX_NEW_TOKENS_UI = 128
+RUN_TIME_LIMIT_S = 60  # decoding of each of the two runs stops after this long
+SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
 QUERY_MODES = [("mean over answer tokens", "answer"), ("mean over prompt text", "prompt"),
@@ -96,7 +98,7 @@ def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], r
             raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
         steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
         result = analyze(bundle, image, prompt, config, int(max_new_tokens),
-                         on_step=lambda _: progress(*next(steps)))
+                         on_step=lambda _: progress(*next(steps)), max_time=RUN_TIME_LIMIT_S)
         LOG.info("analysis done: model=%s prompt=%r baseline=%r var=%r", slot.current_id, prompt[:80],
                  result.baseline.answer[:80], result.var.answer[:80])
         progress(0.95, desc="Rendering views")
@@ -235,7 +237,7 @@ def build_demo() -> gr.Blocks:
     """The page: inputs on the left, answers and views on the right; then the events."""
     last = slot.current.num_layers - 1
     with gr.Blocks(title="Visual Sink Lens") as demo:
-        result = gr.State(None)
+        result = gr.State(None, time_to_live=SESSION_TTL_S)
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
