@@ -109,3 +109,27 @@ def test_browser_flow(server):
         page.set_viewport_size({"width": 420, "height": 900})
         page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
         browser.close()
+
+
+def test_concurrent_users_get_their_own_results(server):
+    """8 clients at once (4 image/prompt pairs, each twice): every answer equals its own pair's sequential answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _ = server
+    examples = ROOT / "assets" / "examples"
+    pairs = [("scene_01.png", "What colour is the circle?"), ("scene_08.png", "How many shapes are there?"),
+             ("scene_14.png", "Is there a red circle in the image?"), ("sketch_stars.png", "Describe the image.")]
+
+    def ask(pair):
+        client = Client(url, verbose=False)
+        result = client.predict(handle_file(str(examples / pair[0])), pair[1], max_new_tokens=12, api_name="/analyze")
+        return result["baseline_answer"], result["var_answer"]
+
+    expected = {pair: ask(pair) for pair in pairs}
+    assert len(set(expected.values())) > 1, "the pairs must get different answers for this test to mean anything"
+    requests = pairs * 2
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, requests))
+    assert [expected[pair] for pair in requests] == answers
+    assert time.monotonic() - started < 300
