@@ -92,10 +92,15 @@ def _sink_pre_hook(layer: int):
 
 def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
     """VAR on the selected rows of this layer (if active), and capture of the text→visual rows."""
+    acting = state.var is not None and layer in state.var_layers
+    layer_sinks = state.sink_masks.get(layer)
+    if not state.capture and (not acting or layer_sinks is None or not layer_sinks.any()):
+        return weights  # nothing to record and nothing to redistribute: plain eager attention
     batch, _, queries, keys = weights.shape
     device = weights.device  # layers may sit on different GPUs with device_map="auto"
     visual = _pad_keys(state.visual_mask.to(device), keys)
-    sinks = _pad_keys(state.sink_masks.get(layer, torch.zeros_like(state.visual_mask)).to(device), keys)
+    sinks = _pad_keys((layer_sinks if layer_sinks is not None else torch.zeros_like(state.visual_mask)).to(device),
+                      keys)
     positions = torch.arange(keys - queries, keys, device=weights.device)
     query_mask = (positions >= state.query_start).expand(batch, queries)
     visual_sinks = sinks & visual
@@ -105,7 +110,7 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     selected &= has_visual_sink[:, None, None] & query_mask[:, None, :]
 
     new_weights = weights
-    if state.var is not None and layer in state.var_layers:
+    if acting:
         recycled = sinks if state.var.recycle_text_sinks else visual_sinks
         new_weights = redistribute(weights, visual, recycled, selected, state.var.p, query_mask)
 
