@@ -45,6 +45,8 @@ class RunState:
     visual_mask: [B, T_prompt] bool, every image token (VAR's I_vis). query_start: first prompt position whose
     query rows VAR/capture act on (the text after the image); every decode step is acted on too.
     grid_positions: the visual tokens drawn as the heatmap grid, raster order (default: all visual tokens).
+    mask_positions: [N] prompt key positions whose attention is removed (−∞ before the softmax) for every query
+    row VAR acts on (the text after the image, and decoding) in every layer — paper Fig. 3b; None = no masking.
     """
 
     visual_mask: torch.Tensor
@@ -57,6 +59,7 @@ class RunState:
     var_layers: frozenset[int] = frozenset()
     capture: bool = True
     profile_layer: int | None = None
+    mask_positions: torch.Tensor | None = None
     sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
     phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
     profile_hidden: torch.Tensor | None = None  # [B, T_prompt, D] at profile_layer
@@ -94,7 +97,9 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     """VAR on the selected rows of this layer (if active), and capture of the text→visual rows."""
     acting = state.var is not None and layer in state.var_layers
     layer_sinks = state.sink_masks.get(layer)
-    if not state.capture and (not acting or layer_sinks is None or not layer_sinks.any()):
+    all_heads = acting and not state.var.select_heads  # ablation: acts even without visual sinks
+    if not state.capture and not all_heads and (not acting or layer_sinks is None
+                                                 or not (layer_sinks & state.visual_mask).any()):
         return weights  # nothing to record and nothing to redistribute: plain eager attention
     batch, _, queries, keys = weights.shape
     device = weights.device  # layers may sit on different GPUs with device_map="auto"
@@ -112,7 +117,9 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     new_weights = weights
     if acting:
         recycled = sinks if state.var.recycle_text_sinks else visual_sinks
-        new_weights = redistribute(weights, visual, recycled, selected, state.var.p, query_mask)
+        rows = query_mask[:, None, :].expand_as(selected) if all_heads else selected
+        receivers = None if state.var.budget_to == "visual" else ~visual & ~sinks  # "text": text non-sink tokens
+        new_weights = redistribute(weights, visual, recycled, rows, state.var.p, query_mask, receiver_mask=receivers)
 
     if state.capture and bool(query_mask.any()):
         rows = query_mask[0]
@@ -131,6 +138,16 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     return new_weights
 
 
+def _mask_keys(state: RunState, scores: torch.Tensor) -> torch.Tensor:
+    """Pre-softmax scores [B, H, Q, K] with `state.mask_positions` set to the dtype's minimum for the query rows
+    at or after `query_start` (the rows before, image included, are untouched)."""
+    queries, keys = scores.shape[-2:]
+    rows = torch.arange(keys - queries, keys, device=scores.device) >= state.query_start
+    columns = torch.zeros(keys, dtype=torch.bool, device=scores.device)
+    columns[state.mask_positions.to(scores.device)] = True
+    return scores.masked_fill(rows[:, None] & columns[None, :], torch.finfo(scores.dtype).min)
+
+
 def var_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """Eager attention (same contract as transformers' `eager_attention_forward`) with VAR + capture."""
     key_states = repeat_kv(key, module.num_key_value_groups)
@@ -138,9 +155,11 @@ def var_attention_forward(module, query, key, value, attention_mask, scaling, dr
     weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask[:, :, :, : key_states.shape[-2]]
+    state = _ACTIVE_RUN.get()
+    if state is not None and state.mask_positions is not None:
+        weights = _mask_keys(state, weights)
     weights = torch.nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
 
-    state = _ACTIVE_RUN.get()
     if state is not None:
         weights = _apply_var_and_capture(state, module.layer_idx, weights)
 
