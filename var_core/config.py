@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+BUDGET_TARGETS = ("visual", "text")
+
 
 @dataclass(frozen=True)
 class VARConfig:
@@ -20,6 +22,10 @@ class VARConfig:
         from layer 2 on and the last layer is skipped, `except_last_layer: 1`).
     recycle_text_sinks: True = official behaviour (text sinks such as BOS are scaled by 1−p and
         their mass is recycled too); False = only visual sink columns are touched.
+    select_heads: True = redistribute only in image-centric head rows (paper §4.1); False = in every head of the
+        VAR layers, for every text query row (ablation, paper Table 4).
+    budget_to: "visual" = the freed budget goes to visual non-sink tokens (paper Eq. 5); "text" = to text
+        non-sink tokens instead (ablation, paper Table 5).
     """
 
     p: float = 0.4
@@ -29,12 +35,16 @@ class VARConfig:
     sink_dims: tuple[int, ...] | None = None
     layers: tuple[int, ...] | None = None
     recycle_text_sinks: bool = True
+    select_heads: bool = True
+    budget_to: str = "visual"
 
     def __post_init__(self):
         for name, low, high in (("p", 0.0, 1.0), ("rho", 0.0, 1.0), ("min_visual_mass", 0.0, 1.0)):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"{name}={value!r} must be a number in [{low}, {high}]")
+        if self.budget_to not in BUDGET_TARGETS:
+            raise ValueError(f"budget_to={self.budget_to!r} must be one of {BUDGET_TARGETS}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
         if self.sink_dims is not None:

@@ -76,14 +76,28 @@ def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray,
     return normalised.cpu().numpy(), picks
 
 
+def _mask_tensor(positions, n_prompt: int, device) -> torch.Tensor | None:
+    """Validated [N] long tensor of prompt positions to mask, or None."""
+    if positions is None:
+        return None
+    tensor = torch.as_tensor(np.asarray(positions, dtype=np.int64).reshape(-1))
+    bad = tensor[(tensor < 0) | (tensor >= n_prompt)]
+    if len(bad):
+        raise ValueError(f"mask_positions {bad.tolist()} are outside the prompt (positions 0 … {n_prompt - 1})")
+    return tensor.to(device)
+
+
 @torch.no_grad()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
-             max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None) -> Trace:
+             max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
+             mask_positions=None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
     config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
     `measure`'s τ, ρ, sink dims (default: the registry's), so a baseline can be compared with a VAR run.
     max_time: stop decoding after this many seconds (a request time limit); control characters are dropped.
+    mask_positions: prompt token positions (e.g. visual sinks) that the text after the image and the generated
+    tokens may not attend to, in every layer (pre-softmax −∞; paper Fig. 3b); None = no masking.
     """
     image = _check_inputs(image, prompt, max_new_tokens)
     prompt = clean_prompt(prompt)
@@ -105,7 +119,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
                      query_start=int(prepared.visual_positions.max()) + 1,
                      grid_positions=grid_positions.to(bundle.device),
                      sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
-                     var_layers=var_layers, capture=capture, profile_layer=num_layers // 2)
+                     var_layers=var_layers, capture=capture, profile_layer=num_layers // 2,
+                     mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device))
 
     tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
@@ -131,6 +146,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         settings={"model": bundle.name, "sink_dims": list(sink_dims), "tau": float(tau), "rho": selection.rho,
                   "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
                   "var_layers": sorted(var_layers), "recycle_text_sinks": selection.recycle_text_sinks,
+                  "select_heads": selection.select_heads, "budget_to": selection.budget_to,
+                  "mask_positions": None if mask_positions is None else np.asarray(mask_positions).reshape(-1).tolist(),
                   "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt},
         **layer_arrays,
     )
