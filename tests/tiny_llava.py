@@ -23,7 +23,7 @@ IMAGE_SIZE, PATCH = 32, 8
 TINY_SINK_DIM = 5
 
 
-def tiny_processor() -> LlavaProcessor:
+def tiny_processor(image_size: int = IMAGE_SIZE, patch: int = PATCH) -> LlavaProcessor:
     vocab = {token: index for index, token in enumerate(SPECIALS + WORDS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -31,23 +31,24 @@ def tiny_processor() -> LlavaProcessor:
                                         pad_token="<pad>", unk_token="<unk>",
                                         extra_special_tokens={"image_token": "<image>"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
-                                         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH,
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
                           vision_feature_select_strategy="default", num_additional_image_tokens=1,
                           chat_template=CHAT_TEMPLATE)
 
 
-def tiny_llava(seed: int = 0) -> ModelBundle:
-    """2-layer vision tower, 4-layer LLaMA (hidden 64, 4 heads, 2 KV heads); 16 visual tokens (4×4)."""
-    processor = tiny_processor()
+def tiny_llava(seed: int = 0, image_size: int = IMAGE_SIZE, patch: int = PATCH, layers: int = 4) -> ModelBundle:
+    """2-layer vision tower, `layers`-layer LLaMA (hidden 64, 4 heads, 2 KV heads); (image_size/patch)² visual
+    tokens (default 4×4)."""
+    processor = tiny_processor(image_size, patch)
     vocab_size = len(processor.tokenizer)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=PATCH),
+                                       num_attention_heads=2, image_size=image_size, patch_size=patch),
         text_config=LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
-                                num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                                max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+                                num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                max_position_embeddings=2048, pad_token_id=0, bos_token_id=1, eos_token_id=2),
         image_token_id=processor.tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default", vision_feature_layer=-1,
     )

@@ -1,0 +1,120 @@
+"""Default model load (cold / warm cache), one end-to-end request, and 4 queued clients on a live server.
+
+Run: `python -m bench.bench_app`. Targets (issue 9): warm load ≤ 5 s; request (both answers × 32 tokens + all
+views) ≤ 8 s on 2 cores; the second and later requests pay no model load.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.common import write
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "assets" / "examples" / "scene_01.png"
+LOAD_SNIPPET = ("import time; t = time.perf_counter(); from var_core.models import load_default_model; "
+                "load_default_model(); print(time.perf_counter() - t)")
+
+
+def load_seconds(cache: str) -> float:
+    """Import + load of the default model in a fresh process with the given cache dir."""
+    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "VAR_CACHE_DIR": cache})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def request_seconds(reps: int = 5) -> tuple[list[float], list[float]]:
+    """Both answers × 32 tokens + every view, in-process (what one click costs the server); and the re-render
+    after a layer-slider change."""
+    from PIL import Image
+
+    import app
+
+    image = Image.open(EXAMPLE)
+    app.slot.get(app.DEFAULT_MODEL_ID)
+    bundle = app.slot.current
+    bundle.model.generation_config.min_new_tokens = 32
+    times, rerender = [], []
+    for rep in range(reps):
+        start = time.perf_counter()
+        _, result = app.analyze_request(image, "Describe the image.", max_new_tokens=32, progress=lambda *a, **k: None)
+        app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        app.render_selection(result, 10 + rep, app.MEAN_HEADS, "answer", "VAR", False)
+        rerender.append(time.perf_counter() - start)
+    return times, rerender
+
+
+def queued_clients(n: int = 4) -> dict:
+    """Start the app, send n requests at once, report each one's latency and the throughput."""
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(ROOT))
+    from tests.test_app_live import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(180):
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:  # noqa: BLE001 — not up yet
+                time.sleep(1)
+
+        def ask(index):
+            start = time.perf_counter()
+            Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), f"Describe the image. ({index})",
+                                               max_new_tokens=32, api_name="/analyze")
+            return time.perf_counter() - start
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            latencies = sorted(pool.map(ask, range(n)))
+        total = time.perf_counter() - start
+        del client
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"clients": n, "latencies_s": latencies, "total_s": total, "requests_per_min": 60 * n / total}
+
+
+def main() -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        cold = load_seconds(cache)
+        warm = [load_seconds(cache) for _ in range(3)]
+    requests, rerender = request_seconds()
+    queue = queued_clients()
+    # Serialised runs: the k-th queued request waits for k−1 others; none of them reloads the model.
+    spacing = [b - a for a, b in zip(queue["latencies_s"], queue["latencies_s"][1:])]
+    checks = [
+        {"figure": "default model warm load (cache)", "target": "≤ 5 s", "measured": f"{statistics.median(warm):.1f} s",
+         "pass": statistics.median(warm) <= 5},
+        {"figure": "request: 2 answers × 32 tokens + all views", "target": "≤ 8 s",
+         "measured": f"{statistics.median(requests):.1f} s", "pass": statistics.median(requests) <= 8},
+        {"figure": "re-render after a slider change (server side)", "target": "≤ 150 ms",
+         "measured": f"{1000 * statistics.median(rerender):.0f} ms", "pass": statistics.median(rerender) <= 0.15},
+        {"figure": "4 queued clients: later requests pay no reload", "target": "gap ≤ 1.5 × one request",
+         "measured": f"max gap {max(spacing):.1f} s", "pass": max(spacing) <= 1.5 * statistics.median(requests)},
+    ]
+    write("app", {"cold_load_s": cold, "warm_load_s": warm, "request_s": requests, "rerender_s": rerender,
+                  "queue": queue,
+                  "checks": checks})
+    print(f"cold load {cold:.1f} s, warm load {statistics.median(warm):.1f} s, request "
+          f"{statistics.median(requests):.1f} s, 4 clients: {queue['total_s']:.1f} s "
+          f"({queue['requests_per_min']:.1f} requests/min), latencies {[round(x, 1) for x in queue['latencies_s']]}")
+    return {"checks": checks}
+
+
+if __name__ == "__main__":
+    main()
