@@ -63,6 +63,19 @@ CSS = "#status {font-size: 0.9em} .gradio-container {max-width: 1500px !importan
 slot = ModelSlot()
 
 
+class UploadedImage(gr.Image):
+    """gr.Image that hands our code the uploaded file untouched (var_core.images validates and converts it), and
+    turns a file PIL cannot even open into a clear message instead of a generic error."""
+
+    is_template = True  # rendered by the frontend's Image component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 — any decoding failure is the user's file, not our bug
+            raise gr.Error("This file could not be read as an image. Upload a PNG, JPEG, WebP or GIF.") from None
+
+
 # ---------------------------------------------------------------- handlers
 
 def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> VARConfig:
@@ -94,7 +107,7 @@ def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], r
         progress(0.02, desc=f"Loading model {model_id}")
         bundle = slot.get(model_id or DEFAULT_MODEL_ID)
         config = var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
-        if max_new_tokens is None or not 1 <= int(max_new_tokens) <= MAX_NEW_TOKENS_UI:
+        if not (isinstance(max_new_tokens, (int, float)) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_UI):
             raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
         steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
         result = analyze(bundle, image, prompt, config, int(max_new_tokens),
@@ -241,8 +254,8 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
-                image = gr.Image(type="pil", label="Image", sources=["upload", "clipboard", "webcam"],
-                                 elem_id="input-image", height=280)
+                image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
+                                      elem_id="input-image", height=280)
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
                 model_id = gr.Dropdown(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",

@@ -1,0 +1,167 @@
+"""Table-driven bad input through the app's handlers: each case gets a clear, specific message (or works), and
+nothing crashes. Valid-but-unusual inputs run the real default model with one new token."""
+
+import io
+import math
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from var_core.models.catalog import ModelLoadError
+
+GOOD_PROMPT = "What colour is the circle?"
+
+
+def save(image, path, fmt=None, **kwargs):
+    image.save(path, format=fmt, **kwargs)
+    return str(path)
+
+
+def encoded(image, fmt):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Every odd file a user might upload, written once."""
+    folder = tmp_path_factory.mktemp("uploads")
+    scene = Image.open(app.EXAMPLES_DIR / "scene_01.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    frames = [scene.convert("P"), scene.rotate(90).convert("P")]
+    written = {
+        "truncated_png": folder / "truncated.png", "truncated_jpeg": folder / "truncated.jpg",
+        "text_as_png": folder / "notes.png", "empty": folder / "empty.png", "svg": folder / "drawing.png",
+    }
+    written["truncated_png"].write_bytes(encoded(scene, "PNG")[:300])
+    written["truncated_jpeg"].write_bytes(encoded(scene, "JPEG")[:400])
+    written["text_as_png"].write_text("this is a shopping list, not a picture")
+    written["empty"].write_bytes(b"")
+    written["svg"].write_text('<svg xmlns="http://www.w3.org/2000/svg"><circle r="5"/></svg>')
+    paths = {name: str(path) for name, path in written.items()}
+    paths.update({
+        "gif": save(frames[0], folder / "anim.gif", "GIF", save_all=True, append_images=frames[1:]),
+        "tiny": save(Image.new("RGB", (1, 1)), folder / "tiny.png"),
+        "bomb": save(Image.new("1", (10000, 10000)), folder / "bomb.png"),
+        "rgba": save(scene.convert("RGBA"), folder / "rgba.png"),
+        "la": save(scene.convert("LA"), folder / "la.png"),
+        "palette": save(scene.convert("P"), folder / "palette.png"),
+        "cmyk": save(scene.convert("CMYK"), folder / "cmyk.jpg", "JPEG"),
+        "gray16": save(Image.fromarray((np.asarray(scene.convert("L"), dtype=np.uint16) * 257)), folder / "g16.png"),
+        "exif_rotated": save(scene, folder / "rotated.jpg", "JPEG", exif=exif),
+        "wide": save(scene.resize((4000, 60)), folder / "wide.png"),
+        "webp": save(scene, folder / "scene.webp", "WEBP"),
+        "bmp": save(scene, folder / "scene.bmp", "BMP"),
+        "good": str(app.EXAMPLES_DIR / "scene_01.png"),
+    })
+    return paths
+
+
+OK = None
+CASES = [  # (id, image key, overrides, expected message or OK)
+    ("no image", None, {}, "No image"),
+    ("truncated PNG", "truncated_png", {}, "could not be read"),
+    ("truncated JPEG", "truncated_jpeg", {}, "could not be read"),
+    ("text file renamed .png", "text_as_png", {}, "could not be read"),
+    ("empty file", "empty", {}, "could not be read"),
+    ("SVG renamed .png", "svg", {}, "could not be read"),
+    ("1x1 image", "tiny", {}, "at least 8 px"),
+    ("10000x10000 image", "bomb", {}, "limit is 40,000,000 pixels"),
+    ("animated GIF", "gif", {}, OK),
+    ("RGBA", "rgba", {}, OK),
+    ("LA", "la", {}, OK),
+    ("palette", "palette", {}, OK),
+    ("CMYK JPEG", "cmyk", {}, OK),
+    ("16-bit greyscale", "gray16", {}, OK),
+    ("EXIF-rotated JPEG", "exif_rotated", {}, OK),
+    ("4000x60 panorama", "wide", {}, OK),
+    ("WebP", "webp", {}, OK),
+    ("BMP", "bmp", {}, OK),
+    ("empty prompt", "good", {"prompt": ""}, "prompt is empty"),
+    ("whitespace prompt", "good", {"prompt": " \n\t "}, "prompt is empty"),
+    ("no prompt", "good", {"prompt": None}, "prompt is empty"),
+    ("20,000-character prompt", "good", {"prompt": "why " * 5000}, "the limit is 4000"),
+    ("control characters", "good", {"prompt": "What\x1b[31m colour\x07 is the circle?"}, OK),
+    ("null bytes", "good", {"prompt": "What colour\x00 is the circle?\x00"}, OK),
+    ("only null bytes", "good", {"prompt": "\x00\x00"}, "prompt is empty"),
+    ("emoji", "good", {"prompt": "What colour is the circle? 🎨🟠"}, OK),
+    ("right-to-left text", "good", {"prompt": "ما لون الدائرة؟ What colour is the circle?"}, OK),
+    ("p below 0", "good", {"p": -0.1}, "p=-0.1"),
+    ("p above 1", "good", {"p": 1.5}, "p=1.5"),
+    ("p NaN", "good", {"p": math.nan}, "p=nan"),
+    ("rho above 1", "good", {"rho": 2.0}, "rho=2.0"),
+    ("rho NaN", "good", {"rho": math.nan}, "rho=nan"),
+    ("tau zero", "good", {"tau": 0}, "must be in (0, 24.0)"),
+    ("tau negative", "good", {"tau": -5}, "must be in (0, 24.0)"),
+    ("tau above sqrt(D)", "good", {"tau": 30}, "must be in (0, 24.0)"),
+    ("tau NaN", "good", {"tau": math.nan}, "must be in (0, 24.0)"),
+    ("min visual mass above 1", "good", {"min_visual_mass": 1.5}, "min_visual_mass=1.5"),
+    ("max new tokens 0", "good", {"max_new_tokens": 0}, "between 1 and 128"),
+    ("max new tokens huge", "good", {"max_new_tokens": 10**9}, "between 1 and 128"),
+    ("max new tokens NaN", "good", {"max_new_tokens": math.nan}, "between 1 and 128"),
+    ("first layer missing", "good", {"first_layer": 40}, "not a range"),
+    ("layers reversed", "good", {"first_layer": 20, "last_layer": 3}, "not a range"),
+    ("negative layer", "good", {"first_layer": -1}, "not a range"),
+    ("unknown model id", "good", {"model_id": "someone/unknown-model"}, "allow-list"),
+    ("model that fails to load", "good", {"model_id": "llava-hf/llava-1.5-7b-hf"}, "no network in this test"),
+]
+
+
+@pytest.mark.parametrize("image_key, overrides, expected", [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_table(files, monkeypatch, image_key, overrides, expected):
+    real_loader = app.slot._loader
+
+    def loader(model_id, allow_any=False):
+        if model_id == "llava-hf/llava-1.5-7b-hf":
+            raise ModelLoadError("no network in this test")
+        return real_loader(model_id, allow_any)
+
+    monkeypatch.setattr(app.slot, "_loader", loader)
+    kwargs = {"prompt": GOOD_PROMPT, "max_new_tokens": 1, **overrides}
+    image = None if image_key is None else files[image_key]
+    if expected is OK:
+        summary, result = app.analyze_request(image, progress=lambda *a, **k: None, **kwargs)
+        assert summary["var_answer"] == result.var.answer and result.var.image.shape[2] == 3
+    else:
+        with pytest.raises(gr.Error) as error:
+            app.analyze_request(image, progress=lambda *a, **k: None, **kwargs)
+        assert expected in str(error.value)
+    assert app.slot.current_id == app.DEFAULT_MODEL_ID  # a failed request never loses the loaded model
+
+
+def test_table_has_at_least_40_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.fixture(scope="module")
+def analysis(files):
+    return app.analyze_request(files["good"], GOOD_PROMPT, max_new_tokens=2, progress=lambda *a, **k: None)[1]
+
+
+@pytest.mark.parametrize("layer, head, query, expected", [
+    (40, app.MEAN_HEADS, "answer", "layer=40 does not exist"),
+    (5, 50, "answer", "head=50 does not exist"),
+    (5, app.MEAN_HEADS, 999, "query=999 is out of range"),
+    (5, app.MEAN_HEADS, "everything", "must be a row index"),
+])
+def test_selecting_what_does_not_exist(analysis, layer, head, query, expected):
+    with pytest.raises(gr.Error, match=expected):
+        app.render_selection(analysis, layer, head, query, "VAR", False)
+
+
+def test_rendering_before_any_analysis_is_a_message():
+    with pytest.raises(gr.Error, match="Run an analysis first"):
+        app.render_all(None, 5, app.MEAN_HEADS, "answer", "VAR", False)
+
+
+def test_an_unreadable_upload_is_refused_at_preprocessing(files):
+    from gradio.data_classes import FileData
+
+    component = app.UploadedImage(type="filepath")
+    with pytest.raises(gr.Error, match="could not be read"):
+        component.preprocess(FileData(path=files["text_as_png"], orig_name="notes.png"))
