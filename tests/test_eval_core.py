@@ -66,3 +66,20 @@ def test_masked_positions_get_no_attention_from_the_text(tiny_bundle, noise_imag
 def test_mask_positions_outside_the_prompt_raise(tiny_bundle, noise_image):
     with pytest.raises(ValueError, match="outside the prompt"):
         generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=1, mask_positions=[10_000])
+
+
+def test_contribution_vectors_sum_to_the_attention_output(tiny_bundle, noise_image):
+    from var_core.eval.probes import attention_inputs, contribution_vectors
+
+    module = tiny_bundle.adapter.decoder_layers(tiny_bundle.model)[2].self_attn
+    outputs = []
+    handle = module.register_forward_hook(lambda mod, args, output: outputs.append(output[0]))
+    try:
+        with attention_inputs({2: module}) as seen:
+            trace = generate(tiny_bundle, noise_image, PROMPT, capture=False, max_new_tokens=1)
+    finally:
+        handle.remove()
+    rows, keys = torch.arange(trace.n_prompt), torch.arange(trace.n_prompt)
+    with torch.no_grad():
+        vectors = contribution_vectors(module, seen[("hidden", 2)][0], seen[("weights", 2)][0], rows, keys)
+    assert torch.allclose(vectors.sum(1), outputs[0][0].float(), atol=1e-5)

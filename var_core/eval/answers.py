@@ -178,8 +178,8 @@ def mask_rows(records, opts):
 def mask_plots(rows, records, opts):
     base, sinks, randoms = rows[0], rows[1], rows[-1]
     rule = "φ > τ" if opts["mask_rule"] == "tau" else f"top-{opts['k']} φ"
-    title = (f"masking visual sinks ({rule}) vs random visual tokens, n={base['n']}, "
-             f"{sinks['mean_masked_tokens']:.2f} tokens/sample")
+    title = (f"masking visual sinks ({rule}) vs as many random visual tokens\n"
+             f"n={base['n']}, {sinks['mean_masked_tokens']:.2f} masked tokens per sample")
     return {"mask_accuracy": error_bars(["no mask", "sinks masked", "random masked"],
                                         [base["accuracy"], sinks["accuracy"], randoms["accuracy"]],
                                         [0.0, 0.0, randoms["accuracy_std"]], title, "accuracy",

@@ -45,21 +45,25 @@ def attention_inputs(modules: dict[int, torch.nn.Module]):
             handle.remove()
 
 
-def token_contribution(module, hidden: torch.Tensor, weights: torch.Tensor, rows, keys) -> tuple[torch.Tensor, ...]:
-    """‖Σ_h α^h_ij · v^h_j W_O^h‖ (paper Fig. 3c: attention contribution of key j to the layer output at query i).
+def contribution_vectors(module, hidden: torch.Tensor, weights: torch.Tensor, rows, keys) -> torch.Tensor:
+    """Σ_h α^h_ij · v^h_j W_O^h: what key j adds to the attention output at query i, [Q, N, D] (paper Fig. 3c).
 
-    hidden: [T, D] attention input (after the input norm); weights: [H, T, T] post-softmax (as the model used);
-    rows: query indices; keys: key indices. Returns (contribution [len(keys)], attention [len(keys)]), each the
-    mean over query rows (attention also over heads).
+    hidden: [T, D] attention input (after the input norm); weights: [H, T, T] post-softmax, as the model used them;
+    rows: query indices; keys: key indices. Summed over all keys it is the attention block's output (o_proj bias
+    aside).
     """
     heads, head_dim = weights.shape[0], module.head_dim
     values = module.v_proj(hidden).view(hidden.shape[0], -1, head_dim).transpose(0, 1)  # [KVH, T, hd]
     values = values.repeat_interleave(heads // values.shape[0], dim=0)  # repeat_kv: head h uses kv head h // rep
     w_o = module.o_proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # [H, hd, D]
     projected = torch.einsum("hkd,hde->hke", values[:, keys].float(), w_o.float())  # [H, N, D]
-    alpha = weights[:, rows][:, :, keys].float()  # [H, Q, N]
-    contribution = torch.einsum("hqn,hne->qne", alpha, projected).norm(dim=-1).mean(0)
-    return contribution, alpha.mean((0, 1))
+    return torch.einsum("hqn,hne->qne", weights[:, rows][:, :, keys].float(), projected)
+
+
+def token_contribution(module, hidden, weights, rows, keys) -> tuple[torch.Tensor, torch.Tensor]:
+    """(contribution ‖Σ_h α·v·W_O‖, attention α) per key [N], each the mean over query rows (α also over heads)."""
+    contribution = contribution_vectors(module, hidden, weights, rows, keys).norm(dim=-1).mean(0)
+    return contribution, weights[:, rows][:, :, keys].float().mean((0, 1))
 
 
 # --- contribution -----------------------------------------------------------------------------------------------
