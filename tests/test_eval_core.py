@@ -83,3 +83,17 @@ def test_contribution_vectors_sum_to_the_attention_output(tiny_bundle, noise_ima
     with torch.no_grad():
         vectors = contribution_vectors(module, seen[("hidden", 2)][0], seen[("weights", 2)][0], rows, keys)
     assert torch.allclose(vectors.sum(1), outputs[0][0].float(), atol=1e-5)
+
+
+@pytest.mark.parametrize("tau", [2.0, 7.9])
+def test_inert_shortcut_gives_the_answer_a_real_var_run_gives(tiny_bundle, noise_image, tau):
+    from var_core.eval import answers
+    from var_core.eval.datasets import Sample
+
+    sample = Sample("s", "i", "scene:1000500000", "what colour is the square ?", "yes")
+    settings = {"tau": tau, "max_new_tokens": 3, "var": {"p": 1.0, "rho": 0.0, "tau": tau}}
+    baseline = answers.answer(tiny_bundle, sample, {**settings, "var": None}, {})
+    real = answers.answer(tiny_bundle, sample, settings, {})
+    shortcut = answers.answer(tiny_bundle, sample, settings, {"VAR off": baseline})
+    assert shortcut["answer"] == real["answer"]
+    assert shortcut.get("inert", False) == (baseline["max_visual_phi"] <= tau) == (tau == 7.9)

@@ -23,6 +23,8 @@ def answer(bundle, sample, settings: dict, done: dict) -> dict:
     """Generate under `settings` ({"var": VARConfig kwargs or None, "tau", "max_new_tokens", "mask"...})."""
     config = VARConfig(**settings["var"]) if settings.get("var") else None
     measure = VARConfig(tau=settings.get("tau"))
+    if config is not None and not settings.get("mask") and _var_is_inert(bundle, config, done.get("VAR off")):
+        return {**done["VAR off"], "inert": True}
     image = sample.image()
     mask_positions, n_masked = None, 0
     if settings.get("mask"):
@@ -36,7 +38,17 @@ def answer(bundle, sample, settings: dict, done: dict) -> dict:
     sinks = np.nonzero((phi_visual > trace.settings["tau"]).any(0))[0]
     top = np.argsort(-phi_visual.max(0), kind="stable")[:TOP_PHI_STORED]
     return {"answer": trace.answer, "pred": parse_yes_no(trace.answer), "visual_sinks": sinks.tolist(),
-            "top_phi": top.tolist(), "max_visual_phi": round(float(phi_visual.max()), 3), "n_masked": n_masked}
+            "top_phi": top.tolist(), "max_visual_phi": float(phi_visual.max()), "n_masked": n_masked}
+
+
+def _var_is_inert(bundle, config: VARConfig, baseline: dict | None) -> bool:
+    """True when VAR provably changes nothing: head selection on, default layers, and no visual token of the
+    baseline run has φ > τ in any VAR layer (a layer without visual sinks selects no head; visual tokens come
+    before the text, so VAR cannot change their φ). The baseline's answer is then VAR's answer, bit for bit."""
+    if baseline is None or not config.select_heads or config.layers is not None or baseline.get("mask_positions"):
+        return False
+    tau = config.tau if config.tau is not None else bundle.backbone.tau
+    return baseline["max_visual_phi"] <= tau
 
 
 def _mask_positions(bundle, sample, image, settings, done) -> list[int]:
@@ -70,6 +82,7 @@ def _answer_rows(records: list[dict], opts: dict, conditions: list[str] | None =
         row["changed_vs_" + names[0].replace(" ", "_")] = float(np.mean(
             [r["answer"] != reference[r["sample_id"]] for r in by_condition[name]])) if by_condition[name] else 0.0
         row["images_with_visual_sinks"] = float(np.mean([bool(r["visual_sinks"]) for r in by_condition[name]]))
+        row["var_inert"] = float(np.mean([bool(r.get("inert")) for r in by_condition[name]]))  # provably no-op
         rows.append(row)
     return rows
 
