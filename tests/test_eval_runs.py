@@ -95,3 +95,12 @@ def test_quick_pope_on_the_default_model(default_bundle):
     rows, figures = run_quick("pope", n_samples=4, bundle=default_bundle)
     assert [row["n"] for row in rows] == [4, 4] and len(figures) == 1
     assert 0.0 <= rows[1]["f1"] <= 1.0 and rows[0]["yes_ratio"] + rows[0]["unparsed"] / 4 <= 1.0
+
+
+def test_load_full_results_reads_a_cli_output_folder(tiny_bundle, tmp_path):
+    from var_core.eval.quick import load_full_results
+
+    main(["pope", "--n", "2", "--out", str(tmp_path / "pope"), *TINY], bundle=tiny_bundle)
+    rows, pngs, meta = load_full_results("pope", root=tmp_path)
+    assert rows[0]["condition"] == "VAR off" and pngs[0].endswith("pope_metrics.png") and meta["samples"] == 2
+    assert load_full_results("sweep", root=tmp_path) is None

@@ -30,6 +30,8 @@ def answer(bundle, sample, settings: dict, done: dict) -> dict:
     if settings.get("mask"):
         mask_positions = _mask_positions(bundle, sample, image, settings, done)
         n_masked = len(mask_positions)
+        if not mask_positions and config is None:
+            return {**done["no mask"], "n_masked": 0}  # nothing to mask: the unmasked run, bit for bit
     trace = generate(bundle, image, sample.question, config=config, capture=False, measure=measure,
                      max_new_tokens=settings["max_new_tokens"], mask_positions=mask_positions or None)
     layers = list((config or measure).resolve_layers(bundle.num_layers))

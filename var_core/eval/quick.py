@@ -5,9 +5,14 @@
 rows: list of dicts (one per table row; same columns as the CLI's table.csv); figures: list of matplotlib
 Figures (pyplot-free). progress_callback(done: int, total: int, message: str) is called after every run.
 Nothing is written to disk; results are not cached between calls.
+
+    rows, png_paths, meta = load_full_results("pope")   # the committed full run in results/pope/, or None
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from var_core.eval.experiments import EXPERIMENTS, make_samples
 from var_core.eval.runner import run_experiment
@@ -40,3 +45,16 @@ def run_quick(name: str, n_samples: int | None = None, progress_callback=None, b
     result = run_experiment(EXPERIMENTS[name], bundle, samples, {**quick_options, **(options or {})},
                             progress=progress_callback, show_bar=False)
     return result.rows, list(result.figures.values())
+
+
+RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
+
+
+def load_full_results(name: str, root=None):
+    """The committed full run of `name` (results/<name>/), or None: (rows, [PNG paths], meta dict)."""
+    folder = Path(root or RESULTS_ROOT) / name
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        return None
+    data = json.loads(summary.read_text())
+    return data["rows"], sorted(str(p) for p in folder.glob("*.png")), data["meta"]
