@@ -1,7 +1,8 @@
 """The model allow-list: model id → family adapter + backbone, and `load_model`, the one way the app loads a model.
 
 Every hub model is loaded with transformers' auto classes (`trust_remote_code` is never turned on), on CUDA in
-bfloat16 with `device_map="auto"` when a GPU is there, else on the CPU in float32. Failures become a
+bfloat16 (float16 before Ampere) with `device_map="auto"` when a GPU is there, on Apple MPS in float16, else on the
+CPU in float32 (`device_choice`, from `var_core.gpu`). Failures become a
 `ModelLoadError` whose message says what went wrong (no network, gated repo, out of memory, unknown id, missing
 package) and what to do. Backbones without published sink dimensions get them from `discover_sink_dims` on one
 calibration forward at first load; the result is cached as JSON under `${VAR_CACHE_DIR:-~/.cache/visual-sink-lens}`.
@@ -101,10 +102,11 @@ def cache_dir() -> Path:
 
 
 def device_choice() -> tuple[torch.device, torch.dtype, str | None]:
-    """(device, dtype, device_map): CUDA bfloat16 spread by accelerate when a GPU is there, else CPU float32."""
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16, "auto"
-    return torch.device("cpu"), torch.float32, None
+    """(device, dtype, device_map): CUDA in bfloat16 (float16 before Ampere) spread by accelerate, else Apple MPS
+    in float16, else CPU float32; VAR_DEVICE / VAR_DTYPE override. See `var_core.gpu.device_choice`."""
+    from var_core.gpu import device_choice as choose
+
+    return choose()
 
 
 # ---------------------------------------------------------------- errors a person can act on
