@@ -195,11 +195,12 @@ def mask_plots(rows, records, opts):
     rule = "φ > τ" if opts["mask_rule"] == "tau" else f"top-{opts['k']} φ"
     title = (f"masking visual sinks ({rule}) vs as many random visual tokens\n"
              f"n={base['n']}, {sinks['mean_masked_tokens']:.2f} masked tokens per sample")
-    return {"mask_accuracy": error_bars(["no mask", "sinks masked", "random masked"],
+    masked = "sinks masked" if opts["mask_rule"] == "tau" else f"top-{opts['k']} φ masked"
+    return {"mask_accuracy": error_bars(["no mask", masked, "random masked"],
                                         [base["accuracy"], sinks["accuracy"], randoms["accuracy"]],
                                         [0.0, 0.0, randoms["accuracy_std"]], title, "accuracy",
                                         reference=base["accuracy"]),
-            "mask_agreement": error_bars(["sinks masked", "random masked"],
+            "mask_agreement": error_bars([masked, "random masked"],
                                          [sinks["agreement_with_no_mask"], randoms["agreement_with_no_mask"]],
                                          [0.0, randoms["agreement_with_no_mask_std"]],
                                          "answers unchanged by the mask", "agreement with no mask")}

@@ -49,7 +49,7 @@ def heatmap(matrix, row_labels, col_labels, title: str, xlabel: str, ylabel: str
 
 def error_bars(labels, means, stds, title: str, ylabel: str, reference: float | None = None) -> Figure:
     """Bars with ± std whiskers; an optional dashed reference line (e.g. the unmasked accuracy)."""
-    figure = Figure(figsize=(max(4.0, 1.2 * len(labels)), 3.4), layout="constrained")
+    figure = Figure(figsize=(max(5.6, 1.2 * len(labels)), 3.4), layout="constrained")
     axes = figure.add_subplot()
     x = np.arange(len(labels))
     bars = axes.bar(x, means, yerr=stds, capsize=4, color=["#888888", "#d62728", "#1f77b4", "#2ca02c"][:len(labels)])

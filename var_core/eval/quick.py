@@ -19,12 +19,12 @@ from var_core.eval.runner import run_experiment
 
 # name → (default number of samples — images for `sinks` — and option overrides); sized for ~1 min each.
 QUICK = {
-    "pope": (24, {}),
-    "ablate": (12, {}),
-    "sweep": (10, {"ps": [0.4, 0.8], "rhos": [0.3, 0.5]}),
-    "mask": (12, {"seeds": [0, 1, 2], "mask_rule": "topk", "k": 4}),
-    "contribution": (8, {}),
-    "sinks": (6, {}),
+    "pope": (40, {}),
+    "ablate": (20, {}),
+    "sweep": (12, {"ps": [0.4, 0.8], "rhos": [0.3, 0.5]}),
+    "mask": (16, {"seeds": [0, 1, 2], "mask_rule": "topk", "k": 4}),
+    "contribution": (16, {}),
+    "sinks": (8, {}),
 }
 NAMES = tuple(QUICK)
 
