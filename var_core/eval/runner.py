@@ -31,6 +31,8 @@ DEFAULTS = {
     "max_new_tokens": 4,
 }
 
+CACHE_VERSION = 1  # bump when a compute function changes what it returns
+
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
 
@@ -80,7 +82,8 @@ def run_experiment(experiment: Experiment, bundle, samples: list[Sample], option
     for sample in mine:
         done: dict[str, dict] = {}
         for name, settings in conditions:
-            key = f"{sample.id}|{settings_hash({'model': fingerprint, 'question': sample.question, **settings})}"
+            identity = {"v": CACHE_VERSION, "model": fingerprint, "source": sample.source, "question": sample.question}
+            key = f"{sample.id}|{settings_hash({**identity, **settings})}"
             result = cache.get(key)
             if result is None:
                 result = experiment.compute(bundle, sample, settings, done)
