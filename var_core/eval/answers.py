@@ -22,7 +22,7 @@ PAPER_POPE = {"model": "LLaVA-1.5-7B (paper, METHOD.md §3)", "f1_baseline": 85.
 def answer(bundle, sample, settings: dict, done: dict) -> dict:
     """Generate under `settings` ({"var": VARConfig kwargs or None, "tau", "max_new_tokens", "mask"...})."""
     config = VARConfig(**settings["var"]) if settings.get("var") else None
-    measure = VARConfig(tau=settings.get("tau"))
+    measure = VARConfig(tau=settings.get("tau"), layers=settings.get("layers"))
     if config is not None and not settings.get("mask") and _var_is_inert(bundle, config, done.get("VAR off")):
         return {**done["VAR off"], "inert": True}
     image = sample.image()
@@ -44,10 +44,11 @@ def answer(bundle, sample, settings: dict, done: dict) -> dict:
 
 
 def _var_is_inert(bundle, config: VARConfig, baseline: dict | None) -> bool:
-    """True when VAR provably changes nothing: head selection on, default layers, and no visual token of the
-    baseline run has φ > τ in any VAR layer (a layer without visual sinks selects no head; visual tokens come
-    before the text, so VAR cannot change their φ). The baseline's answer is then VAR's answer, bit for bit."""
-    if baseline is None or not config.select_heads or config.layers is not None or baseline.get("mask_positions"):
+    """True when VAR provably changes nothing: head selection on, and no visual token of the baseline run has
+    φ > τ in any VAR layer (a layer without visual sinks selects no head; visual tokens come before the text, so
+    VAR cannot change their φ). The baseline's answer is then VAR's answer, bit for bit. The baseline measured
+    φ over the same layers (`settings["layers"]`, shared by every condition of an experiment)."""
+    if baseline is None or not config.select_heads:
         return False
     tau = config.tau if config.tau is not None else bundle.backbone.tau
     return baseline["max_visual_phi"] <= tau
@@ -65,11 +66,11 @@ def _mask_positions(bundle, sample, image, settings, done) -> list[int]:
 
 
 def _var(opts, **override) -> dict:
-    return {"p": opts["p"], "rho": opts["rho"], "tau": opts["tau"], **override}
+    return {"p": opts["p"], "rho": opts["rho"], "tau": opts["tau"], "layers": opts["layers"], **override}
 
 
 def _common(opts) -> dict:
-    return {"tau": opts["tau"], "max_new_tokens": opts["max_new_tokens"]}
+    return {"tau": opts["tau"], "max_new_tokens": opts["max_new_tokens"], "layers": opts["layers"]}
 
 
 def _answer_rows(records: list[dict], opts: dict, conditions: list[str] | None = None) -> list[dict]:
