@@ -243,6 +243,11 @@ def make_downloads(result: Analysis | None, layer, head, query, source, log_scal
     return [str(path) for path in paths]
 
 
+def view_image(label: str, elem_id: str) -> gr.Image:
+    """An output image for a view; the view draws its own title, so Gradio's label badge is hidden."""
+    return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False)
+
+
 def examples() -> list[list[str]]:
     """Bundled example images with their prompts."""
     listing = json.loads((EXAMPLES_DIR / "examples.json").read_text())
@@ -299,16 +304,14 @@ def build_demo() -> gr.Blocks:
                 with gr.Tabs():
                     with gr.Tab("Attention"):
                         gr.Markdown(EXPLAIN["attention"])
-                        heatmap = gr.Image(label="Attention heatmap", elem_id="heatmap", type="pil", show_label=False,
-                                           format="png")
+                        heatmap = view_image("Attention heatmap", "heatmap")
                     with gr.Tab("Layer × head grid"):
                         gr.Markdown(EXPLAIN["grid"])
-                        grid = gr.Image(label="All heads", elem_id="grid", type="pil", show_label=False, format="png")
+                        grid = view_image("All heads", "grid")
                     with gr.Tab("Sinks φ(x)"):
                         gr.Markdown(EXPLAIN["sinks"])
                         sink_layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
-                        phi_map = gr.Image(label="φ(x) over the image", elem_id="phi", type="pil", show_label=False,
-                                           format="png")
+                        phi_map = view_image("φ(x) over the image", "phi")
                         sink_strip = gr.Plot(label="Visual sinks per layer")
                     with gr.Tab("Head ranking"):
                         gr.Markdown(EXPLAIN["ranking"])
@@ -317,8 +320,7 @@ def build_demo() -> gr.Blocks:
                                                      elem_id="ranking-table")
                     with gr.Tab("Before / after VAR"):
                         gr.Markdown(EXPLAIN["compare"])
-                        compare = gr.Image(label="Before / after / difference", elem_id="compare", type="pil", show_label=False,
-                                           format="png")
+                        compare = view_image("Before / after / difference", "compare")
                     with gr.Tab("Paper evidence"):
                         gr.Markdown(EXPLAIN["evidence"])
                         scatter = gr.Plot(label="φ vs attention")
