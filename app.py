@@ -16,10 +16,13 @@ from pathlib import Path
 from var_core.gpu import describe as describe_devices, gpu_task  # first: ZeroGPU's `spaces` must precede CUDA
 
 import gradio as gr
+import pandas as pd
 
 from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel
+from var_core.eval.quick import NAMES as EXPERIMENTS
+from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
@@ -59,6 +62,9 @@ EXPLAIN = {
                "VAR keeps heads with r ≥ ρ and enough attention on the image (highlighted).",
     "compare": "One layer, head and token before and after redistribution on one colour scale, and the "
                "difference: a fraction p of the sink attention goes to the other image patches.",
+    "experiments": "Does it matter? Quick versions (about a minute each on a CPU) of the paper's experiments on "
+                   "synthetic scenes: POPE-style yes/no accuracy with and without VAR, ablations, a p × ρ sweep, "
+                   "masking sinks vs random visual tokens, their contribution, and whether sinks stay put.",
     "evidence": "The paper's evidence on this input: sinks draw high attention (scatter), they carry a massive "
                 "activation in fixed dimensions (profile), and how attention to sinks compares per layer.",
 }
@@ -243,6 +249,29 @@ def make_downloads(result: Analysis | None, layer, head, query, source, log_scal
     return [str(path) for path in paths]
 
 
+def run_experiment(name, n_samples, progress=gr.Progress()):
+    """Run the quick version of an experiment on the loaded model; table and plots."""
+    if name not in EXPERIMENTS:
+        raise gr.Error(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
+    try:
+        rows, figures = run_quick(name, int(n_samples), bundle=slot.current,
+                                  progress_callback=lambda done, total, message: progress((done, total), desc=message))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    return pd.DataFrame(rows), [figure_image(figure) for figure in figures]
+
+
+def full_results(name):
+    """The committed full run of an experiment (results/<name>/), if there is one, and its default sample count."""
+    found = load_full_results(name)
+    samples = gr.update(value=QUICK[name][0])
+    if found is None:
+        return pd.DataFrame(), [], f"No full run of `{name}` is committed yet (`python -m var_core.eval {name}`).", samples
+    rows, pngs, meta = found
+    command = meta.get("command", "")
+    return pd.DataFrame(rows), pngs, f"Last full run: `{command}`" if command else "Last full run", samples
+
+
 def view_image(label: str, elem_id: str) -> gr.Image:
     """An output image for a view; the view draws its own title, so Gradio's label badge is hidden."""
     return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False)
@@ -326,6 +355,17 @@ def build_demo() -> gr.Blocks:
                         scatter = gr.Plot(label="φ vs attention")
                         profile = gr.Plot(label="Massive activations")
                         sink_share = gr.Plot(label="Attention to sinks per layer")
+                    with gr.Tab("Experiments"):
+                        gr.Markdown(EXPLAIN["experiments"])
+                        with gr.Row():
+                            experiment = gr.Dropdown(list(EXPERIMENTS), value=EXPERIMENTS[0], label="Experiment")
+                            n_samples = gr.Slider(4, 80, QUICK[EXPERIMENTS[0]][0], step=1, label="samples")
+                            run_experiment_button = gr.Button("Run quick version", elem_id="run-experiment")
+                        experiment_table = gr.Dataframe(label="Quick run", elem_id="experiment-table")
+                        experiment_plots = gr.Gallery(label="Plots", columns=2, height="auto")
+                        full_note = gr.Markdown()
+                        full_table = gr.Dataframe(label="Full run (committed under results/)")
+                        full_plots = gr.Gallery(label="Full-run plots", columns=2, height="auto")
                     with gr.Tab("Summary & downloads"):
                         summary = gr.JSON(label="Summary (what the API returns)", elem_id="summary")
                         prepare = gr.Button("Prepare downloads", elem_id="prepare-downloads")
@@ -353,6 +393,10 @@ def build_demo() -> gr.Blocks:
         demo.load(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)
+        run_experiment_button.click(run_experiment, [experiment, n_samples], [experiment_table, experiment_plots],
+                                    concurrency_id="model", concurrency_limit=1, **private)
+        experiment.change(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)
+        demo.load(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)
     return demo
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import app
+from var_core.models.slot import ModelSlot
 from var_core.trace import Trace
 
 EXAMPLE = app.EXAMPLES_DIR / "scene_01.png"
@@ -98,3 +99,14 @@ def test_unknown_model_keeps_the_current_one():
     with pytest.raises(gr.Error):
         app.analyze_request(Image.open(EXAMPLE), "Hi?", model_id="nobody/nothing", progress=Progress())
     assert app.slot.current_id == loaded
+
+
+def test_experiments_tab_runs_a_quick_experiment(monkeypatch, tiny_bundle):
+    monkeypatch.setattr(app, "slot", ModelSlot(loader=lambda model_id, allow_any=False: tiny_bundle))
+    table, plots = app.run_experiment("sinks", 2, progress=Progress())
+    assert len(table) >= 1 and plots and all(isinstance(plot, Image.Image) for plot in plots)
+
+
+def test_experiments_tab_rejects_unknown_names():
+    with pytest.raises(gr.Error, match="Unknown experiment"):
+        app.run_experiment("astrology", 2, progress=Progress())

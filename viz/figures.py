@@ -85,6 +85,8 @@ def reference_line(axes, y: float, label: str, style: str = "--") -> None:
 
 
 def figure_image(figure: Figure) -> Image.Image:
-    """Render a figure to an RGB PIL image."""
+    """Render a figure to an RGB PIL image (figures made without a canvas get an Agg one)."""
+    if not hasattr(figure.canvas, "buffer_rgba"):
+        FigureCanvasAgg(figure)
     figure.canvas.draw()
     return Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
