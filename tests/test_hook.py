@@ -1,6 +1,5 @@
 """The attention hook on a real (tiny, random) LlavaForConditionalGeneration: exactness, VAR effect, scoping."""
 
-import numpy as np
 import pytest
 import torch
 
