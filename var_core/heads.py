@@ -17,15 +17,28 @@ def attention_mass(attn: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     return (attn.float() * _key_mask(key_mask, attn.float())).sum(-1)
 
 
+def head_statistics(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: torch.Tensor):
+    """(visual mass, visual non-sink ratio r, mass on all sinks), each [B, H, Q] float32, in one matmul.
+
+    attn: [B, H, Q, K] post-softmax; visual_mask, sink_mask: [B, K] bool (sink_mask may include text sinks: only
+    visual sinks count in r). r is 0 where the visual mass is 0, never NaN.
+    """
+    _key_mask(visual_mask, attn)  # shape check with a clear message
+    _key_mask(sink_mask, attn)
+    columns = torch.stack([visual_mask, visual_mask & ~sink_mask, sink_mask], dim=-1).float()  # [B, K, 3]
+    masses = torch.matmul(attn.float(), columns[:, None])  # [B, H, Q, 3]
+    total, non_sink, sinks = masses.unbind(-1)
+    ratio = torch.where(total > 0, non_sink / total.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(total))
+    return total, ratio, sinks
+
+
 def visual_non_sink_ratio(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: torch.Tensor) -> torch.Tensor:
     """r = Σ_{visual non-sink} α / Σ_{visual} α, [B, H, Q] float32; 0 where the visual mass is 0.
 
     attn: [B, H, Q, K] post-softmax; visual_mask, sink_mask: [B, K] bool (sink_mask may include text sinks:
     only visual sinks count here).
     """
-    total = attention_mass(attn, visual_mask)
-    non_sink = attention_mass(attn, visual_mask & ~sink_mask)
-    return torch.where(total > 0, non_sink / total.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(total))
+    return head_statistics(attn, visual_mask, sink_mask)[1]
 
 
 def select_image_centric_heads(
@@ -36,5 +49,5 @@ def select_image_centric_heads(
     min_visual_mass: float = 0.2,
 ) -> torch.Tensor:
     """[B, H, Q] bool: the (head, query) rows with visual mass ≥ min_visual_mass AND r ≥ rho."""
-    mass = attention_mass(attn, visual_mask)
-    return (mass >= min_visual_mass) & (visual_non_sink_ratio(attn, visual_mask, sink_mask) >= rho)
+    mass, ratio, _ = head_statistics(attn, visual_mask, sink_mask)
+    return (mass >= min_visual_mass) & (ratio >= rho)

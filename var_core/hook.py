@@ -19,7 +19,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
-from var_core.heads import attention_mass, select_image_centric_heads, visual_non_sink_ratio
+from var_core.heads import head_statistics
 from var_core.redistribute import redistribute
 from var_core.sink import phi
 
@@ -110,8 +110,8 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     query_mask = (positions >= state.query_start).expand(batch, queries)
     visual_sinks = sinks & visual
     has_visual_sink = visual_sinks.any(-1)  # official: a layer without visual sinks selects nothing
-    selected = select_image_centric_heads(weights, visual, sinks, state.selection.rho,
-                                          state.selection.min_visual_mass)
+    mass, ratio, sink_mass = head_statistics(weights, visual, sinks)
+    selected = (mass >= state.selection.min_visual_mass) & (ratio >= state.selection.rho)
     selected &= has_visual_sink[:, None, None] & query_mask[:, None, :]
 
     new_weights = weights
@@ -121,20 +121,20 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         receivers = None if state.var.budget_to == "visual" else ~visual & ~sinks  # "text": text non-sink tokens
         new_weights = redistribute(weights, visual, recycled, rows, state.var.p, query_mask, receiver_mask=receivers)
 
-    if state.capture and bool(query_mask.any()):
-        rows = query_mask[0]
+    first_row = max(0, state.query_start - (keys - queries))  # captured rows are the contiguous tail
+    if state.capture and first_row < queries:
         grid = state.grid_positions
         if grid is None:
             grid = state.visual_mask[0].nonzero().flatten()
         grid = grid.to(device)
         record = state.layers.setdefault(layer, LayerRecord())
-        record.attn_to_visual.append(new_weights[0][:, rows][..., grid].float().cpu())
+        record.attn_to_visual.append(new_weights[0, :, first_row:].index_select(-1, grid).float().cpu())
         if state.var is not None:
-            record.attn_to_visual_raw.append(weights[0][:, rows][..., grid].float().cpu())
-        record.visual_mass.append(attention_mass(weights, visual)[0][:, rows].cpu())
-        record.sink_mass.append(attention_mass(weights, sinks)[0][:, rows].cpu())
-        record.ratio.append(visual_non_sink_ratio(weights, visual, sinks)[0][:, rows].cpu())
-        record.selected.append(selected[0][:, rows].cpu())
+            record.attn_to_visual_raw.append(weights[0, :, first_row:].index_select(-1, grid).float().cpu())
+        record.visual_mass.append(mass[0, :, first_row:].cpu())
+        record.sink_mass.append(sink_mass[0, :, first_row:].cpu())
+        record.ratio.append(ratio[0, :, first_row:].cpu())
+        record.selected.append(selected[0, :, first_row:].cpu())
     return new_weights
 
 
