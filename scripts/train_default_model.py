@@ -5,10 +5,10 @@ Stage 1 (cheap, tower only): dense per-patch colour/shape labels and a CLS count
 Stage 1b (cheap, projector only): map each patch's features to the LLM's word embeddings of its labels
     (" red", " square", " background"), a warm start so stage 2 does not begin from random visual embeddings.
 Stage 2 (LLaVA-style): tower + projector trained through the frozen LLM, loss on answer tokens only, on
-    SmolLM2 chat conversations (1–3 question turns per image) built with the same processor call as inference.
+    SmolLM2 chat prompts (one question per image by default) built with the same processor call as inference.
 Writes assets/default_model.safetensors (float16) and assets/default_model_train.json (seed, config, metrics).
 
-    python -m scripts.train_default_model            # full run (≈ 45–55 min on 2 CPU cores)
+    python -m scripts.train_default_model            # full run (≈ 25–30 min on 2 idle CPU cores)
     python -m scripts.train_default_model --eval-only
 """
 
@@ -24,34 +24,38 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from var_core.models import default as D
 from var_core.models.llava import chat_messages
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, QUESTION_KINDS, SHAPES, SIZE, ask, make_scene, questions, render
+from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_scene, questions, render
 
 GRID = SIZE // D.PATCH_SIZE
-KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0, "caption": 0.4}
+# Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
+# compute per example, and a first run that included them did not converge in the time budget.
+KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0}
 ALIGN_SEED_BASE, STAGE2_SEED_BASE = 5_000_000, 10_000_000  # stage 1 seeds start at 0; evaluation at HELDOUT_SEED_BASE
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage1-steps", type=int, default=400)
+    p.add_argument("--stage1-steps", type=int, default=200)
     p.add_argument("--stage1-batch", type=int, default=64)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
-    p.add_argument("--align-steps", type=int, default=150)
-    p.add_argument("--stage2-steps", type=int, default=400)
+    p.add_argument("--align-steps", type=int, default=100)
+    p.add_argument("--stage2-steps", type=int, default=150)
     p.add_argument("--stage2-batch", type=int, default=8)
-    p.add_argument("--max-turns", type=int, default=3)
-    p.add_argument("--projector-lr", type=float, default=1e-3)
-    p.add_argument("--tower-lr", type=float, default=3e-4)
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--max-turns", type=int, default=1)
+    p.add_argument("--projector-lr", type=float, default=5e-4)
+    p.add_argument("--tower-lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--eval-scenes", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-only", action="store_true", help="evaluate the shipped weights, do not train")
+    p.add_argument("--resume", action="store_true", help="continue stage 2 from the shipped weights (skip stages 1, 1b)")
+    p.add_argument("--stage2-offset", type=int, default=0, help="first stage-2 data step, so a resumed run sees new scenes")
     return p.parse_args(argv)
 
 
@@ -140,7 +144,7 @@ def stage_align(model, processor, args) -> None:
 def conversation(seed: int, max_turns: int) -> tuple:
     """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, weighted by KIND_WEIGHTS."""
     scene, rng = make_scene(seed), random.Random(seed)
-    kinds, turns, wanted = list(QUESTION_KINDS), [], rng.randint(1, max_turns)
+    kinds, turns, wanted = list(KIND_WEIGHTS), [], rng.randint(1, max_turns)
     while kinds and len(turns) < wanted:
         kind = rng.choices(kinds, weights=[KIND_WEIGHTS[k] for k in kinds])[0]
         kinds.remove(kind)
@@ -201,7 +205,8 @@ def stage2(model, processor, args) -> None:
     pad_id = processor.tokenizer.pad_token_id
     bar = tqdm(range(args.stage2_steps), desc="stage 2 (through the LLM)", mininterval=10)
     for step in bar:
-        seeds = range(STAGE2_SEED_BASE + step * args.stage2_batch, STAGE2_SEED_BASE + (step + 1) * args.stage2_batch)
+        first = STAGE2_SEED_BASE + (args.stage2_offset + step) * args.stage2_batch
+        seeds = range(first, first + args.stage2_batch)
         batch = collate([encode(processor, *conversation(seed, args.max_turns)) for seed in seeds], pad_id)
         loss, token_acc = answer_loss(model, batch)
         for group in opt.param_groups:
@@ -211,7 +216,7 @@ def stage2(model, processor, args) -> None:
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{token_acc:.2f}", refresh=False)
-        if step % 25 == 0:
+        if step % 10 == 0:
             print(f"step {step} loss {loss.item():.4f} token_acc {token_acc:.3f}", flush=True)
 
 
@@ -222,17 +227,20 @@ def normalise(text: str) -> str:
 @torch.no_grad()
 def evaluate(bundle, n_scenes: int, seed_base: int = HELDOUT_SEED_BASE) -> dict:
     """Greedy answers through the app's own input path (adapter.prepare), exact match per question kind."""
-    hits, totals = defaultdict(int), defaultdict(int)
+    hits, totals, said_yes = defaultdict(int), defaultdict(int), 0
     for i in tqdm(range(n_scenes), desc="evaluate", mininterval=10):
         scene = make_scene(seed_base + i)
         image = render(scene)
-        for qa in questions(scene):
+        for qa in (qa for qa in questions(scene) if qa.kind in KIND_WEIGHTS):
             inputs = bundle.adapter.prepare(bundle, image, qa.question).inputs
-            out = bundle.model.generate(**inputs, max_new_tokens=40 if qa.kind == "caption" else 5, do_sample=False)
+            out = bundle.model.generate(**inputs, max_new_tokens=5, do_sample=False)
             text = bundle.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             hits[qa.kind] += normalise(text) == normalise(qa.answer)
             totals[qa.kind] += 1
-    return {kind: {"accuracy": round(hits[kind] / totals[kind], 4), "n": totals[kind]} for kind in QUESTION_KINDS}
+            said_yes += qa.kind == "yesno" and normalise(text) == "yes"
+    result = {kind: {"accuracy": round(hits[kind] / totals[kind], 4), "n": totals[kind]} for kind in KIND_WEIGHTS}
+    result["yesno"]["answered_yes"] = round(said_yes / totals["yesno"], 4)  # POPE-style bias check (truth: ~50%)
+    return result
 
 
 def main(argv=None) -> None:
@@ -251,9 +259,13 @@ def main(argv=None) -> None:
         model.model.vision_tower.requires_grad_(True)
         model.model.multi_modal_projector.requires_grad_(True)
         start = time.time()
-        stage1(model, processor, args)
-        report["stage1_seconds"] = round(time.time() - start)
-        stage_align(model, processor, args)
+        if args.resume:
+            report["resumed_from"] = json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())
+            model.load_state_dict({k: v.float() for k, v in load_file(D.WEIGHTS).items()}, strict=False)
+        else:
+            stage1(model, processor, args)
+            report["stage1_seconds"] = round(time.time() - start)
+            stage_align(model, processor, args)
         stage2(model, processor, args)
         report["train_seconds"] = round(time.time() - start)
         state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()

@@ -134,4 +134,4 @@ def load_default_model(device: str | torch.device | None = None) -> ModelBundle:
         model.to(device)
     return ModelBundle(model=model, processor=processor, name=NAME, backbone=get_backbone("smollm2-135m"),
                        adapter=LlavaAdapter(), extra={"load_seconds": round(time.perf_counter() - start, 2),
-                                                      "weights": str(WEIGHTS)})
+                                                      "weights": str(WEIGHTS), "language_model_cache": str(lm_dir)})

