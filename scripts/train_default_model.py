@@ -35,6 +35,7 @@ GRID = SIZE // D.PATCH_SIZE
 # Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
 # compute per example, and a first run that included them did not converge in the time budget.
 KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0}
+BACKGROUND_WEIGHT = 0.1  # stage-1 loss weight of the background class in the per-patch labels
 ALIGN_SEED_BASE, STAGE2_SEED_BASE = 5_000_000, 10_000_000  # stage 1 seeds start at 0; evaluation at HELDOUT_SEED_BASE
 
 
@@ -86,6 +87,9 @@ def stage1(model, processor, args) -> None:
     heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOURS) + 1),
                                  "shape": torch.nn.Linear(width, len(SHAPES) + 1), "count": torch.nn.Linear(width, 4)})
     # count is read from the mean of the patch tokens: LLaVA's "default" strategy drops CLS
+    # Most patches are background: without down-weighting it the tower learns "background" and little else.
+    colour_weight, shape_weight = torch.ones(len(COLOURS) + 1), torch.ones(len(SHAPES) + 1)
+    colour_weight[0] = shape_weight[0] = BACKGROUND_WEIGHT
     params = list(tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=args.stage1_lr, weight_decay=0.01)
     bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
@@ -96,8 +100,8 @@ def stage1(model, processor, args) -> None:
         colours, shapes = torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])
         counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
         hidden = tower(pixel_values=pixels).last_hidden_state
-        loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten())
-                + F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten())
+        loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten(), weight=colour_weight)
+                + F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten(), weight=shape_weight)
                 + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), counts))
         for group in opt.param_groups:
             group["lr"] = args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup)
