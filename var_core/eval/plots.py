@@ -85,7 +85,7 @@ def scatter(x, y, title: str, xlabel: str, ylabel: str, highlight=None, log_y: b
 def grid_map(values, title: str, label: str) -> Figure:
     """[rows, cols] values over the visual-token grid (e.g. how often each cell is a sink)."""
     values = np.asarray(values, dtype=float)
-    figure = Figure(figsize=(4.2, 3.6), layout="constrained")
+    figure = Figure(figsize=(5.0, 3.8), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(values, cmap="magma", vmin=0, vmax=max(float(values.max()), 1e-6))
     axes.set_title(title, fontsize=9)
