@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bench import bench_app, bench_generation, bench_memory, bench_views
+from bench import bench_app, bench_generation, bench_memory, bench_soak, bench_views
 
 
 def main() -> None:
     checks = []
-    for module in (bench_views, bench_generation, bench_memory, bench_app):
+    for module in (bench_views, bench_generation, bench_memory, bench_app, bench_soak):
         print(f"\n== {module.__name__}")
         checks += module.main()["checks"]
     print("\n| figure | target | measured | pass |\n| --- | --- | --- | --- |")

@@ -1,0 +1,44 @@
+"""Memory stays bounded over 100 sequential requests (Traces are per-session, nothing accumulates globally).
+
+Run: `python -m bench.bench_soak`. In-process app handler, default model, 4 new tokens per run; RSS sampled
+every 10 requests after a 10-request warm-up. Target: growth after warm-up ≤ 10 %.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+
+import psutil
+from PIL import Image
+
+from bench.common import write
+
+REQUESTS, WARMUP, EVERY = 100, 10, 10
+
+
+def main() -> dict:
+    import app
+
+    process = psutil.Process()
+    image = Image.open(app.EXAMPLES_DIR / "scene_01.png")
+    samples = []
+    for index in range(WARMUP + REQUESTS):
+        _, result = app.analyze_request(image, f"What colour is the circle? ({index})", max_new_tokens=4,
+                                        progress=lambda *a, **k: None)
+        app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+        del result
+        if index >= WARMUP and (index - WARMUP) % EVERY == 0:
+            gc.collect()
+            samples.append(process.memory_info().rss / 2**20)
+    growth = samples[-1] / samples[0] - 1
+    checks = [{"figure": f"RSS growth over {REQUESTS} sequential requests", "target": "≤ 10 %",
+               "measured": f"{100 * growth:+.1f} % ({samples[0]:.0f} → {samples[-1]:.0f} MiB)", "pass": growth <= 0.10}]
+    write("soak", {"requests": REQUESTS, "rss_mib": samples,
+                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "checks": checks})
+    print(checks[0])
+    return {"checks": checks}
+
+
+if __name__ == "__main__":
+    main()
