@@ -312,7 +312,9 @@ def build_demo() -> gr.Blocks:
                         first_layer = gr.Number(2, precision=0, label="VAR from layer", minimum=0)
                         last_layer = gr.Number(None, precision=0, label="to layer", minimum=0)
                     recycle = gr.Checkbox(True, label="recycle text sinks (BOS) too — official behaviour")
-                run = gr.Button("Analyze", variant="primary", elem_id="run")
+                with gr.Row():
+                    run = gr.Button("Analyze", variant="primary", elem_id="run", scale=3)
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
                 gr.Examples(examples(), inputs=[image, prompt], label="Examples: click one, then Analyze")
             with gr.Column(scale=8):
                 with gr.Row():
@@ -379,8 +381,10 @@ def build_demo() -> gr.Blocks:
         all_outputs = [baseline_answer, var_answer, status, layer, head, query, sink_layer, phi_map, sink_strip,
                        ranking, ranking_table, scatter, profile, sink_share, *selection_outputs]
         private = {"api_visibility": "private"}
-        run.click(analyze_request, settings, [summary, result], api_name="analyze", concurrency_id="model",
-                  concurrency_limit=1).success(render_all, selection, all_outputs, **private)
+        analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
+                             concurrency_id="model", concurrency_limit=1)
+        analysis.success(render_all, selection, all_outputs, **private)
+        stop.click(None, cancels=[analysis], **private)
         for control in (layer, head, query, source, log_scale):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         sink_layer.input(render_sinks, [result, sink_layer], [phi_map, sink_strip], trigger_mode="always_last",
