@@ -16,8 +16,8 @@ from __future__ import annotations
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image, square_grid, token_positions
-from var_core.models.llava import chat_messages
+from var_core.models.common import cast_floating, check_count, pixels_to_image, square_grid
+from var_core.models.llava import encode_chat
 
 
 class InternVLAdapter:
@@ -26,10 +26,8 @@ class InternVLAdapter:
     family = "internvl"
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
-        processor, config = bundle.processor, bundle.model.config
-        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
-        inputs = processor(images=[image], text=[text], return_tensors="pt")
-        positions = token_positions(inputs["input_ids"][0], config.image_token_id)
+        processor = bundle.processor
+        inputs, positions = encode_chat(bundle, [image], prompt)
         tiles = inputs["pixel_values"].shape[0]  # [tiles, 3, H, W]; the thumbnail is last when tiles > 1
         per_tile = processor.image_seq_length
         check_count(len(positions), tiles * per_tile, f"image tokens for {tiles} tile(s)")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, pixels_to_image, token_positions
-from var_core.models.llava import chat_messages
+from var_core.models.common import cast_floating, pixels_to_image
+from var_core.models.llava import encode_chat
 
 
 def base_view_slice(config, processor) -> slice:
@@ -34,9 +34,7 @@ class LlavaNextAdapter:
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
-        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
-        inputs = processor(images=image, text=text, return_tensors="pt")
-        positions = token_positions(inputs["input_ids"][0], config.image_token_id)
+        inputs, positions = encode_chat(bundle, image, prompt)
         side = config.vision_config.image_size // config.vision_config.patch_size
         return PreparedInputs(
             inputs=cast_floating(dict(inputs), bundle.model.dtype),

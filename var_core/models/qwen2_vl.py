@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image, token_positions
-from var_core.models.llava import chat_messages
+from var_core.models.common import cast_floating, check_count, pixels_to_image
+from var_core.models.llava import encode_chat
 
 
 def unpatchify(pixel_values: torch.Tensor, grid_thw, patch: int, merge: int, temporal: int) -> torch.Tensor:
@@ -37,9 +37,7 @@ class Qwen2VLAdapter:
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
-        text = processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
-        inputs = processor(images=[image], text=[text], return_tensors="pt")
-        positions = token_positions(inputs["input_ids"][0], config.image_token_id)
+        inputs, positions = encode_chat(bundle, [image], prompt)
         image_processor = processor.image_processor
         merge = config.vision_config.spatial_merge_size
         grid_thw = inputs["image_grid_thw"][0]
