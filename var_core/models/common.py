@@ -66,3 +66,17 @@ def image_only(processor_class: type) -> type:
     return type(processor_class.__name__, (processor_class,),
                 {"__init__": namespace["__init__"], "__module__": processor_class.__module__,
                  "__doc__": image_only.__doc__})
+
+
+def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels) :
+    """PreparedInputs for tiled models whose last `per_tile` image tokens form the drawn square grid (InternVL's
+    thumbnail, Idefics3's global image); `pixels` [3, H, W] is that tile. All image tokens stay in VAR."""
+    from var_core.models.bundle import PreparedInputs
+
+    return PreparedInputs(
+        inputs=cast_floating(dict(inputs), bundle.model.dtype),
+        visual_positions=positions,
+        grid=square_grid(per_tile),
+        grid_positions=positions[-per_tile:],
+        image=pixels_to_image(pixels, bundle.processor.image_processor),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image, square_grid
+from var_core.models.common import check_count, last_tile_inputs
 from var_core.models.llava import encode_chat
 
 
@@ -31,13 +31,7 @@ class Idefics3Adapter:
         frames = inputs["pixel_values"].shape[1]  # [1, frames, 3, H, W]: tiles row by row, then the global image
         per_frame = processor.image_seq_len
         check_count(len(positions), frames * per_frame, f"image tokens for {frames} frame(s)")
-        return PreparedInputs(
-            inputs=cast_floating(dict(inputs), bundle.model.dtype),
-            visual_positions=positions,
-            grid=square_grid(per_frame),
-            grid_positions=positions[-per_frame:],
-            image=pixels_to_image(inputs["pixel_values"][0, -1], processor.image_processor),
-        )
+        return last_tile_inputs(bundle, inputs, positions, per_frame, inputs["pixel_values"][0, -1])
 
     def decoder_layers(self, model):
         return model.model.text_model.layers

@@ -16,7 +16,7 @@ from __future__ import annotations
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image, square_grid
+from var_core.models.common import check_count, last_tile_inputs
 from var_core.models.llava import encode_chat
 
 
@@ -31,13 +31,7 @@ class InternVLAdapter:
         tiles = inputs["pixel_values"].shape[0]  # [tiles, 3, H, W]; the thumbnail is last when tiles > 1
         per_tile = processor.image_seq_length
         check_count(len(positions), tiles * per_tile, f"image tokens for {tiles} tile(s)")
-        return PreparedInputs(
-            inputs=cast_floating(dict(inputs), bundle.model.dtype),
-            visual_positions=positions,
-            grid=square_grid(per_tile),
-            grid_positions=positions[-per_tile:],
-            image=pixels_to_image(inputs["pixel_values"][-1], processor.image_processor),
-        )
+        return last_tile_inputs(bundle, inputs, positions, per_tile, inputs["pixel_values"][-1])
 
     def decoder_layers(self, model):
         return model.model.language_model.layers
