@@ -11,10 +11,12 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
-from var_core.gpu import describe as describe_devices, gpu_task  # first: ZeroGPU's `spaces` must precede CUDA
+from var_core.gpu import describe as describe_devices, gpu_task, on_zero_gpu  # first: `spaces` must precede CUDA
 
+import anyio
 import gradio as gr
 import pandas as pd
 
@@ -26,7 +28,7 @@ from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
-from var_core.run import MAX_PROMPT_CHARS
+from var_core.run import MAX_PROMPT_CHARS, GenerationStopped
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import massive_activations, phi_attention_scatter, sink_attention_by_layer
@@ -105,30 +107,88 @@ def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, re
 
 
 @gpu_task(duration=GPU_DURATION_S)  # spaces.GPU on Hugging Face Spaces (ZeroGPU); a no-op elsewhere
-def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
-                    min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
-                    first_layer=None, last_layer=None, recycle_text_sinks=True, progress=gr.Progress()):
+def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, progress, stop) -> tuple[dict, Analysis]:
+    """The model part of a request: load (or reuse) the model, check the settings, answer without and with VAR."""
+    progress(0.02, desc=f"Loading model {model_id}")
+    bundle = slot.get(model_id)
+    config = var_config(bundle, **settings)
+    if not (isinstance(max_new_tokens, (int, float)) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_UI):
+        raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
+    steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
+    result = analyze(bundle, image, prompt, config, int(max_new_tokens), on_step=lambda _: progress(*next(steps)),
+                     max_time=RUN_TIME_LIMIT_S, stop=stop)
+    LOG.info("analysis done: model=%s prompt=%r baseline=%r var=%r", slot.current_id, prompt[:80],
+             result.baseline.answer[:80], result.var.answer[:80])
+    progress(0.95, desc="Rendering views")
+    return result.summary(), result
+
+
+class RunningRequests:
+    """The stop signal of each session's running analysis, so Stop, a cancelled API job or a closed tab ends
+    decoding at the next token instead of letting an abandoned request hold the model for up to a minute."""
+
+    def __init__(self):
+        self._signals: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        with self._lock:
+            signal = self._signals[session] = threading.Event()
+        return signal
+
+    def finish(self, session: str, signal: threading.Event) -> None:
+        with self._lock:
+            if self._signals.get(session) is signal:
+                del self._signals[session]
+
+    def stop(self, session: str) -> bool:
+        """Set the session's stop signal; False when it has no analysis running."""
+        with self._lock:
+            signal = self._signals.get(session)
+        if signal is not None:
+            signal.set()
+        return signal is not None
+
+
+running = RunningRequests()
+
+
+async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
+                          min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
+                          first_layer=None, last_layer=None, recycle_text_sinks=True, request: gr.Request = None,
+                          progress=gr.Progress()):
     """Answer `prompt` about `image` without and with VAR (greedy decoding).
 
     Returns a JSON summary: baseline_answer, var_answer, sinks (per layer: count and positions of visual sink
     tokens), heads (selected image-centric heads with r), settings. Settings left empty take the model's
     defaults (τ from its registry entry, VAR layers 2 … L−2).
     """
+    settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
+                "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
+    session = getattr(request, "session_hash", None) or f"call-{id(settings)}"
+    # ZeroGPU runs `run_analysis` in a worker process, which this process's stop signal cannot reach
+    signal = running.start(session)
+    stop = None if on_zero_gpu() else signal
     try:
-        progress(0.02, desc=f"Loading model {model_id}")
-        bundle = slot.get(model_id or DEFAULT_MODEL_ID)
-        config = var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
-        if not (isinstance(max_new_tokens, (int, float)) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_UI):
-            raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
-        steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
-        result = analyze(bundle, image, prompt, config, int(max_new_tokens),
-                         on_step=lambda _: progress(*next(steps)), max_time=RUN_TIME_LIMIT_S)
-        LOG.info("analysis done: model=%s prompt=%r baseline=%r var=%r", slot.current_id, prompt[:80],
-                 result.baseline.answer[:80], result.var.answer[:80])
-        progress(0.95, desc="Rendering views")
+        return await anyio.to_thread.run_sync(
+            lambda: run_analysis(image, prompt, model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, progress,
+                                 stop),
+            abandon_on_cancel=True)  # a cancelled request returns at once; its decoding ends at the next token
+    except anyio.get_cancelled_exc_class():
+        signal.set()
+        raise
     except (ValueError, ModelLoadError) as error:
         raise gr.Error(str(error)) from None
-    return result.summary(), result
+    except GenerationStopped:
+        raise gr.Error("Stopped: the analysis was cancelled before both answers were complete.") from None
+    finally:
+        running.finish(session, signal)
+
+
+def stop_session(request: gr.Request) -> None:
+    """Stop button and tab close: end this session's running analysis at its next token."""
+    if running.stop(request.session_hash):
+        LOG.info("stopped the running analysis of session %s", request.session_hash)
 
 
 def _status(result: Analysis) -> str:
@@ -384,7 +444,8 @@ def build_demo() -> gr.Blocks:
         analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
                              concurrency_id="model", concurrency_limit=1)
         analysis.success(render_all, selection, all_outputs, **private)
-        stop.click(None, cancels=[analysis], **private)
+        stop.click(stop_session, None, None, cancels=[analysis], queue=False, **private)
+        demo.unload(stop_session)
         for control in (layer, head, query, source, log_scale):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         sink_layer.input(render_sinks, [result, sink_layer], [phi_map, sink_strip], trigger_mode="always_last",

@@ -6,6 +6,7 @@ views) ≤ 8 s on 2 cores; the second and later requests pay no model load.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import subprocess
@@ -44,7 +45,8 @@ def request_seconds(reps: int = 5) -> tuple[list[float], list[float]]:
     times, rerender = [], []
     for rep in range(reps):
         start = time.perf_counter()
-        _, result = app.analyze_request(image, "Describe the image.", max_new_tokens=32, progress=lambda *a, **k: None)
+        _, result = asyncio.run(app.analyze_request(image, "Describe the image.", max_new_tokens=32,
+                                                    progress=lambda *a, **k: None))
         app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()

@@ -6,6 +6,7 @@ every 10 requests after a 10-request warm-up. Target: growth after warm-up ≤ 1
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import resource
 
@@ -24,8 +25,8 @@ def main() -> dict:
     image = Image.open(app.EXAMPLES_DIR / "scene_01.png")
     samples = []
     for index in range(WARMUP + REQUESTS):
-        _, result = app.analyze_request(image, f"What colour is the circle? ({index})", max_new_tokens=4,
-                                        progress=lambda *a, **k: None)
+        _, result = asyncio.run(app.analyze_request(image, f"What colour is the circle? ({index})",
+                                                    max_new_tokens=4, progress=lambda *a, **k: None))
         app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
         del result
         if index >= WARMUP and (index - WARMUP) % EVERY == 0:

@@ -34,7 +34,7 @@ from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_
 GRID = SIZE // D.PATCH_SIZE
 # Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
 # compute per example, and a first run that included them did not converge in the time budget.
-KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0}
+KIND_WEIGHTS = {"colour": 1.0, "shape": 1.0, "count": 1.0, "yesno": 1.5, "position": 1.0}  # default of --kind-weights
 BACKGROUND_WEIGHT = 0.1  # stage-1 loss weight of the background class in the per-patch labels
 ALIGN_SEED_BASE, STAGE2_SEED_BASE = 5_000_000, 10_000_000  # stage 1 seeds start at 0; evaluation at HELDOUT_SEED_BASE
 
@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stage2-steps", type=int, default=150)
     p.add_argument("--stage2-batch", type=int, default=8)
     p.add_argument("--max-turns", type=int, default=1)
+    p.add_argument("--kind-weights", type=parse_kind_weights, default=dict(KIND_WEIGHTS),
+                   help="stage-2 question mix, e.g. colour=2,yesno=2 (unnamed kinds keep their default weight)")
+    p.add_argument("--save-every", type=int, default=0, help="also save weights every N stage-2 steps (0: only at the end)")
     p.add_argument("--projector-lr", type=float, default=5e-4)
     p.add_argument("--tower-lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=10)
@@ -58,6 +61,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue stage 2 from the shipped weights (skip stages 1, 1b)")
     p.add_argument("--stage2-offset", type=int, default=0, help="first stage-2 data step, so a resumed run sees new scenes")
     return p.parse_args(argv)
+
+
+def parse_kind_weights(text: str) -> dict[str, float]:
+    """'colour=2,yesno=2' -> KIND_WEIGHTS with those kinds overridden."""
+    weights = dict(KIND_WEIGHTS)
+    for item in filter(None, text.split(",")):
+        kind, _, value = item.partition("=")
+        if kind not in weights:
+            raise argparse.ArgumentTypeError(f"unknown question kind {kind!r}; kinds: {', '.join(weights)}")
+        weights[kind] = float(value)
+    return weights
 
 
 def patch_labels(scene) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,12 +159,12 @@ def stage_align(model, processor, args) -> None:
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
 
-def conversation(seed: int, max_turns: int) -> tuple:
-    """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, weighted by KIND_WEIGHTS."""
+def conversation(seed: int, max_turns: int, kind_weights: dict[str, float]) -> tuple:
+    """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, drawn by kind_weights."""
     scene, rng = make_scene(seed), random.Random(seed)
-    kinds, turns, wanted = list(KIND_WEIGHTS), [], rng.randint(1, max_turns)
+    kinds, turns, wanted = list(kind_weights), [], rng.randint(1, max_turns)
     while kinds and len(turns) < wanted:
-        kind = rng.choices(kinds, weights=[KIND_WEIGHTS[k] for k in kinds])[0]
+        kind = rng.choices(kinds, weights=[kind_weights[k] for k in kinds])[0]
         kinds.remove(kind)
         qa = ask(scene, kind, rng)
         if qa is not None:
@@ -201,7 +215,7 @@ def answer_loss(model, batch) -> tuple[torch.Tensor, float]:
     return F.cross_entropy(logits, gold), (logits.argmax(-1) == gold).float().mean().item()
 
 
-def stage2(model, processor, args) -> None:
+def stage2(model, processor, args, save) -> None:
     """LLaVA-style: tower + projector learn to feed the frozen LLM; loss on answers only."""
     tower, projector = model.model.vision_tower, model.model.multi_modal_projector
     opt = torch.optim.AdamW([{"params": projector.parameters(), "lr": args.projector_lr, "base": args.projector_lr},
@@ -211,7 +225,7 @@ def stage2(model, processor, args) -> None:
     for step in bar:
         first = STAGE2_SEED_BASE + (args.stage2_offset + step) * args.stage2_batch
         seeds = range(first, first + args.stage2_batch)
-        batch = collate([encode(processor, *conversation(seed, args.max_turns)) for seed in seeds], pad_id)
+        batch = collate([encode(processor, *conversation(seed, args.max_turns, args.kind_weights)) for seed in seeds], pad_id)
         loss, token_acc = answer_loss(model, batch)
         for group in opt.param_groups:
             group["lr"] = group["base"] * lr_factor(step, args.stage2_steps, args.warmup)
@@ -222,6 +236,8 @@ def stage2(model, processor, args) -> None:
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{token_acc:.2f}", refresh=False)
         if step % 10 == 0:
             print(f"step {step} loss {loss.item():.4f} token_acc {token_acc:.3f}", flush=True)
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.stage2_steps:
+            save(step + 1)
 
 
 def normalise(text: str) -> str:
@@ -270,12 +286,19 @@ def main(argv=None) -> None:
             stage1(model, processor, args)
             report["stage1_seconds"] = round(time.time() - start)
             stage_align(model, processor, args)
-        stage2(model, processor, args)
-        report["train_seconds"] = round(time.time() - start)
-        state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
-                 if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}
-        save_file(state, D.WEIGHTS, metadata={"seed": str(args.seed)})
-        print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB) after {report['train_seconds']} s", flush=True)
+
+        def save(steps_done: int) -> None:
+            """Write the tower + projector (float16) and the report so far; a killed run keeps its last checkpoint."""
+            report.update(stage2_steps_done=steps_done, train_seconds=round(time.time() - start))
+            state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
+                     if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}
+            save_file(state, D.WEIGHTS, metadata={"seed": str(args.seed)})
+            D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
+            print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB) after {steps_done} stage-2 steps, "
+                  f"{report['train_seconds']} s", flush=True)
+
+        stage2(model, processor, args, save)
+        save(args.stage2_steps)
     bundle = D.load_default_model()
     report["heldout_accuracy"] = evaluate(bundle, args.eval_scenes)
     print("held-out accuracy:", json.dumps(report["heldout_accuracy"]), flush=True)

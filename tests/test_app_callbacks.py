@@ -1,6 +1,9 @@
 """The app's handlers in-process, on the default model: analysis, re-rendering without a model run, errors."""
 
+import asyncio
 import json
+import time
+from types import SimpleNamespace
 
 import gradio as gr
 from matplotlib.figure import Figure
@@ -28,8 +31,8 @@ class Progress:
 @pytest.fixture(scope="module")
 def analysis():
     progress = Progress()
-    summary, result = app.analyze_request(Image.open(EXAMPLE), "What colour is the circle?", max_new_tokens=8,
-                                          progress=progress)
+    summary, result = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the circle?",
+                                                      max_new_tokens=8, progress=progress))
     return summary, result, progress.steps
 
 
@@ -91,13 +94,13 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
 def test_bad_requests_become_clear_ui_errors(kwargs, message):
     args = {"image": Image.open(EXAMPLE), "prompt": "What colour is the circle?", **kwargs}
     with pytest.raises(gr.Error, match=message):
-        app.analyze_request(args.pop("image"), args.pop("prompt"), progress=Progress(), **args)
+        asyncio.run(app.analyze_request(args.pop("image"), args.pop("prompt"), progress=Progress(), **args))
 
 
 def test_unknown_model_keeps_the_current_one():
     loaded = app.slot.current_id
     with pytest.raises(gr.Error):
-        app.analyze_request(Image.open(EXAMPLE), "Hi?", model_id="nobody/nothing", progress=Progress())
+        asyncio.run(app.analyze_request(Image.open(EXAMPLE), "Hi?", model_id="nobody/nothing", progress=Progress()))
     assert app.slot.current_id == loaded
 
 
@@ -110,3 +113,51 @@ def test_experiments_tab_runs_a_quick_experiment(monkeypatch, tiny_bundle):
 def test_experiments_tab_rejects_unknown_names():
     with pytest.raises(gr.Error, match="Unknown experiment"):
         app.run_experiment("astrology", 2, progress=Progress())
+
+
+@pytest.fixture
+def long_answers(analysis, monkeypatch):
+    """The default model made to decode the UI's maximum number of tokens (≈ 4 s per run on 2 cores)."""
+    monkeypatch.setattr(app.slot.current.model.generation_config, "min_new_tokens", app.MAX_NEW_TOKENS_UI)
+    return app.slot.current
+
+
+def start_long_request(request=None) -> asyncio.Task:
+    return asyncio.create_task(app.analyze_request(Image.open(EXAMPLE), "Describe the image.", request=request,
+                                                   max_new_tokens=app.MAX_NEW_TOKENS_UI, progress=Progress()))
+
+
+def test_a_cancelled_request_frees_the_model_within_a_token(long_answers):
+    async def cancel_while_decoding():
+        task = start_long_request()
+        await asyncio.sleep(1.5)
+        assert not task.done()
+        task.cancel()  # what Gradio does on Stop or an API client's job.cancel()
+        cancelled_at = time.perf_counter()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return cancelled_at
+
+    cancelled_at = asyncio.run(cancel_while_decoding())
+    assert long_answers.lock.acquire(timeout=30)
+    long_answers.lock.release()
+    assert time.perf_counter() - cancelled_at < 1.0  # without the stop signal decoding would go on for seconds
+
+
+def test_stop_or_a_closed_tab_ends_only_that_sessions_run(long_answers):
+    mine, other = SimpleNamespace(session_hash="mine"), SimpleNamespace(session_hash="other")
+
+    async def stop_while_decoding():
+        task = start_long_request(mine)
+        await asyncio.sleep(1.5)
+        app.stop_session(other)  # another session's Stop or tab close does not touch this run
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        app.stop_session(mine)
+        stopped_at = time.perf_counter()
+        with pytest.raises(gr.Error, match="Stopped"):
+            await task
+        return time.perf_counter() - stopped_at
+
+    assert asyncio.run(stop_while_decoding()) < 1.0
+    assert not app.running.stop("mine")  # the finished run left no signal behind

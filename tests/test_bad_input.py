@@ -1,6 +1,7 @@
 """Table-driven bad input through the app's handlers: each case gets a clear, specific message (or works), and
 nothing crashes. Valid-but-unusual inputs run the real default model with one new token."""
 
+import asyncio
 import io
 import math
 
@@ -125,11 +126,11 @@ def test_bad_input_table(files, monkeypatch, image_key, overrides, expected):
     kwargs = {"prompt": GOOD_PROMPT, "max_new_tokens": 1, **overrides}
     image = None if image_key is None else files[image_key]
     if expected is OK:
-        summary, result = app.analyze_request(image, progress=lambda *a, **k: None, **kwargs)
+        summary, result = asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
         assert summary["var_answer"] == result.var.answer and result.var.image.shape[2] == 3
     else:
         with pytest.raises(gr.Error) as error:
-            app.analyze_request(image, progress=lambda *a, **k: None, **kwargs)
+            asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
         assert expected in str(error.value)
     assert app.slot.current_id == app.DEFAULT_MODEL_ID  # a failed request never loses the loaded model
 
@@ -140,7 +141,8 @@ def test_table_has_at_least_40_cases():
 
 @pytest.fixture(scope="module")
 def analysis(files):
-    return app.analyze_request(files["good"], GOOD_PROMPT, max_new_tokens=2, progress=lambda *a, **k: None)[1]
+    return asyncio.run(app.analyze_request(files["good"], GOOD_PROMPT, max_new_tokens=2,
+                                           progress=lambda *a, **k: None))[1]
 
 
 @pytest.mark.parametrize("layer, head, query, expected", [

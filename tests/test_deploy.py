@@ -140,15 +140,15 @@ def load_app_copy(name: str, monkeypatch):
 
 def test_app_wraps_only_the_model_running_function_with_spaces_gpu(with_spaces, monkeypatch):
     module = load_app_copy("app_with_spaces", monkeypatch)
-    assert getattr(module.analyze_request, "spaces_gpu", False), \
-        "app.analyze_request must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
-    assert [name for name, _ in with_spaces.calls] == ["analyze_request"]
+    assert getattr(module.run_analysis, "spaces_gpu", False), \
+        "app.run_analysis must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
+    assert [name for name, _ in with_spaces.calls] == ["run_analysis"]
 
 
 def test_app_runs_unwrapped_without_spaces(without_spaces, monkeypatch):
     module = load_app_copy("app_without_spaces", monkeypatch)
-    assert not hasattr(module.analyze_request, "spaces_gpu")
-    assert module.analyze_request.__name__ == "analyze_request"
+    assert not hasattr(module.run_analysis, "spaces_gpu")
+    assert module.run_analysis.__name__ == "run_analysis"
 
 
 # ---------------------------------------------------------------- device selection

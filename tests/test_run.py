@@ -8,7 +8,7 @@ from dataclasses import replace
 from var_core.config import VARConfig
 from var_core.models.bundle import PreparedInputs
 from var_core.models.llava import LlavaAdapter
-from var_core.run import generate
+from var_core.run import GenerationStopped, generate
 from var_core.trace import Trace
 
 PROMPT = "what colour is the square ?"
@@ -170,3 +170,33 @@ def test_prompt_of_only_control_characters_is_empty(tiny_bundle, noise_image):
 def test_max_time_bounds_decoding(tiny_bundle, noise_image):
     trace = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=200, max_time=0.0)
     assert len(trace.tokens) - trace.n_prompt <= 2
+
+
+class StopAfter:
+    """A stop signal that turns set after `checks` is_set() calls, counting the calls (decoding steps)."""
+
+    def __init__(self, checks: int):
+        self.checks, self.calls = checks, 0
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls > self.checks
+
+
+def test_stop_signal_ends_decoding_at_the_next_token(tiny_bundle, noise_image):
+    signal = StopAfter(checks=4)  # one check before prefill, then one per decoding step
+    with pytest.raises(GenerationStopped):
+        generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=200, stop=signal)
+    assert signal.calls <= 7  # a handful of steps, not 200
+
+
+def test_stop_signal_set_before_the_run_skips_the_model(tiny_bundle, noise_image, monkeypatch):
+    monkeypatch.setattr(tiny_bundle.model, "generate", lambda *a, **k: pytest.fail("the model must not run"))
+    with pytest.raises(GenerationStopped):
+        generate(tiny_bundle, noise_image, PROMPT, stop=StopAfter(checks=0))
+
+
+def test_unset_stop_signal_changes_nothing(tiny_bundle, noise_image, baseline):
+    trace = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6, stop=StopAfter(checks=10**6))
+    assert trace.tokens == baseline.tokens
+    np.testing.assert_array_equal(trace.visual_mass, baseline.visual_mass)

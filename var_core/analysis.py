@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,14 +35,16 @@ class Analysis:
 
 
 def analyze(bundle: ModelBundle, image, prompt: str, config: VARConfig, max_new_tokens: int = 32,
-            on_step: Callable[[str], None] | None = None, max_time: float | None = None) -> Analysis:
+            on_step: Callable[[str], None] | None = None, max_time: float | None = None,
+            stop: threading.Event | None = None) -> Analysis:
     """Run the baseline then VAR (greedy, same settings otherwise); `on_step` hears each step's name;
-    `max_time` bounds each run's decoding in seconds."""
+    `max_time` bounds each run's decoding in seconds; setting `stop` ends either run (`GenerationStopped`)."""
     image = prepare_image(image)
     notify = on_step or (lambda step: None)
     notify("baseline")
     baseline = generate(bundle, image, prompt, config=None, max_new_tokens=max_new_tokens, measure=config,
-                        max_time=max_time)
+                        max_time=max_time, stop=stop)
     notify("VAR")
-    with_var = generate(bundle, image, prompt, config=config, max_new_tokens=max_new_tokens, max_time=max_time)
+    with_var = generate(bundle, image, prompt, config=config, max_new_tokens=max_new_tokens, max_time=max_time,
+                        stop=stop)
     return Analysis(baseline=baseline, var=with_var)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 
 import numpy as np
 import torch
 from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from var_core.config import VARConfig
 from var_core.hook import RunState, attention_hook
@@ -16,6 +18,20 @@ from var_core.trace import Trace
 
 MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
+
+
+class GenerationStopped(RuntimeError):
+    """A run's stop signal was set (the user pressed Stop or left): its answer is incomplete and not returned."""
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Ends greedy decoding at the next token once `signal` is set (checked after every decoding step)."""
+
+    def __init__(self, signal: threading.Event):
+        self.signal = signal
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.signal.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def clean_prompt(prompt: str) -> str:
@@ -87,10 +103,15 @@ def _mask_tensor(positions, n_prompt: int, device) -> torch.Tensor | None:
     return tensor.to(device)
 
 
+def _raise_if_stopped(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise GenerationStopped("stopped before the answer was complete")
+
+
 @torch.no_grad()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
              max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
-             mask_positions=None) -> Trace:
+             mask_positions=None, stop: threading.Event | None = None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
     config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
@@ -98,6 +119,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     max_time: stop decoding after this many seconds (a request time limit); control characters are dropped.
     mask_positions: prompt token positions (e.g. visual sinks) that the text after the image and the generated
     tokens may not attend to, in every layer (pre-softmax −∞; paper Fig. 3b); None = no masking.
+    stop: a cancel signal (anything with `is_set()`); once set, decoding ends after the current token and
+    `GenerationStopped` is raised, so a request the user abandoned frees the model within one decoding step.
     """
     image = _check_inputs(image, prompt, max_new_tokens)
     prompt = clean_prompt(prompt)
@@ -124,9 +147,13 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
 
     tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
+    stopping = StoppingCriteriaList([_StopWhenSet(stop)] if stop is not None else [])
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
+        _raise_if_stopped(stop)  # set while this run waited for the model
         output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, max_time=max_time,
+                                       stopping_criteria=stopping,
                                        pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
+    _raise_if_stopped(stop)
     sequence = output[0].cpu()
     n_prompt = input_ids.shape[1]
     answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()
