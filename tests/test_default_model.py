@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import LlavaForConditionalGeneration
 
 from var_core.models import default
@@ -52,6 +53,20 @@ def test_answers_a_fixed_held_out_scene_with_margin(bundle):
     runner_up[answer_id] = -float("inf")
     assert logits.argmax() == answer_id and logits[answer_id] - runner_up.max() > 2.0
     assert greedy(bundle, image, FIXED_QUESTION).strip() == FIXED_ANSWER
+
+
+def test_every_weight_comes_from_the_files(bundle):
+    """The warm start skips random initialisation, so every parameter must be loaded from the LM cache or the
+    shipped tower + projector weights (plus the zero `<image>` row and the tied LM head)."""
+    lm = load_file(os.path.join(bundle.extra["language_model_cache"], "model.safetensors"))
+    visual = load_file(default.WEIGHTS)
+    params = dict(bundle.model.named_parameters())
+    for name, value in lm.items():
+        loaded = params[name.replace("model.", "model.language_model.", 1)]
+        assert torch.equal(loaded[:len(value)], value), name
+    for name, value in visual.items():
+        assert torch.equal(params[name], value.float()), name
+    assert set(params) == {n.replace("model.", "model.language_model.", 1) for n in lm} | set(visual)
 
 
 def test_language_model_is_intact(bundle):
