@@ -5,9 +5,17 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny_models import (INTERNVL_TILE, AttentionSpy, eager_and_hooked_generation, eager_and_hooked_logits,
-                               localise_vision_tower, most_changed_grid_cell, noise_image, replaced_positions,
-                               tiny_internvl)
+from tests.tiny_models import (
+    INTERNVL_TILE,
+    check_p_zero_hook_equals_eager,
+    check_p_zero_hook_exact_through_generate,
+    check_var_changes_logits_after_the_image_only,
+    localise_vision_tower,
+    most_changed_grid_cell,
+    noise_image,
+    replaced_positions,
+    tiny_internvl,
+)
 from var_core.config import VARConfig
 from var_core.run import generate
 
@@ -70,23 +78,15 @@ def test_each_grid_token_sees_its_own_cell(local, image, row, col):
 
 
 def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(internvl, prepared):
-    with AttentionSpy() as spy:
-        reference, hooked, state = eager_and_hooked_logits(internvl, prepared, VARConfig(p=0.0))
-    assert torch.allclose(hooked, reference, atol=1e-5)
-    assert spy.calls == {"Qwen2Attention": internvl.num_layers}
-    assert any(mask[0, prepared.visual_positions].any() for mask in state.sink_masks.values())
+    check_p_zero_hook_equals_eager(internvl, prepared, "Qwen2Attention")
 
 
 def test_hook_is_exact_through_generate_decode_steps(internvl, prepared):
-    reference, hooked, ref_ids, hooked_ids, _ = eager_and_hooked_generation(internvl, prepared, VARConfig(p=0.0))
-    assert torch.equal(ref_ids, hooked_ids) and torch.allclose(hooked, reference, atol=1e-5)
+    check_p_zero_hook_exact_through_generate(internvl, prepared)
 
 
 def test_var_changes_logits_after_the_image_only(internvl, prepared):
-    reference, hooked, _ = eager_and_hooked_logits(internvl, prepared, VARConfig(p=0.9), tau=1.0)
-    start = int(prepared.visual_positions.max()) + 1
-    assert torch.allclose(hooked[:, :start], reference[:, :start], atol=1e-5)
-    assert not torch.allclose(hooked[:, start:], reference[:, start:], atol=1e-4)
+    check_var_changes_logits_after_the_image_only(internvl, prepared)
 
 
 def test_generate_traces_the_thumbnail_grid(internvl, image):

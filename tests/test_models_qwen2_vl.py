@@ -4,9 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import (QWEN_MERGE, QWEN_PATCH, AttentionSpy, eager_and_hooked_generation,
-                               eager_and_hooked_logits, localise_vision_tower, most_changed_grid_cell, noise_image,
-                               replaced_positions, tiny_qwen2_5_vl, tiny_qwen2_vl)
+from tests.tiny_models import (
+    QWEN_MERGE,
+    QWEN_PATCH,
+    check_p_zero_hook_equals_eager,
+    check_p_zero_hook_exact_through_generate,
+    check_var_changes_logits_after_the_image_only,
+    localise_vision_tower,
+    most_changed_grid_cell,
+    noise_image,
+    replaced_positions,
+    tiny_qwen2_5_vl,
+    tiny_qwen2_vl,
+)
 from var_core.config import VARConfig
 from var_core.run import generate
 
@@ -74,23 +84,15 @@ def test_each_grid_token_sees_its_own_cell(local, image, row, col):
 
 
 def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(qwen, family, prepared):
-    with AttentionSpy() as spy:
-        reference, hooked, state = eager_and_hooked_logits(qwen, prepared, VARConfig(p=0.0))
-    assert torch.allclose(hooked, reference, atol=1e-5)
-    assert spy.calls == {ATTENTION[family]: qwen.num_layers}  # the vision tower kept its own attention
-    assert any(mask[0, prepared.visual_positions].any() for mask in state.sink_masks.values())
+    check_p_zero_hook_equals_eager(qwen, prepared, ATTENTION[family])
 
 
 def test_hook_is_exact_through_generate_with_3d_rope_positions(qwen, prepared):
-    reference, hooked, ref_ids, hooked_ids, state = eager_and_hooked_generation(qwen, prepared, VARConfig(p=0.0))
-    assert torch.equal(ref_ids, hooked_ids) and torch.allclose(hooked, reference, atol=1e-5)
+    check_p_zero_hook_exact_through_generate(qwen, prepared)
 
 
 def test_var_changes_logits_after_the_image_only(qwen, prepared):
-    reference, hooked, _ = eager_and_hooked_logits(qwen, prepared, VARConfig(p=0.9), tau=1.0)
-    start = int(prepared.visual_positions.max()) + 1
-    assert torch.allclose(hooked[:, :start], reference[:, :start], atol=1e-5)
-    assert not torch.allclose(hooked[:, start:], reference[:, start:], atol=1e-4)
+    check_var_changes_logits_after_the_image_only(qwen, prepared)
 
 
 def test_generate_traces_every_merged_token(qwen, image):

@@ -225,6 +225,36 @@ def eager_and_hooked_generation(bundle: ModelBundle, prepared, var, tau: float =
     return torch.stack(reference.scores), torch.stack(hooked.scores), reference.sequences, hooked.sequences, state
 
 
+def check_p_zero_hook_equals_eager(bundle: ModelBundle, prepared, attention_class: str) -> None:
+    """With p = 0 the hooked prefill equals eager, only the LM's `attention_class` goes through the hook (the
+    vision tower keeps its own attention), and some visual token is a sink at τ = 1."""
+    from var_core.config import VARConfig
+
+    with AttentionSpy() as spy:
+        reference, hooked, state = eager_and_hooked_logits(bundle, prepared, VARConfig(p=0.0))
+    assert torch.allclose(hooked, reference, atol=1e-5)
+    assert spy.calls == {attention_class: bundle.num_layers}
+    assert any(mask[0, prepared.visual_positions].any() for mask in state.sink_masks.values())
+
+
+def check_p_zero_hook_exact_through_generate(bundle: ModelBundle, prepared) -> None:
+    """Same tokens and scores through `generate`'s cached decode steps (and 3D rope positions where used)."""
+    from var_core.config import VARConfig
+
+    reference, hooked, ref_ids, hooked_ids, _ = eager_and_hooked_generation(bundle, prepared, VARConfig(p=0.0))
+    assert torch.equal(ref_ids, hooked_ids) and torch.allclose(hooked, reference, atol=1e-5)
+
+
+def check_var_changes_logits_after_the_image_only(bundle: ModelBundle, prepared) -> None:
+    """VAR (p = 0.9, τ = 1) leaves every position up to the last visual token alone and changes the text after."""
+    from var_core.config import VARConfig
+
+    reference, hooked, _ = eager_and_hooked_logits(bundle, prepared, VARConfig(p=0.9), tau=1.0)
+    start = int(prepared.visual_positions.max()) + 1
+    assert torch.allclose(hooked[:, :start], reference[:, :start], atol=1e-5)
+    assert not torch.allclose(hooked[:, start:], reference[:, start:], atol=1e-4)
+
+
 # ---------------------------------------------------------------- Qwen2-VL / Qwen2.5-VL
 QWEN_SPECIALS = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>"]
