@@ -95,6 +95,14 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def labelled_batch(processor, first_seed: int, size: int):
+    """Scenes first_seed … first_seed+size−1 → (scenes, pixel_values, per-patch colour classes, shape classes)."""
+    scenes = [make_scene(first_seed + i) for i in range(size)]
+    pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
+    labels = [patch_labels(s) for s in scenes]
+    return scenes, pixels, torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])
+
+
 def stage1(model, processor, args) -> None:
     """Pre-train the tower alone on dense scene labels (discarded heads), a few minutes on CPU."""
     tower, width = model.model.vision_tower, model.config.vision_config.hidden_size
@@ -108,10 +116,7 @@ def stage1(model, processor, args) -> None:
     opt = torch.optim.AdamW(params, lr=args.stage1_lr, weight_decay=0.01)
     bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
     for step in bar:
-        scenes = [make_scene(step * args.stage1_batch + i) for i in range(args.stage1_batch)]
-        pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
-        labels = [patch_labels(s) for s in scenes]
-        colours, shapes = torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])
+        scenes, pixels, colours, shapes = labelled_batch(processor, step * args.stage1_batch, args.stage1_batch)
         counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
         hidden = tower(pixel_values=pixels).last_hidden_state
         loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten(), weight=colour_weight)
@@ -144,10 +149,9 @@ def stage_align(model, processor, args) -> None:
     opt = torch.optim.AdamW(projector.parameters(), lr=args.projector_lr)
     bar = tqdm(range(args.align_steps), desc="stage 1b (projector)", mininterval=5)
     for step in bar:
-        scenes = [make_scene(ALIGN_SEED_BASE + step * args.stage1_batch + i) for i in range(args.stage1_batch)]
-        pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
-        labels = [patch_labels(s) for s in scenes]
-        target = targets[torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])]
+        _, pixels, colours, shapes = labelled_batch(processor, ALIGN_SEED_BASE + step * args.stage1_batch,
+                                                    args.stage1_batch)
+        target = targets[colours, shapes]
         with torch.no_grad():
             hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
         loss = (projector(hidden) - target).pow(2).sum(-1).mean() / scale
