@@ -38,7 +38,8 @@ def shape_patches(scene) -> np.ndarray:
 
 def scene_questions(scene) -> list[str]:
     """Three questions of different kinds: count, yes/no, caption (the image precedes all of them)."""
-    return ["How many shapes are there?", ask(scene, "yesno", random.Random(scene.seed)).question, "Describe the image."]
+    yes_no = ask(scene, "yesno", random.Random(scene.seed)).question
+    return ["How many shapes are there?", yes_no, "Describe the image."]
 
 
 @torch.no_grad()
@@ -64,36 +65,43 @@ def measure(bundle, n_scenes: int) -> dict:
             "discovered": discovered}
 
 
-def summarise(m: dict) -> dict:
-    """Numbers for the model card: thresholds crossed, counts per image, where, and question dependence."""
-    phi_vis, tau, on_shape = m["phi"], m["tau"], m["on_shape"]  # [N, Q, L, 64], [N, 64]
+def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, tau: float) -> dict:
+    """At threshold τ: how many images have visual sinks (layers 2 … L−2), how many per image, on shapes or on the
+    background, and whether each image's sink set is the same for all its questions."""
     n, q, layers, _ = phi_vis.shape
-    sinks = phi_vis > tau
-    first_q = sinks[:, 0]  # [N, L, 64]
+    sinks = phi_vis > tau  # [N, Q, L, 64]
+    official = sinks[:, 0, 2:layers - 1].any(1)  # [N, 64]: a sink at some layer 2 … L−2 (the official range)
+    on = int((official & on_shape).sum())
+    same = [(sinks[i, 0] == sinks[i, j]).all() for i in range(n) for j in range(1, q)]
+    return {
+        "tau": tau,
+        "images_with_any_visual_sink": int(official.any(-1).sum()),
+        "visual_sinks_per_image": {"mean": round(float(official.sum(-1).mean()), 2),
+                                   "max": int(official.sum(-1).max())},
+        "layers_with_visual_sinks": [layer for layer in range(layers) if sinks[:, 0, layer].any()],
+        "sink_tokens_on_shape_patches": on, "sink_tokens_on_background": int(official.sum()) - on,
+        "sink_sets_identical_across_questions": f"{sum(same)}/{len(same)}",
+        "sink_count_by_grid_position": official.sum(0).reshape(GRID, GRID).tolist(),
+    }
+
+
+def summarise(m: dict, taus: list[float]) -> dict:
+    """Numbers for the model card: the φ distribution per layer, then sink counts at each threshold."""
+    phi_vis, on_shape = m["phi"], m["on_shape"]  # [N, Q, L, 64], [N, 64]
+    n, q, layers, _ = phi_vis.shape
     per_layer = [{
         "layer": layer,
         "visual_phi_max": round(float(phi_vis[:, :, layer].max()), 2),
         "visual_phi_p99": round(float(np.percentile(phi_vis[:, :, layer], 99)), 2),
         "visual_phi_median": round(float(np.median(phi_vis[:, :, layer])), 2),
-        "mean_visual_sinks_per_image": round(float(first_q[:, layer].sum(-1).mean()), 2),
-        "images_with_visual_sink": int(first_q[:, layer].any(-1).sum()),
         "bos_phi_mean": round(float(m["bos"][:, layer].mean()), 2),
     } for layer in range(layers)]
-    official = first_q[:, 2:layers - 1].any(1)  # [N, 64]: sink at some layer 2..L-2 (official code's range)
-    sink_on_shape = int((official & on_shape).sum())
-    same = [(sinks[i, 0] == sinks[i, j]).all() for i in range(n) for j in range(1, q)]
-    grid_counts = official.sum(0).reshape(GRID, GRID).tolist()
     return {
-        "scenes": n, "questions_per_image": q, "tau": tau,
+        "scenes": n, "questions_per_image": q, "registry_tau": m["tau"],
         "discovered_sink_dims_top2_votes": dict(m["discovered"].most_common()),
-        "images_with_any_visual_sink_layers_2_to_L-2": int(official.any(-1).sum()),
-        "visual_sinks_per_image_layers_2_to_L-2": {"mean": round(float(official.sum(-1).mean()), 2),
-                                                   "max": int(official.sum(-1).max())},
-        "sink_tokens_on_shape_patches": sink_on_shape, "sink_tokens_on_background": int(official.sum()) - sink_on_shape,
         "shape_patch_base_rate": round(float(on_shape.mean()), 3),
-        "sink_sets_identical_across_questions": f"{sum(same)}/{len(same)}",
         "max_phi_difference_across_questions": float(np.abs(phi_vis - phi_vis[:, :1]).max()),
-        "sink_count_by_grid_position": grid_counts,
+        "at_tau": [sink_counts(phi_vis, on_shape, tau) for tau in taus],
         "per_layer": per_layer,
     }
 
@@ -102,16 +110,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--taus", default="registry,16",
+                        help="thresholds to count sinks at; 'registry' is the model's τ (20), 16 the calibrated one")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bundle = load_default_model()
-    summary = summarise(measure(bundle, args.scenes))
+    taus = [bundle.backbone.tau if t == "registry" else float(t) for t in args.taus.split(",")]
+    summary = summarise(measure(bundle, args.scenes), taus)
     (ASSETS / "sink_report.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_layer"}, indent=1))
-    print("layer  vis_phi_max  p99  median  sinks/img  imgs_with_sink  bos_phi")
+    print("layer  vis_phi_max    p99  median  bos_phi")
     for row in summary["per_layer"]:
-        print(f"{row['layer']:5d}  {row['visual_phi_max']:11.2f} {row['visual_phi_p99']:5.2f} {row['visual_phi_median']:6.2f}"
-              f"  {row['mean_visual_sinks_per_image']:9.2f}  {row['images_with_visual_sink']:14d}  {row['bos_phi_mean']:.2f}")
+        print(f"{row['layer']:5d}  {row['visual_phi_max']:11.2f} {row['visual_phi_p99']:6.2f} "
+              f"{row['visual_phi_median']:7.2f}  {row['bos_phi_mean']:.2f}")
 
 
 if __name__ == "__main__":
