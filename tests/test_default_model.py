@@ -12,7 +12,7 @@ from var_core.models.llava import chat_messages
 from var_core.scenes import HELDOUT_SEED_BASE, make_scene, render
 
 # A held-out scene the trained model answers with a wide logit margin (see assets/default_model_card.md).
-FIXED_SCENE, FIXED_QUESTION, FIXED_ANSWER = HELDOUT_SEED_BASE + 1, "What colour is the circle?", "orange"
+FIXED_QUESTION = "What colour is the star?"
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +41,19 @@ def test_bundle_is_a_llava_on_smollm2(bundle):
     assert prepared.image.shape == (128, 128, 3)
 
 
-@pytest.mark.xfail(reason="shipped weights are not yet at target accuracy (assets/default_model_card.md); "
-                          "pick a fixed scene with a wide margin once the model is retrained", strict=False)
-def test_answers_a_fixed_held_out_scene_with_margin(bundle):
-    image = render(make_scene(FIXED_SCENE))
+@pytest.mark.parametrize("scene_seed, answer", [(HELDOUT_SEED_BASE + 26, "blue"), (HELDOUT_SEED_BASE, "yellow")])
+def test_answers_held_out_scenes_from_the_image_with_margin(bundle, scene_seed, answer):
+    """The same question about two held-out scenes gets each scene's own colour, each by > 2 logits over the
+    runner-up (margins ≈ 5.7 and 5.3 with the shipped weights): an answer read from the image, not a prior."""
+    image = render(make_scene(scene_seed))
     inputs = bundle.adapter.prepare(bundle, image, FIXED_QUESTION).inputs
     with torch.no_grad():
         logits = bundle.model(**inputs).logits[0, -1]
-    answer_id = bundle.processor.tokenizer(FIXED_ANSWER, add_special_tokens=False)["input_ids"][0]
+    answer_id = bundle.processor.tokenizer(answer, add_special_tokens=False)["input_ids"][0]
     runner_up = logits.clone()
     runner_up[answer_id] = -float("inf")
     assert logits.argmax() == answer_id and logits[answer_id] - runner_up.max() > 2.0
-    assert greedy(bundle, image, FIXED_QUESTION).strip() == FIXED_ANSWER
+    assert greedy(bundle, image, FIXED_QUESTION).strip() == answer
 
 
 def test_every_weight_comes_from_the_files(bundle):
