@@ -7,14 +7,13 @@ random 8-layer tiny LLaVA, with prompts of 32/128/512 words and 64 or 576 visual
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 
 import numpy as np
 from PIL import Image
 
-from bench.common import write
+from bench.common import peak_rss_mib, write
 
 PROMPT_WORDS, VISUAL = (32, 128, 512), {64: (32, 4), 576: (48, 2)}  # N_vis → (image size, patch)
 LAYERS, NEW_TOKENS = 8, 8
@@ -37,7 +36,7 @@ def measure_one(words: int, n_visual: int) -> dict:
     full = LAYERS * bundle.num_heads * tokens * tokens * 4 * 2  # what keeping full T×T attention (×2) would cost
     return {"prompt_words": words, "n_visual": n_visual, "tokens": tokens, "queries": len(trace.query_positions),
             "captured_mib": captured / 2**20, "full_attention_mib": full / 2**20,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": peak_rss_mib()}
 
 
 def main() -> dict:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import resource
 
 import psutil
 from PIL import Image
 
-from bench.common import write
+from bench.common import peak_rss_mib, write
 
 REQUESTS, WARMUP, EVERY = 100, 10, 10
 
@@ -36,7 +35,7 @@ def main() -> dict:
     checks = [{"figure": f"RSS growth over {REQUESTS} sequential requests", "target": "≤ 10 %",
                "measured": f"{100 * growth:+.1f} % ({samples[0]:.0f} → {samples[-1]:.0f} MiB)", "pass": growth <= 0.10}]
     write("soak", {"requests": REQUESTS, "rss_mib": samples,
-                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "checks": checks})
+                   "peak_rss_mib": peak_rss_mib(), "checks": checks})
     print(checks[0])
     return {"checks": checks}
 
