@@ -109,6 +109,7 @@ def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, re
 @gpu_task(duration=GPU_DURATION_S)  # spaces.GPU on Hugging Face Spaces (ZeroGPU); a no-op elsewhere
 def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, progress, stop) -> tuple[dict, Analysis]:
     """The model part of a request: load (or reuse) the model, check the settings, answer without and with VAR."""
+    LOG.info("analysis started: model=%s prompt=%r", model_id, str(prompt)[:80])
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)

@@ -54,8 +54,20 @@ def server(tmp_path_factory):
     log.close()
 
 
+def log_count(log_path: Path, text: str) -> int:
+    return log_path.read_text().count(text)
+
+
 def analyses_run(log_path: Path) -> int:
-    return log_path.read_text().count("analysis done")
+    return log_count(log_path, "analysis done")
+
+
+def wait_for_log(log_path: Path, text: str, count: int, timeout: float) -> None:
+    """Wait until the server log holds `text` `count` times; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while log_count(log_path, text) < count:
+        assert time.monotonic() < deadline, f"the server log did not show {text!r} {count} times in {timeout} s"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +144,35 @@ def test_browser_flow(server, reference):
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         page.set_viewport_size({"width": 420, "height": 900})
         page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
+        browser.close()
+
+
+def test_stop_button_ends_the_running_analysis(server):
+    """Stop during decoding: the server ends that run at its next token (no answer logged), the page shows no
+    error, and the next Analyze works."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log_path = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(url)
+        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
+        page.fill("#prompt textarea", "Describe the image in detail, every shape and colour.")
+        done_before = analyses_run(log_path)
+        started_before, stopped_before = log_count(log_path, "analysis started"), log_count(log_path, "stopped the")
+        page.click("#run")
+        wait_for_log(log_path, "analysis started", started_before + 1, timeout=60)
+        page.wait_for_timeout(500)  # into the baseline run's decoding (a whole request takes ≈ 5 s here)
+        page.click("#stop")
+        wait_for_log(log_path, "stopped the", stopped_before + 1, timeout=10)
+        page.wait_for_timeout(1000)
+        assert analyses_run(log_path) == done_before  # the stopped request never finished its two runs
+        assert page.locator(".toast-body.error").count() == 0
+        page.fill("#prompt textarea", PROMPT)
+        page.click("#run")
+        expect(page.locator("#heatmap img")).to_be_visible(timeout=120_000)
+        assert analyses_run(log_path) == done_before + 1
         browser.close()
 
 
