@@ -443,7 +443,8 @@ def build_demo() -> gr.Blocks:
                        ranking, ranking_table, scatter, profile, sink_share, *selection_outputs]
         private = {"api_visibility": "private"}
         analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
-                             concurrency_id="model", concurrency_limit=1)
+                             concurrency_id="model", concurrency_limit=1,
+                             show_progress_on=[baseline_answer, var_answer])  # the outputs themselves are hidden
         analysis.success(render_all, selection, all_outputs, **private)
         stop.click(stop_session, None, None, cancels=[analysis], queue=False, **private)
         demo.unload(stop_session)
