@@ -95,6 +95,16 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def optimiser_step(opt, loss: torch.Tensor, lr: float, bar) -> None:
+    """One step of stages 1 / 1b at the scheduled learning rate; the loss goes to the progress bar."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
 def labelled_batch(processor, first_seed: int, size: int):
     """Scenes first_seed … first_seed+size−1 → (scenes, pixel_values, per-patch colour classes, shape classes)."""
     scenes = [make_scene(first_seed + i) for i in range(size)]
@@ -122,12 +132,7 @@ def stage1(model, processor, args) -> None:
         loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten(), weight=colour_weight)
                 + F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten(), weight=shape_weight)
                 + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), counts))
-        for group in opt.param_groups:
-            group["lr"] = args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        optimiser_step(opt, loss, args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup), bar)
 
 
 def word_targets(model, processor) -> torch.Tensor:
@@ -155,12 +160,7 @@ def stage_align(model, processor, args) -> None:
         with torch.no_grad():
             hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
         loss = (projector(hidden) - target).pow(2).sum(-1).mean() / scale
-        for group in opt.param_groups:
-            group["lr"] = args.projector_lr * lr_factor(step, args.align_steps, args.warmup)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        optimiser_step(opt, loss, args.projector_lr * lr_factor(step, args.align_steps, args.warmup), bar)
 
 
 def conversation(seed: int, max_turns: int, kind_weights: dict[str, float]) -> tuple:
