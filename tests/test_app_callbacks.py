@@ -51,6 +51,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     baseline_diff, var_diff, status = outputs[:3]
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
+    assert "No visual token is a sink here" in status  # the default model's visual φ stays below 20 (model card)
     assert outputs[3]["maximum"] == 29 and len(outputs[4]["choices"]) == 10
     assert sum(isinstance(view, Image.Image) for view in outputs) == 4  # heatmap, φ overlay, grid, before/after
     assert sum(isinstance(view, Figure) for view in outputs) == 5  # sink strip, ranking, 3 evidence plots
@@ -161,3 +162,13 @@ def test_stop_or_a_closed_tab_ends_only_that_sessions_run(long_answers):
 
     assert asyncio.run(stop_while_decoding()) < 1.0
     assert not app.running.stop("mine")  # the finished run left no signal behind
+
+
+def test_status_drops_the_no_sink_hint_once_tau_is_below_the_largest_visual_phi(analysis):
+    _, result, _ = analysis
+    status = app._status(result)
+    largest = float(status.split("largest visual φ in the VAR layers: ")[1].split(" ")[0])
+    lower = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the circle?", tau=largest - 1.0,
+                                            max_new_tokens=2, progress=Progress()))[1]
+    assert "No visual token is a sink" not in app._status(lower)
+    assert lower.var.selected.any()  # with sinks present, VAR selects image-centric heads
