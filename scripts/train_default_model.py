@@ -95,6 +95,17 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def trainable_model():
+    """(model, processor): SmolLM2 frozen, a randomly initialised tower + projector trainable."""
+    lm_dir = D.cached_language_model()
+    processor = D.build_processor(lm_dir)
+    model = D.build_model(lm_dir, processor)
+    model.requires_grad_(False)
+    model.model.vision_tower.requires_grad_(True)
+    model.model.multi_modal_projector.requires_grad_(True)
+    return model, processor
+
+
 def optimiser_step(opt, loss: torch.Tensor, lr: float, bar) -> None:
     """One step of stages 1 / 1b at the scheduled learning rate; the loss goes to the progress bar."""
     for group in opt.param_groups:
@@ -276,12 +287,7 @@ def main(argv=None) -> None:
     if not args.eval_only:
         torch.manual_seed(args.seed)
         random.seed(args.seed)
-        lm_dir = D.cached_language_model()
-        processor = D.build_processor(lm_dir)
-        model = D.build_model(lm_dir, processor)
-        model.requires_grad_(False)
-        model.model.vision_tower.requires_grad_(True)
-        model.model.multi_modal_projector.requires_grad_(True)
+        model, processor = trainable_model()
         start = time.time()
         if args.resume:
             report["resumed_from"] = json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())

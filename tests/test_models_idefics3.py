@@ -5,17 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny_models import (
-    IDEFICS_TILE,
-    check_p_zero_hook_equals_eager,
-    check_p_zero_hook_exact_through_generate,
-    check_var_changes_logits_after_the_image_only,
-    localise_vision_tower,
-    most_changed_grid_cell,
-    noise_image,
-    replaced_positions,
-    tiny_idefics3,
-)
+from tests.tiny_models import (IDEFICS_TILE, check_p_zero_hook_equals_eager, check_p_zero_hook_exact_through_generate,
+                               check_var_changes_logits_after_the_image_only, localise_vision_tower,
+                               most_changed_grid_cell, noise_image, replaced_positions, tiny_idefics3)
 from var_core.config import VARConfig
 from var_core.run import generate
 

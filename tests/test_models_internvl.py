@@ -5,17 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny_models import (
-    INTERNVL_TILE,
-    check_p_zero_hook_equals_eager,
-    check_p_zero_hook_exact_through_generate,
-    check_var_changes_logits_after_the_image_only,
-    localise_vision_tower,
-    most_changed_grid_cell,
-    noise_image,
-    replaced_positions,
-    tiny_internvl,
-)
+from tests.tiny_models import (INTERNVL_TILE, check_p_zero_hook_equals_eager,
+                               check_p_zero_hook_exact_through_generate,
+                               check_var_changes_logits_after_the_image_only, localise_vision_tower,
+                               most_changed_grid_cell, noise_image, replaced_positions, tiny_internvl)
 from var_core.config import VARConfig
 from var_core.run import generate
 

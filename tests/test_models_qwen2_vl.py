@@ -4,19 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import (
-    QWEN_MERGE,
-    QWEN_PATCH,
-    check_p_zero_hook_equals_eager,
-    check_p_zero_hook_exact_through_generate,
-    check_var_changes_logits_after_the_image_only,
-    localise_vision_tower,
-    most_changed_grid_cell,
-    noise_image,
-    replaced_positions,
-    tiny_qwen2_5_vl,
-    tiny_qwen2_vl,
-)
+from tests.tiny_models import (QWEN_MERGE, QWEN_PATCH, check_p_zero_hook_equals_eager,
+                               check_p_zero_hook_exact_through_generate,
+                               check_var_changes_logits_after_the_image_only, localise_vision_tower,
+                               most_changed_grid_cell, noise_image, replaced_positions, tiny_qwen2_5_vl,
+                               tiny_qwen2_vl)
 from var_core.config import VARConfig
 from var_core.run import generate
 

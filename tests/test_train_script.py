@@ -6,18 +6,11 @@ import pytest
 import torch
 
 from scripts import train_default_model as T
-from var_core.models import default
 
 
 @pytest.fixture(scope="module")
 def fresh_model():
-    lm_dir = default.cached_language_model()
-    processor = default.build_processor(lm_dir)
-    model = default.build_model(lm_dir, processor)
-    model.requires_grad_(False)
-    model.model.vision_tower.requires_grad_(True)
-    model.model.multi_modal_projector.requires_grad_(True)
-    return model, processor
+    return T.trainable_model()
 
 
 def test_kind_weights_override_only_the_named_kinds():
