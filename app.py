@@ -196,15 +196,14 @@ def stop_session(request: gr.Request) -> None:
 def _status(result: Analysis) -> str:
     """One line naming the model, τ, sink dims and the VAR convention actually used; when no visual token is a
     sink in the VAR layers, a hint that VAR had nothing to act on and which τ would change that."""
-    s = result.var.settings
+    trace = result.var
+    s = trace.settings
     layers = s["var_layers"]
     line = (f"**{s['model']}** · sink dims {s['sink_dims']} · τ = {s['tau']:g} · ρ = {s['rho']:g} · "
             f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
-            f"{int(result.var.selected.any(-1).sum())} image-centric (layer, head) pairs")
-    trace = result.var
-    visual = trace.visual_positions if trace.image_token_positions is None else trace.image_token_positions
-    largest = float(trace.phi[np.ix_(layers, visual)].max())
+            f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs")
+    largest = float(trace.phi[np.ix_(layers, trace.all_image_positions)].max())
     if largest <= s["tau"]:
         line += (f"  \n**No visual token is a sink here** (largest visual φ in the VAR layers: {largest:.1f} ≤ τ), "
                  f"so VAR changed nothing. Set τ below {largest:.1f} in *VAR settings* to see it act.")

@@ -72,6 +72,11 @@ class Trace:
         return self.settings.get("p") is not None
 
     @property
+    def all_image_positions(self) -> np.ndarray:
+        """Token indices of every image token, also tiles not drawn on the grid (else the grid's own)."""
+        return self.visual_positions if self.image_token_positions is None else self.image_token_positions
+
+    @property
     def phi_visual(self) -> np.ndarray:
         """[L, N_vis] φ of the visual tokens."""
         return self.phi[:, self.visual_positions]
@@ -104,7 +109,7 @@ class Trace:
 
     def summary(self) -> dict:
         """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads with r."""
-        image_tokens = self.visual_positions if self.image_token_positions is None else self.image_token_positions
+        image_tokens = self.all_image_positions
         heads = []
         for layer, head in zip(*np.nonzero(self.selected.any(-1))):
             rows = self.selected[layer, head]

@@ -17,8 +17,7 @@ from viz.queries import check_layer_head, to_grid
 
 def visual_sink_counts(trace: Trace) -> np.ndarray:
     """[L] number of visual sink tokens per layer, over every image token (also tiles not drawn on the grid)."""
-    positions = trace.visual_positions if trace.image_token_positions is None else trace.image_token_positions
-    return trace.sink_mask[:, positions].sum(1)
+    return trace.sink_mask[:, trace.all_image_positions].sum(1)
 
 
 def frame_cells(image: Image.Image, cells: np.ndarray, grid: tuple[int, int], width: int = 3) -> Image.Image:

@@ -11,8 +11,7 @@ from viz.queries import check_layer_head
 
 def _entries(trace: Trace) -> list[tuple[str, int | None]]:
     """(text, query row or None) per displayed token; each run of image tokens collapses into one entry."""
-    image = set((trace.visual_positions if trace.image_token_positions is None
-                 else trace.image_token_positions).tolist())
+    image = set(trace.all_image_positions.tolist())
     row_of = {int(position): row for row, position in enumerate(trace.query_positions)}
     entries: list[tuple[str, int | None]] = []
     run = 0

@@ -68,7 +68,7 @@ def image_only(processor_class: type) -> type:
                  "__doc__": image_only.__doc__})
 
 
-def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels) :
+def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels):
     """PreparedInputs for tiled models whose last `per_tile` image tokens form the drawn square grid (InternVL's
     thumbnail, Idefics3's global image); `pixels` [3, H, W] is that tile. All image tokens stay in VAR."""
     from var_core.models.bundle import PreparedInputs
