@@ -6,7 +6,7 @@
 set -e
 PY=${PY:-.venv/bin/python}
 # Weights: the shipped assets/default_model.safetensors, committed together with these results.
-C="--threads 1 --no-bar --cache /tmp/var-eval-cache-run6"
+C="--threads 1 --no-bar --cache /tmp/var-eval-cache"
 LOW_TAU=16  # calibrated: no visual token reaches the registry τ = 20 on the default model (see README)
 (
   $PY -m var_core.eval pope --n 200 --out results/pope $C

@@ -34,15 +34,30 @@ def test_supervision_covers_exactly_the_answer_and_its_end_token(fresh_model):
     assert processor.tokenizer.decode(ids[mask]) == turns[0][1] + "<|im_end|>"
 
 
-def test_every_stage_trains_tower_and_projector_and_leaves_the_lm_frozen(fresh_model):
+def changed_parameters(model, step) -> set[str]:
+    """Names of the parameters that `step()` changed."""
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    step()
+    return {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+
+
+def no_checkpoint(steps):
+    pytest.fail("no checkpoint was asked for")
+
+
+def test_stages_train_tower_and_projector_only_and_stage2_freezes_the_tower_by_default(fresh_model):
     model, processor = fresh_model
     args = T.parse_args(["--stage1-steps", "2", "--align-steps", "2", "--stage2-steps", "2", "--stage1-batch", "4",
                          "--stage2-batch", "2", "--warmup", "1"])
-    before = {name: value.clone() for name, value in model.state_dict().items()}
-    T.stage1(model, processor, args)
-    T.stage_align(model, processor, args)
-    T.stage2(model, processor, args, save=lambda steps: pytest.fail("no checkpoint was asked for"))
-    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    accuracy = {}
+    changed = changed_parameters(model, lambda: accuracy.update(T.stage1(model, processor, args)))
+    assert changed and all(name.startswith("model.vision_tower.") for name in changed)
+    assert set(accuracy) == {"colour", "shape", "count"} and all(0 <= v <= 1 for v in accuracy.values())
+    changed = changed_parameters(model, lambda: T.stage_align(model, processor, args))
+    assert changed and all(name.startswith("model.multi_modal_projector.") for name in changed)
+    changed = changed_parameters(model, lambda: T.stage2(model, processor, args, save=no_checkpoint))
+    assert changed and all(name.startswith("model.multi_modal_projector.") for name in changed)
+    args.tower_lr = 1e-4
+    changed = changed_parameters(model, lambda: T.stage2(model, processor, args, save=no_checkpoint))
     assert any(name.startswith("model.vision_tower.") for name in changed)
-    assert any(name.startswith("model.multi_modal_projector.") for name in changed)
     assert all(name.startswith(("model.vision_tower.", "model.multi_modal_projector.")) for name in changed)
