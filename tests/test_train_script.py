@@ -45,8 +45,9 @@ def no_checkpoint(steps):
     pytest.fail("no checkpoint was asked for")
 
 
-def test_stages_train_tower_and_projector_only_and_stage2_freezes_the_tower_by_default(fresh_model):
+def test_stages_train_tower_and_projector_only_and_stage2_freezes_the_tower_by_default(fresh_model, monkeypatch):
     model, processor = fresh_model
+    monkeypatch.setattr(T, "PROBE_SCENES", 8)
     args = T.parse_args(["--stage1-steps", "2", "--align-steps", "2", "--stage2-steps", "2", "--stage1-batch", "4",
                          "--stage2-batch", "2", "--warmup", "1"])
     accuracy = {}
