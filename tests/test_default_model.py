@@ -41,11 +41,12 @@ def test_bundle_is_a_llava_on_smollm2(bundle):
     assert prepared.image.shape == (128, 128, 3)
 
 
-@pytest.mark.parametrize("scene_seed, answer", [(HELDOUT_SEED_BASE + 48, "blue"), (HELDOUT_SEED_BASE + 15, "red"),
+@pytest.mark.parametrize("scene_seed, answer", [(HELDOUT_SEED_BASE + 48, "blue"), (HELDOUT_SEED_BASE + 56, "green"),
                                                 (HELDOUT_SEED_BASE + 76, "black")])
 def test_answers_held_out_scenes_from_the_image_with_margin(bundle, scene_seed, answer):
     """The same question about three held-out scenes gets each scene's own colour, each by > 2 logits over the
-    runner-up (margins ≈ 3.0 with the shipped weights): an answer read from the image, not a prior."""
+    runner-up (margins ≈ 3.2, 3.0 and 3.9 with the shipped weights; scene 56 has three shapes): an answer read
+    from the image, not a prior."""
     image = render(make_scene(scene_seed))
     inputs = bundle.adapter.prepare(bundle, image, FIXED_QUESTION).inputs
     with torch.no_grad():
