@@ -8,7 +8,8 @@ Stage 2 (LLaVA-style): the projector (and the tower, if --tower-lr > 0; LLaVA ke
     the frozen LLM, loss on answer tokens only, on SmolLM2 chat prompts built with the same processor call as inference.
 Writes assets/default_model.safetensors (float16) and assets/default_model_train.json (seed, config, metrics).
 
-    python -m scripts.train_default_model            # full run (≈ 45 min on 2 idle CPU cores)
+    python -m scripts.train_default_model            # run 6: from scratch (≈ 40 min on 2 idle CPU cores)
+    python -m scripts.train_default_model --resume --stage2-steps 500 --stage2-offset 600   # run 7, shipped
     python -m scripts.train_default_model --eval-only
 """
 
@@ -93,6 +94,11 @@ def patch_labels(scene) -> tuple[torch.Tensor, torch.Tensor]:
     return colours, shapes
 
 
+def count_classes(scenes) -> torch.Tensor:
+    """Stage-1 count label: number of shapes − 1 (classes 0…3)."""
+    return torch.tensor([len(s.shapes) - 1 for s in scenes])
+
+
 def lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 10%."""
     if step < warmup:
@@ -143,12 +149,11 @@ def stage1(model, processor, args) -> dict[str, float]:
     bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
     for step in bar:
         scenes, pixels, colours, shapes = labelled_batch(processor, step * args.stage1_batch, args.stage1_batch)
-        counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
         hidden = tower(pixel_values=pixels).last_hidden_state
         loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten(), weight=colour_weight)
                 + SHAPE_LOSS_WEIGHT * F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten(),
                                                       weight=shape_weight)
-                + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), counts))
+                + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), count_classes(scenes)))
         optimiser_step(opt, loss, args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup), bar)
     return patch_accuracy(tower, heads, processor)
 
@@ -158,8 +163,7 @@ def patch_accuracy(tower, heads, processor) -> dict[str, float]:
     """Share of held-out object patches whose colour / shape the stage-1 heads name correctly, and of counts."""
     scenes, pixels, colours, shapes = labelled_batch(processor, HELDOUT_SEED_BASE, PROBE_SCENES)
     hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
-    on_object = shapes > 0
-    counts = torch.tensor([len(s.shapes) - 1 for s in scenes])
+    on_object, counts = shapes > 0, count_classes(scenes)
     return {"colour": round((heads["colour"](hidden).argmax(-1) == colours)[on_object].float().mean().item(), 4),
             "shape": round((heads["shape"](hidden).argmax(-1) == shapes)[on_object].float().mean().item(), 4),
             "count": round((heads["count"](hidden.mean(1)).argmax(-1) == counts).float().mean().item(), 4)}
