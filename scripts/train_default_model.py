@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stage1-batch", type=int, default=32)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
     p.add_argument("--align-steps", type=int, default=100)
-    p.add_argument("--stage2-steps", type=int, default=400)
+    p.add_argument("--stage2-steps", type=int, default=600)
     p.add_argument("--stage2-batch", type=int, default=8)
     p.add_argument("--questions-per-image", type=int, default=8, help="stage-2 questions packed into one row per image")
     p.add_argument("--kind-weights", type=parse_kind_weights, default=dict(KIND_WEIGHTS),
