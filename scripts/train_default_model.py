@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--align-steps", type=int, default=100)
     p.add_argument("--stage2-steps", type=int, default=600)
     p.add_argument("--stage2-batch", type=int, default=8)
-    p.add_argument("--questions-per-image", type=int, default=8, help="stage-2 questions packed into one row per image")
+    p.add_argument("--max-turns", type=int, default=2)
     p.add_argument("--kind-weights", type=parse_kind_weights, default=dict(KIND_WEIGHTS),
                    help="stage-2 question mix, e.g. colour=2,yesno=2 (unnamed kinds keep their default weight)")
     p.add_argument("--save-every", type=int, default=0, help="also save weights every N stage-2 steps (0: only at the end)")
@@ -197,87 +197,60 @@ def stage_align(model, processor, args) -> None:
         optimiser_step(opt, loss, args.projector_lr * lr_factor(step, args.align_steps, args.warmup), bar)
 
 
-def image_questions(seed: int, per_image: int, kind_weights: dict[str, float]) -> tuple:
-    """(image, [(question, answer), ...]): up to per_image distinct questions about scene `seed`, kinds drawn by
-    kind_weights, with as many "no" as "yes" questions so the yes/no split stays 50/50."""
+def conversation(seed: int, max_turns: int, kind_weights: dict[str, float]) -> tuple:
+    """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, drawn by kind_weights."""
     scene, rng = make_scene(seed), random.Random(seed)
-    kinds, found = list(kind_weights), {}
-    for _ in range(8 * per_image):  # enough draws to fill per_image unless the scene has fewer distinct questions
-        if len(found) == per_image:
-            break
-        qa = ask(scene, rng.choices(kinds, weights=[kind_weights[k] for k in kinds])[0], rng)
+    kinds, turns, wanted = list(kind_weights), [], rng.randint(1, max_turns)
+    while kinds and len(turns) < wanted:
+        kind = rng.choices(kinds, weights=[kind_weights[k] for k in kinds])[0]
+        kinds.remove(kind)
+        qa = ask(scene, kind, rng)
         if qa is not None:
-            found.setdefault(qa.question, qa)
-    yes = [q for q, qa in found.items() if qa.kind == "yesno" and qa.answer == "yes"]
-    no = [q for q, qa in found.items() if qa.kind == "yesno" and qa.answer == "no"]
-    dropped = set(yes[min(len(yes), len(no)):] + no[min(len(yes), len(no)):])
-    return render(scene), [(q, qa.answer) for q, qa in found.items() if q not in dropped]
+            turns.append((qa.question, qa.answer))
+    return render(scene), turns
 
 
-def encode(processor, image, question: str, answer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids, pixel_values and a supervision mask (answer tokens + their <|im_end|>) for one single-turn chat,
-    built with the same processor call as inference."""
-    messages = chat_messages(question)
-    start = len(processor(images=image, text=processor.apply_chat_template(messages, add_generation_prompt=True))["input_ids"][0])
-    messages.append({"role": "assistant", "content": answer})
-    full = processor(images=image, text=processor.apply_chat_template(messages), return_tensors="pt")
-    ids = full["input_ids"][0]
-    end = start + len(processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
+def encode(processor, image, turns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, pixel_values and a supervision mask (answer tokens + their <|im_end|>) for one conversation."""
+    messages, spans, ids = [], [], None
+    for k, (question, answer) in enumerate(turns):
+        user = chat_messages(question) if k == 0 else [{"role": "user", "content": [{"type": "text", "text": question}]}]
+        messages += user
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        messages.append({"role": "assistant", "content": answer})
+        start = len(processor(images=image, text=prompt)["input_ids"][0])
+        full = processor(images=image, text=processor.apply_chat_template(messages), return_tensors="pt")
+        ids = full["input_ids"][0]
+        end = start + len(processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
+        spans.append((start, end))
     mask = torch.zeros(len(ids), dtype=torch.bool)
-    mask[start:end] = True
+    for start, end in spans:
+        mask[start:end] = True
     return ids, full["pixel_values"][0], mask
 
 
-def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
-    """Length of the longest common prefix of two id sequences."""
-    n = min(len(a), len(b))
-    differ = (a[:n] != b[:n]).nonzero()
-    return int(differ[0]) if len(differ) else n
+def collate(items, pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad a batch and give explicit position ids, so every row sees positions 0.. as at inference."""
+    length = max(len(ids) for ids, _, _ in items)
+    batch = {"input_ids": torch.full((len(items), length), pad_id), "attention_mask": torch.zeros(len(items), length, dtype=torch.long),
+             "supervised": torch.zeros(len(items), length, dtype=torch.bool)}
+    for row, (ids, _, mask) in enumerate(items):
+        batch["input_ids"][row, length - len(ids):] = ids
+        batch["attention_mask"][row, length - len(ids):] = 1
+        batch["supervised"][row, length - len(ids):] = mask
+    batch["position_ids"] = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
+    batch["pixel_values"] = torch.stack([pixels for _, pixels, _ in items])
+    return batch
 
 
-def pack(processor, image, qas) -> dict[str, torch.Tensor]:
-    """All of an image's single-turn chats in one row: their shared prefix (chat header + image tokens) once, then
-    each chat's own tail. `segment` (0 = prefix, k = k-th tail) and `position_ids` let the attention mask make every
-    tail see only the prefix and itself at the positions it has alone, so the row computes exactly the separate
-    chats' answer losses, at ≈ 1/3 of the cost for 8 questions (the 64 visual tokens are most of a chat)."""
-    chats = [encode(processor, image, question, answer) for question, answer in qas]
-    first = chats[0][0]
-    shared = min((common_prefix(first, ids) for ids, _, _ in chats[1:]), default=len(first))
-    tails = [(ids[shared:], mask[shared:]) for ids, _, mask in chats]
-    return {"input_ids": torch.cat([first[:shared]] + [ids for ids, _ in tails]),
-            "supervised": torch.cat([chats[0][2][:shared]] + [mask for _, mask in tails]),
-            "segment": torch.cat([torch.zeros(shared, dtype=torch.long)]
-                                 + [torch.full((len(ids),), k + 1) for k, (ids, _) in enumerate(tails)]),
-            "position_ids": torch.cat([torch.arange(shared)] + [torch.arange(shared, shared + len(ids)) for ids, _ in tails]),
-            "pixel_values": chats[0][1]}
-
-
-def collate(rows: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad packed rows and build their [batch, 1, T, T] boolean attention mask: causal, and a tail token sees
-    the prefix and its own tail only. Padding (segment −1) sees only padding, so no softmax row is empty."""
-    length = max(len(row["input_ids"]) for row in rows)
-
-    def padded(key, value):
-        return torch.stack([F.pad(row[key], (0, length - len(row[key])), value=value) for row in rows])
-
-    segment = padded("segment", -1)
-    same = segment[:, :, None] == segment[:, None, :]
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    allowed = causal & (same | ((segment[:, None, :] == 0) & (segment[:, :, None] > 0)))
-    return {"input_ids": padded("input_ids", pad_id), "position_ids": padded("position_ids", 0),
-            "supervised": padded("supervised", False), "attention_mask": allowed[:, None],
-            "pixel_values": torch.stack([row["pixel_values"] for row in rows])}
-
-
-def answer_tokens(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per supervised token: its cross-entropy and whether the argmax is right. Logits are computed only at those
-    positions (the LM head is the model's largest matrix)."""
+def answer_loss(model, batch) -> tuple[torch.Tensor, float]:
+    """Cross-entropy on supervised tokens only; logits are computed just at those positions (saves the big LM head)."""
     hidden = model.model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
                          attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]).last_hidden_state
     targets = batch["supervised"][:, 1:]
     logits = model.lm_head(hidden[:, :-1][targets])
     gold = batch["input_ids"][:, 1:][targets]
-    return F.cross_entropy(logits, gold, reduction="none"), logits.argmax(-1) == gold
+    return F.cross_entropy(logits, gold), (logits.argmax(-1) == gold).float().mean().item()
 
 
 def stage2(model, processor, args, save) -> None:
@@ -293,10 +266,8 @@ def stage2(model, processor, args, save) -> None:
     for step in bar:
         first = STAGE2_SEED_BASE + (args.stage2_offset + step) * args.stage2_batch
         seeds = range(first, first + args.stage2_batch)
-        batch = collate([pack(processor, *image_questions(seed, args.questions_per_image, args.kind_weights))
-                         for seed in seeds], pad_id)
-        losses, correct = answer_tokens(model, batch)
-        loss, token_acc = losses.mean(), correct.float().mean().item()
+        batch = collate([encode(processor, *conversation(seed, args.max_turns, args.kind_weights)) for seed in seeds], pad_id)
+        loss, token_acc = answer_loss(model, batch)
         for group in opt.param_groups:
             group["lr"] = group["base"] * lr_factor(step, args.stage2_steps, args.warmup)
         opt.zero_grad()

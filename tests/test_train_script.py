@@ -20,53 +20,18 @@ def test_kind_weights_override_only_the_named_kinds():
         T.parse_kind_weights("foo=1")
 
 
-def test_image_questions_are_deterministic_distinct_and_balanced_on_yes_no():
-    image, qas = T.image_questions(123, per_image=8, kind_weights=T.KIND_WEIGHTS)
-    again_image, again = T.image_questions(123, per_image=8, kind_weights=T.KIND_WEIGHTS)
-    assert qas == again and image.tobytes() == again_image.tobytes()
-    for seed in range(40):
-        _, qas = T.image_questions(seed, per_image=8, kind_weights={**T.KIND_WEIGHTS, "yesno": 5.0})
-        questions = [question for question, _ in qas]
-        assert 1 <= len(qas) <= 8 and len(set(questions)) == len(questions)
-        answers = [answer for question, answer in qas if question.startswith("Is there")]
-        assert answers.count("yes") == answers.count("no")
+def test_conversations_are_deterministic_with_distinct_kinds():
+    image, turns = T.conversation(123, max_turns=3, kind_weights=T.KIND_WEIGHTS)
+    again_image, again = T.conversation(123, max_turns=3, kind_weights=T.KIND_WEIGHTS)
+    assert turns == again and image.tobytes() == again_image.tobytes()
+    assert 1 <= len(turns) <= 3 and len({question for question, _ in turns}) == len(turns)
 
 
 def test_supervision_covers_exactly_the_answer_and_its_end_token(fresh_model):
     _, processor = fresh_model
-    image, qas = T.image_questions(7, per_image=1, kind_weights=T.KIND_WEIGHTS)
-    ids, _, mask = T.encode(processor, image, *qas[0])
-    assert processor.tokenizer.decode(ids[mask]) == qas[0][1] + "<|im_end|>"
-
-
-def test_collate_mask_lets_each_tail_see_the_prefix_and_itself_only():
-    row = {"input_ids": torch.arange(5), "supervised": torch.zeros(5, dtype=torch.bool),
-           "segment": torch.tensor([0, 0, 1, 2, 2]), "position_ids": torch.tensor([0, 1, 2, 2, 3]),
-           "pixel_values": torch.zeros(3, 2, 2)}
-    short = {key: value[:3] if key != "pixel_values" else value for key, value in row.items()}
-    batch = T.collate([row, short], pad_id=-7)
-    expected = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [1, 1, 0, 1, 1]])
-    assert torch.equal(batch["attention_mask"][0, 0], expected.bool())
-    assert batch["input_ids"][1].tolist() == [0, 1, 2, -7, -7] and batch["position_ids"][1].tolist() == [0, 1, 2, 0, 0]
-    assert batch["attention_mask"][1, 0, 3].tolist() == [False, False, False, True, False]  # padding sees padding
-
-
-def test_packed_row_computes_exactly_the_separate_chats_losses(fresh_model):
-    model, processor = fresh_model
-    image, qas = T.image_questions(4, per_image=4, kind_weights=T.KIND_WEIGHTS)
-    assert len(qas) >= 3
-    pad = processor.tokenizer.pad_token_id
-
-    def single(ids, pixels, mask):
-        return {"input_ids": ids, "supervised": mask, "segment": torch.zeros(len(ids), dtype=torch.long),
-                "position_ids": torch.arange(len(ids)), "pixel_values": pixels}
-
-    with torch.no_grad():
-        packed = T.answer_tokens(model, T.collate([T.pack(processor, image, qas)], pad))[0]
-        separate = torch.cat([T.answer_tokens(model, T.collate([single(*T.encode(processor, image, *qa))], pad))[0]
-                              for qa in qas])
-    assert len(packed) == len(separate) > len(qas)
-    torch.testing.assert_close(packed, separate, atol=1e-4, rtol=1e-4)
+    ids, _, mask = T.encode(processor, *T.conversation(7, max_turns=1, kind_weights=T.KIND_WEIGHTS))
+    _, turns = T.conversation(7, max_turns=1, kind_weights=T.KIND_WEIGHTS)
+    assert processor.tokenizer.decode(ids[mask]) == turns[0][1] + "<|im_end|>"
 
 
 def changed_parameters(model, step) -> set[str]:
