@@ -149,11 +149,11 @@ def stage1(model, processor, args) -> dict[str, float]:
     bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
     for step in bar:
         scenes, pixels, colours, shapes = labelled_batch(processor, step * args.stage1_batch, args.stage1_batch)
-        hidden = tower(pixel_values=pixels).last_hidden_state
-        loss = (F.cross_entropy(heads["colour"](hidden[:, 1:]).flatten(0, 1), colours.flatten(), weight=colour_weight)
-                + SHAPE_LOSS_WEIGHT * F.cross_entropy(heads["shape"](hidden[:, 1:]).flatten(0, 1), shapes.flatten(),
+        hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]  # patch tokens, CLS dropped
+        loss = (F.cross_entropy(heads["colour"](hidden).flatten(0, 1), colours.flatten(), weight=colour_weight)
+                + SHAPE_LOSS_WEIGHT * F.cross_entropy(heads["shape"](hidden).flatten(0, 1), shapes.flatten(),
                                                       weight=shape_weight)
-                + F.cross_entropy(heads["count"](hidden[:, 1:].mean(1)), count_classes(scenes)))
+                + F.cross_entropy(heads["count"](hidden.mean(1)), count_classes(scenes)))
         optimiser_step(opt, loss, args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup), bar)
     return patch_accuracy(tower, heads, processor)
 
