@@ -1,16 +1,20 @@
-"""Train the default model's vision tower + projector on synthetic scenes, SmolLM2 frozen, then evaluate it.
+"""Train the default model: vision tower + projector on synthetic scenes, then LoRA adapters on SmolLM2, then evaluate.
 
 Stage 1 (cheap, tower only): dense per-patch colour/shape labels and a count label from the scene metadata,
     so the from-scratch tower learns what is where before it has to talk to the LLM (LLaVA starts from CLIP).
-Stage 1b (cheap, projector only): map each patch's features to the LLM's word embeddings of its labels
-    (" red", " square", " background"), a warm start so stage 2 does not begin from random visual embeddings.
-Stage 2 (LLaVA-style): the projector (and the tower, if --tower-lr > 0; LLaVA keeps CLIP frozen) trained through
-    the frozen LLM, loss on answer tokens only, on SmolLM2 chat prompts built with the same processor call as inference.
-Writes assets/default_model.safetensors (float16) and assets/default_model_train.json (seed, config, metrics).
+Stage 1b (cheap, projector only): map each patch's features to the LLM's word embeddings of its labels: an object
+    patch to the mean of " red" and " square", a background patch to the space token " ". That choice is what
+    gives the model visual sinks (METHOD.md §4b): SmolLM2 itself turns " " into a massive activation in its sink
+    dimension, as it does for null-like text tokens. Nothing here looks at φ.
+Stage 2 (LLaVA's stage 2 with a LoRA-adapted LLM): rank-32 adapters on every projection of every decoder layer
+    learn to answer through the LLM, tower and projector frozen (so background patches stay " "-like), loss on
+    answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
+    per question, a block attention mask), which computes exactly the separate single-turn chats' losses.
+Writes assets/default_model.safetensors (tower + projector + adapters, float16) and assets/default_model_train.json
+(command, config, per-stage wall time, training-time monitor, held-out accuracy on both scene families).
 
-    python -m scripts.train_default_model            # run 6: from scratch (≈ 40 min on 2 idle CPU cores)
-    python -m scripts.train_default_model --resume --stage2-steps 500 --stage2-offset 600   # run 7, shipped
-    python -m scripts.train_default_model --eval-only
+    python -m scripts.train_default_model --save-every 25        # from scratch; Ctrl-C, then the same with --resume
+    python -m scripts.train_default_model --eval-only             # score the shipped weights
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import random
 import sys
 import time
-from collections import defaultdict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,19 +34,25 @@ from tqdm import tqdm
 
 from var_core.models import default as D
 from var_core.models.llava import chat_messages
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_scene, questions, render
+from var_core.models.lora import add_lora, load_lora, lora_state
+from var_core.registry import get_backbone
+from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_scene, render
+from var_core.sink import phi
 
 GRID = SIZE // D.PATCH_SIZE
 # Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
-# compute per example, and a first run that included them did not converge in the time budget.
-KIND_WEIGHTS = {"colour": 1.5, "shape": 1.0, "count": 1.0, "yesno": 2.0, "position": 1.0}  # default of --kind-weights
+# compute per example.
+KIND_WEIGHTS = {"colour": 1.5, "shape": 1.0, "count": 1.5, "yesno": 2.0, "position": 1.5}  # default of --kind-weights
+NULL_WORD = " "  # what background patches are mapped to in stage 1b (SmolLM2's space token, id 216)
 BACKGROUND_WEIGHT = 0.1  # stage-1 loss weight of the background class in the per-patch labels
 # Stage-1 weight of the shape loss. Shape needs several patches and is the slowest label to learn: at weight 1 the
 # tower knew the shape of 42% of object patches after 200 steps of 64 (every later stage-2 run then answered shape
 # questions at chance); at weight 5 it knew 92% after 600 steps of 32, in the same 3 minutes.
 SHAPE_LOSS_WEIGHT = 5.0
 PROBE_SCENES = 256  # held-out scenes on which stage 1 reports its per-patch accuracy
+MONITOR_SCENES = 16  # held-out scenes of the stage-2 monitor (first-token accuracy, visual sinks per image)
 ALIGN_SEED_BASE, STAGE2_SEED_BASE = 5_000_000, 10_000_000  # stage 1 seeds start at 0; evaluation at HELDOUT_SEED_BASE
+CHECKPOINTS = Path("checkpoints/default_model")  # git-ignored; --resume continues from here
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,21 +61,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stage1-steps", type=int, default=1500)
     p.add_argument("--stage1-batch", type=int, default=32)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
-    p.add_argument("--align-steps", type=int, default=100)
-    p.add_argument("--stage2-steps", type=int, default=600)
-    p.add_argument("--stage2-batch", type=int, default=8)
-    p.add_argument("--max-turns", type=int, default=2)
+    p.add_argument("--align-steps", type=int, default=300)
+    p.add_argument("--stage2-steps", type=int, default=500)
+    p.add_argument("--stage2-batch", type=int, default=8, help="images per stage-2 step")
+    p.add_argument("--questions-per-image", type=int, default=6, help="stage-2 questions packed into one row per image")
     p.add_argument("--kind-weights", type=parse_kind_weights, default=dict(KIND_WEIGHTS),
                    help="stage-2 question mix, e.g. colour=2,yesno=2 (unnamed kinds keep their default weight)")
-    p.add_argument("--save-every", type=int, default=0, help="also save weights every N stage-2 steps (0: only at the end)")
-    p.add_argument("--projector-lr", type=float, default=1e-3)
-    p.add_argument("--tower-lr", type=float, default=0.0, help="stage-2 tower learning rate (0: tower frozen)")
+    p.add_argument("--lora-lr", type=float, default=5e-4)
+    p.add_argument("--projector-lr", type=float, default=0.0, help="stage-2 projector learning rate (0: frozen)")
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--eval-scenes", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=25, help="checkpoint every N stage-2 steps (for --resume)")
+    p.add_argument("--monitor-every", type=int, default=50, help="held-out accuracy + visual sinks every N steps")
+    p.add_argument("--eval-questions", type=int, default=300, help="held-out questions per kind and scene family")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoints", type=Path, default=CHECKPOINTS)
+    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoints are in --checkpoints")
     p.add_argument("--eval-only", action="store_true", help="evaluate the shipped weights, do not train")
-    p.add_argument("--resume", action="store_true", help="continue stage 2 from the shipped weights (skip stages 1, 1b)")
-    p.add_argument("--stage2-offset", type=int, default=0, help="first stage-2 data step, so a resumed run sees new scenes")
     return p.parse_args(argv)
 
 
@@ -107,7 +118,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def trainable_model():
-    """(model, processor): SmolLM2 frozen, a randomly initialised tower + projector trainable."""
+    """(model, processor): SmolLM2 frozen (stage 2 adds adapters), a randomly initialised tower + projector."""
     lm_dir = D.cached_language_model()
     processor = D.build_processor(lm_dir)
     model = D.build_model(lm_dir, processor)
@@ -170,14 +181,15 @@ def patch_accuracy(tower, heads, processor) -> dict[str, float]:
 
 
 def word_targets(model, processor) -> torch.Tensor:
-    """[colour class, shape class, 576] target embeddings: mean of the LLM's " red" and " square" word embeddings."""
+    """[colour class, shape class, 576] target embeddings: mean of the LLM's " red" and " square" word embeddings;
+    class 0 (background) is the NULL_WORD embedding."""
     embed = model.get_input_embeddings().weight.detach()
 
     def word(text):
         return embed[processor.tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
 
-    colours = torch.stack([word(" background")] + [word(f" {c}") for c in COLOURS])
-    shapes = torch.stack([word(" background")] + [word(f" {s}") for s in SHAPES])
+    colours = torch.stack([word(NULL_WORD)] + [word(f" {c}") for c in COLOURS])
+    shapes = torch.stack([word(NULL_WORD)] + [word(f" {s}") for s in SHAPES])
     return (colours[:, None] + shapes[None, :]) / 2
 
 
@@ -197,150 +209,231 @@ def stage_align(model, processor, args) -> None:
         optimiser_step(opt, loss, args.projector_lr * lr_factor(step, args.align_steps, args.warmup), bar)
 
 
-def conversation(seed: int, max_turns: int, kind_weights: dict[str, float]) -> tuple:
-    """(image, [(question, answer), ...]) with 1..max_turns questions of distinct kinds, drawn by kind_weights."""
+def image_questions(seed: int, per_image: int, kind_weights: dict[str, float]) -> tuple:
+    """(image, [(question, answer), ...]): up to per_image distinct questions about scene `seed`, kinds drawn by
+    kind_weights, with as many "no" as "yes" questions so the yes/no split stays 50/50."""
     scene, rng = make_scene(seed), random.Random(seed)
-    kinds, turns, wanted = list(kind_weights), [], rng.randint(1, max_turns)
-    while kinds and len(turns) < wanted:
-        kind = rng.choices(kinds, weights=[kind_weights[k] for k in kinds])[0]
-        kinds.remove(kind)
-        qa = ask(scene, kind, rng)
+    kinds, found = list(kind_weights), {}
+    for _ in range(8 * per_image):  # enough draws to fill per_image unless the scene has fewer distinct questions
+        if len(found) == per_image:
+            break
+        qa = ask(scene, rng.choices(kinds, weights=[kind_weights[k] for k in kinds])[0], rng)
         if qa is not None:
-            turns.append((qa.question, qa.answer))
-    return render(scene), turns
+            found.setdefault(qa.question, qa)
+    yes = [q for q, qa in found.items() if qa.kind == "yesno" and qa.answer == "yes"]
+    no = [q for q, qa in found.items() if qa.kind == "yesno" and qa.answer == "no"]
+    dropped = set(yes[min(len(yes), len(no)):] + no[min(len(yes), len(no)):])
+    return render(scene), [(q, qa.answer) for q, qa in found.items() if q not in dropped]
 
 
-def encode(processor, image, turns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids, pixel_values and a supervision mask (answer tokens + their <|im_end|>) for one conversation."""
-    messages, spans, ids = [], [], None
-    for k, (question, answer) in enumerate(turns):
-        user = chat_messages(question) if k == 0 else [{"role": "user", "content": [{"type": "text", "text": question}]}]
-        messages += user
-        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-        messages.append({"role": "assistant", "content": answer})
-        start = len(processor(images=image, text=prompt)["input_ids"][0])
-        full = processor(images=image, text=processor.apply_chat_template(messages), return_tensors="pt")
-        ids = full["input_ids"][0]
-        end = start + len(processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
-        spans.append((start, end))
+def encode(processor, image, question: str, answer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, pixel_values and a supervision mask (answer tokens + their <|im_end|>) for one single-turn chat,
+    built with the same processor call as inference."""
+    messages = chat_messages(question)
+    start = len(processor(images=image, text=processor.apply_chat_template(messages, add_generation_prompt=True))["input_ids"][0])
+    messages.append({"role": "assistant", "content": answer})
+    full = processor(images=image, text=processor.apply_chat_template(messages), return_tensors="pt")
+    ids = full["input_ids"][0]
+    end = start + len(processor.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
     mask = torch.zeros(len(ids), dtype=torch.bool)
-    for start, end in spans:
-        mask[start:end] = True
+    mask[start:end] = True
     return ids, full["pixel_values"][0], mask
 
 
-def collate(items, pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad a batch and give explicit position ids, so every row sees positions 0.. as at inference."""
-    length = max(len(ids) for ids, _, _ in items)
-    batch = {"input_ids": torch.full((len(items), length), pad_id), "attention_mask": torch.zeros(len(items), length, dtype=torch.long),
-             "supervised": torch.zeros(len(items), length, dtype=torch.bool)}
-    for row, (ids, _, mask) in enumerate(items):
-        batch["input_ids"][row, length - len(ids):] = ids
-        batch["attention_mask"][row, length - len(ids):] = 1
-        batch["supervised"][row, length - len(ids):] = mask
-    batch["position_ids"] = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
-    batch["pixel_values"] = torch.stack([pixels for _, pixels, _ in items])
-    return batch
+def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Length of the longest common prefix of two id sequences."""
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
 
 
-def answer_loss(model, batch) -> tuple[torch.Tensor, float]:
-    """Cross-entropy on supervised tokens only; logits are computed just at those positions (saves the big LM head)."""
-    hidden = model.model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
-                         attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]).last_hidden_state
+def pack(processor, image, qas) -> dict[str, torch.Tensor]:
+    """All of an image's single-turn chats in one row: their shared prefix (chat header + image tokens) once, then
+    each chat's own tail. `segment` (0 = prefix, k = k-th tail) and `position_ids` let the attention mask make every
+    tail see only the prefix and itself at the positions it has alone, so the row computes exactly the separate
+    chats' answer losses at a fraction of the cost (the 64 visual tokens are most of a chat)."""
+    chats = [encode(processor, image, question, answer) for question, answer in qas]
+    first = chats[0][0]
+    shared = min((common_prefix(first, ids) for ids, _, _ in chats[1:]), default=len(first))
+    tails = [(ids[shared:], mask[shared:]) for ids, _, mask in chats]
+    return {"input_ids": torch.cat([first[:shared]] + [ids for ids, _ in tails]),
+            "supervised": torch.cat([chats[0][2][:shared]] + [mask for _, mask in tails]),
+            "segment": torch.cat([torch.zeros(shared, dtype=torch.long)]
+                                 + [torch.full((len(ids),), k + 1) for k, (ids, _) in enumerate(tails)]),
+            "position_ids": torch.cat([torch.arange(shared)] + [torch.arange(shared, shared + len(ids)) for ids, _ in tails]),
+            "pixel_values": chats[0][1]}
+
+
+def collate(rows: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad packed rows and build their [batch, 1, T, T] boolean attention mask: causal, and a tail token sees
+    the prefix and its own tail only. Padding (segment −1) sees only padding, so no softmax row is empty."""
+    length = max(len(row["input_ids"]) for row in rows)
+
+    def padded(key, value):
+        return torch.stack([F.pad(row[key], (0, length - len(row[key])), value=value) for row in rows])
+
+    segment = padded("segment", -1)
+    same = segment[:, :, None] == segment[:, None, :]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    allowed = causal & (same | ((segment[:, None, :] == 0) & (segment[:, :, None] > 0)))
+    return {"input_ids": padded("input_ids", pad_id), "position_ids": padded("position_ids", 0),
+            "supervised": padded("supervised", False), "attention_mask": allowed[:, None],
+            "pixel_values": torch.stack([row["pixel_values"] for row in rows])}
+
+
+def packed_batch(processor, first_seed: int, images: int, per_image: int, kind_weights) -> dict[str, torch.Tensor]:
+    """Scenes first_seed … first_seed+images−1, each with its questions packed into one row."""
+    rows = [pack(processor, *image_questions(seed, per_image, kind_weights))
+            for seed in range(first_seed, first_seed + images)]
+    return collate(rows, processor.tokenizer.pad_token_id)
+
+
+def answer_tokens(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-token cross-entropy, per-token argmax right, the row's hidden states) over supervised tokens. Logits
+    are computed only at those positions (the LM head is the model's largest matrix)."""
+    out = model.model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
+                      attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+                      output_hidden_states=not torch.is_grad_enabled())
     targets = batch["supervised"][:, 1:]
-    logits = model.lm_head(hidden[:, :-1][targets])
+    logits = model.lm_head(out.last_hidden_state[:, :-1][targets])
     gold = batch["input_ids"][:, 1:][targets]
-    return F.cross_entropy(logits, gold), (logits.argmax(-1) == gold).float().mean().item()
+    return F.cross_entropy(logits, gold, reduction="none"), logits.argmax(-1) == gold, out.hidden_states
 
 
-def stage2(model, processor, args, save) -> None:
-    """LLaVA-style: the projector (and the tower unless --tower-lr is 0) learns to feed the frozen LLM; loss on answers."""
-    tower, projector = model.model.vision_tower, model.model.multi_modal_projector
-    groups = [{"params": list(projector.parameters()), "base": args.projector_lr}]
-    tower.requires_grad_(args.tower_lr > 0)  # a frozen tower also skips its backward pass
-    if args.tower_lr > 0:
-        groups.append({"params": list(tower.parameters()), "base": args.tower_lr})
-    opt = torch.optim.AdamW(groups, lr=args.projector_lr, weight_decay=0.0)
-    pad_id = processor.tokenizer.pad_token_id
-    bar = tqdm(range(args.stage2_steps), desc="stage 2 (through the LLM)", mininterval=10)
+@torch.no_grad()
+def monitor(model, processor, kind_weights) -> dict:
+    """Training-time check on held-out scenes: first-answer-token accuracy of packed questions, and visual sinks per
+    image (φ over the registry's sink dims > the registry's τ in VAR's default layers): what stage 2 must keep."""
+    model.eval()
+    batch = packed_batch(processor, HELDOUT_SEED_BASE + 500_000, MONITOR_SCENES, 6, kind_weights)
+    _, right, hidden = answer_tokens(model, batch)
+    starts = batch["supervised"][:, 1:] & ~batch["supervised"][:, :-1]  # first token of each answer
+    first_right = right[starts[batch["supervised"][:, 1:]]].float().mean().item()
+    backbone = get_backbone("smollm2-135m")
+    image = (batch["input_ids"] == model.config.image_token_id)
+    layers = torch.stack(hidden)[2:len(hidden) - 2]  # residual streams entering layers 2 … L−2
+    sinks = ((phi(layers, backbone.sink_dims) > backbone.tau) & image).any(0).sum(-1)
+    model.train()
+    return {"first_token_accuracy": round(first_right, 3), "visual_sinks_per_image": sinks.tolist()}
+
+
+def stage2(model, processor, args, checkpoint, state: dict) -> None:
+    """LoRA adapters on every LM projection (and the projector if --projector-lr > 0) learn to answer through the
+    LLM, loss on answers; continues from state["step"] with the optimiser state in state["optimiser"]."""
+    projector = model.model.multi_modal_projector
+    model.model.vision_tower.requires_grad_(False)
+    projector.requires_grad_(args.projector_lr > 0)
+    groups = [{"params": state["lora_params"], "base": args.lora_lr}]
+    if args.projector_lr > 0:
+        groups.append({"params": list(projector.parameters()), "base": args.projector_lr})
+    opt = torch.optim.AdamW(groups, lr=args.lora_lr, weight_decay=0.0)
+    if state.get("optimiser"):
+        opt.load_state_dict(state["optimiser"])
+    model.train()
+    bar = tqdm(range(state["step"], args.stage2_steps), desc="stage 2 (LoRA through the LLM)", mininterval=10,
+               initial=state["step"], total=args.stage2_steps)
     for step in bar:
-        first = STAGE2_SEED_BASE + (args.stage2_offset + step) * args.stage2_batch
-        seeds = range(first, first + args.stage2_batch)
-        batch = collate([encode(processor, *conversation(seed, args.max_turns, args.kind_weights)) for seed in seeds], pad_id)
-        loss, token_acc = answer_loss(model, batch)
+        batch = packed_batch(processor, STAGE2_SEED_BASE + step * args.stage2_batch, args.stage2_batch,
+                             args.questions_per_image, args.kind_weights)
+        losses, right, _ = answer_tokens(model, batch)
+        loss = losses.mean()
         for group in opt.param_groups:
             group["lr"] = group["base"] * lr_factor(step, args.stage2_steps, args.warmup)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{token_acc:.2f}", refresh=False)
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{right.float().mean().item():.2f}", refresh=False)
         if step % 10 == 0:
-            print(f"step {step} loss {loss.item():.4f} token_acc {token_acc:.3f}", flush=True)
-        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.stage2_steps:
-            save(step + 1)
+            print(f"step {step} loss {loss.item():.4f} token_acc {right.float().mean().item():.3f}", flush=True)
+        done = step + 1
+        if args.monitor_every and (done % args.monitor_every == 0 or done == args.stage2_steps):
+            state["monitor"].append({"step": done, **monitor(model, processor, args.kind_weights)})
+            print("monitor:", json.dumps(state["monitor"][-1]), flush=True)
+        if args.save_every and done % args.save_every == 0 or done == args.stage2_steps:
+            checkpoint(done, opt)
 
 
-def normalise(text: str) -> str:
-    return text.strip().strip(".").strip().lower()
+def shipped_state(model) -> dict[str, torch.Tensor]:
+    """What ships: tower + projector + the LM's adapters, float16."""
+    state = {k: v for k, v in model.state_dict().items()
+             if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}
+    state.update(lora_state(model.model.language_model))
+    return {k: v.detach().half().contiguous() for k, v in state.items()}
 
 
-@torch.no_grad()
-def evaluate(bundle, n_scenes: int, seed_base: int = HELDOUT_SEED_BASE) -> dict:
-    """Greedy answers through the app's own input path (adapter.prepare), exact match per question kind."""
-    hits, totals, said_yes = defaultdict(int), defaultdict(int), 0
-    for i in tqdm(range(n_scenes), desc="evaluate", mininterval=10):
-        scene = make_scene(seed_base + i)
-        image = render(scene)
-        for qa in (qa for qa in questions(scene) if qa.kind in KIND_WEIGHTS):
-            inputs = bundle.adapter.prepare(bundle, image, qa.question).inputs
-            out = bundle.model.generate(**inputs, max_new_tokens=5, do_sample=False)
-            text = bundle.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            hits[qa.kind] += normalise(text) == normalise(qa.answer)
-            totals[qa.kind] += 1
-            said_yes += qa.kind == "yesno" and normalise(text) == "yes"
-    result = {kind: {"accuracy": round(hits[kind] / totals[kind], 4), "n": totals[kind]} for kind in KIND_WEIGHTS}
-    result["yesno"]["answered_yes"] = round(said_yes / totals["yesno"], 4)  # POPE-style bias check (truth: ~50%)
-    return result
+def train(args, report: dict) -> None:
+    """Stages 1, 1b and 2, resumable: stage 1's result and stage 2's adapters + optimiser are checkpointed."""
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    model, processor = trainable_model()
+    args.checkpoints.mkdir(parents=True, exist_ok=True)
+    visual_file, stage2_file = args.checkpoints / "stage1.safetensors", args.checkpoints / "stage2.pt"
+    if args.resume and visual_file.is_file():
+        model.load_state_dict(load_file(visual_file), strict=False)
+        report.update(json.loads((args.checkpoints / "stage1.json").read_text()))
+        print(f"resumed stage 1 + 1b from {visual_file}", flush=True)
+    else:
+        start = time.time()
+        report["stage1_patch_accuracy"] = stage1(model, processor, args)
+        print("stage 1 held-out accuracy per object patch:", json.dumps(report["stage1_patch_accuracy"]), flush=True)
+        report["stage1_seconds"] = round(time.time() - start)
+        start = time.time()
+        stage_align(model, processor, args)
+        report["stage1b_seconds"] = round(time.time() - start)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()
+                   if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}, visual_file)
+        (args.checkpoints / "stage1.json").write_text(json.dumps(
+            {k: report[k] for k in ("stage1_patch_accuracy", "stage1_seconds", "stage1b_seconds")}))
+    model.requires_grad_(False)
+    state = {"step": 0, "seconds": 0.0, "monitor": [], "optimiser": None,
+             "lora_params": add_lora(model.model.language_model, D.LORA_RANK, D.LORA_ALPHA)}
+    if args.resume and stage2_file.is_file():
+        saved = torch.load(stage2_file, weights_only=False)
+        load_lora(model.model.language_model, saved["model"])
+        model.model.multi_modal_projector.load_state_dict({k: v for k, v in saved["model"].items() if not k.startswith("lora.")})
+        state.update({k: saved[k] for k in ("step", "seconds", "monitor", "optimiser")})
+        report.setdefault("resumed_at_steps", []).append(state["step"])
+        print(f"resumed stage 2 at step {state['step']} ({state['seconds']:.0f} s done)", flush=True)
+    began = time.time() - state["seconds"]
+
+    def checkpoint(done: int, opt) -> None:
+        """Adapters (+ projector) and optimiser for --resume, and the shipped file + report so far."""
+        state.update(step=done, seconds=time.time() - began)
+        trainable = {**lora_state(model.model.language_model), **model.model.multi_modal_projector.state_dict()}
+        torch.save({"model": trainable, "optimiser": opt.state_dict(),
+                    **{k: state[k] for k in ("step", "seconds", "monitor")}}, stage2_file.with_suffix(".tmp"))
+        stage2_file.with_suffix(".tmp").replace(stage2_file)
+        report.update(stage2_steps_done=done, stage2_seconds=round(state["seconds"]), monitor=state["monitor"])
+        report["train_seconds"] = report["stage1_seconds"] + report["stage1b_seconds"] + report["stage2_seconds"]
+        save_file(shipped_state(model), D.WEIGHTS, metadata={"seed": str(args.seed)})
+        D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
+
+    stage2(model, processor, args, checkpoint, state)
+    print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB), {report['train_seconds']} s of training",
+          flush=True)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    print("config:", json.dumps(vars(args)), flush=True)
-    report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]), "args": vars(args),
-              "vision_config": D.VISION_CONFIG, "torch": torch.__version__}
-    if not args.eval_only:
-        torch.manual_seed(args.seed)
-        random.seed(args.seed)
-        model, processor = trainable_model()
-        start = time.time()
-        if args.resume:
-            report["resumed_from"] = json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())
-            model.load_state_dict({k: v.float() for k, v in load_file(D.WEIGHTS).items()}, strict=False)
-        else:
-            report["stage1_patch_accuracy"] = stage1(model, processor, args)
-            report["stage1_seconds"] = round(time.time() - start)
-            print("stage 1 held-out accuracy per object patch:", json.dumps(report["stage1_patch_accuracy"]), flush=True)
-            stage_align(model, processor, args)
+    print("config:", json.dumps(vars(args), default=str), flush=True)
+    report_file = D.WEIGHTS.with_name("default_model_train.json")
+    report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]),
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "vision_config": D.VISION_CONFIG, "lora": {"rank": D.LORA_RANK, "alpha": D.LORA_ALPHA},
+              "null_word": NULL_WORD, "torch": torch.__version__}
+    if args.eval_only:
+        report = json.loads(report_file.read_text())
+    else:
+        train(args, report)
+    from var_core.eval.heldout import evaluate_default_model  # both scene families, batched greedy answers
 
-        def save(steps_done: int) -> None:
-            """Write the tower + projector (float16) and the report so far; a killed run keeps its last checkpoint."""
-            report.update(stage2_steps_done=steps_done, train_seconds=round(time.time() - start))
-            state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
-                     if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}
-            save_file(state, D.WEIGHTS, metadata={"seed": str(args.seed)})
-            D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
-            print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB) after {steps_done} stage-2 steps, "
-                  f"{report['train_seconds']} s", flush=True)
-
-        stage2(model, processor, args, save)
-        save(args.stage2_steps)
-    bundle = D.load_default_model()
-    report["heldout_accuracy"] = evaluate(bundle, args.eval_scenes)
+    start = time.time()
+    report["heldout_accuracy"] = evaluate_default_model(D.load_default_model(), args.eval_questions, args.kind_weights)
+    report["eval_seconds"] = round(time.time() - start)
     print("held-out accuracy:", json.dumps(report["heldout_accuracy"]), flush=True)
-    if not args.eval_only:
-        D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
+    report_file.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle", "star")
 BACKGROUNDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "texture": "textured"}
 QUESTION_KINDS = ("colour", "shape", "count", "yesno", "position", "caption")
+COLOUR_WORDS = ("colour", "color")  # both spellings are asked, at random
 HELDOUT_SEED_BASE = 1_000_000_000  # training uses seeds below this, evaluation seeds from here on
 POSITION_MIN_OFFSET, POSITION_MIN_MARGIN = 18, 12  # pixels: only ask "where" when the answer is unambiguous
 
@@ -150,6 +151,14 @@ def caption(scene: Scene) -> str:
     return f"{listed[0].upper()}{listed[1:]} on a {BACKGROUNDS[scene.background]} background."
 
 
+def absent_object(present: set[tuple[str, str]], rng: random.Random) -> tuple[str, str]:
+    """A (colour, kind) pair not in `present`; half the time a hard one, whose colour is in the image on another
+    shape (POPE's "adversarial" negatives), so "is this colour here?" alone cannot answer it."""
+    absent = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in present]
+    hard = [(c, k) for c, k in absent if any(c == pc for pc, _ in present)]
+    return rng.choice(hard if hard and rng.random() < 0.5 else absent)
+
+
 def ask(scene: Scene, kind: str, rng: random.Random) -> QA | None:
     """One question of `kind` about the scene, or None when the scene has nothing unambiguous to ask."""
     shapes = scene.shapes
@@ -158,7 +167,7 @@ def ask(scene: Scene, kind: str, rng: random.Random) -> QA | None:
         if not unique:
             return None
         target = rng.choice(unique)
-        return QA(kind, f"What colour is the {target.kind}?", target.colour)
+        return QA(kind, f"What {rng.choice(COLOUR_WORDS)} is the {target.kind}?", target.colour)
     if kind == "shape":
         unique = [s for s in shapes if sum(t.colour == s.colour for t in shapes) == 1]
         if not unique:
@@ -172,9 +181,7 @@ def ask(scene: Scene, kind: str, rng: random.Random) -> QA | None:
         if rng.random() < 0.5:
             colour, shape = rng.choice(sorted(present))
         else:
-            absent = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in present]
-            hard = [(c, k) for c, k in absent if any(c == pc or k == pk for pc, pk in present)]
-            colour, shape = rng.choice(hard if hard and rng.random() < 0.5 else absent)
+            colour, shape = absent_object(present, rng)
         answer = "yes" if (colour, shape) in present else "no"
         return QA(kind, f"Is there {article(colour)} {colour} {shape} in the image?", answer)
     if kind == "position":

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from var_core.images import prepare_image
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, article, make_scene, questions, render
+from var_core.scenes import HELDOUT_SEED_BASE, absent_object, article, make_scene, questions, render
 
 EVAL_SEED_BASE = HELDOUT_SEED_BASE + 500_000  # held-out scenes, away from the ones training evaluates on
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -35,15 +35,13 @@ class Sample:
 
 def _yes_no_question(seed: int, want_yes: bool) -> tuple[str, str]:
     """A POPE-style existence question about scene `seed` with the requested answer; negatives are "hard"
-    (share the colour or the shape of a present object) half of the time, as in the scene generator."""
+    (the colour is in the image, on another shape) half of the time, as in the scene generator."""
     scene, rng = make_scene(seed), random.Random(seed * 17 + 3)
     present = sorted({(s.colour, s.kind) for s in scene.shapes})
     if want_yes:
         colour, shape = rng.choice(present)
     else:
-        absent = [(c, k) for c in COLOURS for k in SHAPES if (c, k) not in present]
-        hard = [(c, k) for c, k in absent if any(c == pc or k == pk for pc, pk in present)]
-        colour, shape = rng.choice(hard if hard and rng.random() < 0.5 else absent)
+        colour, shape = absent_object(set(present), rng)
     return f"Is there {article(colour)} {colour} {shape} in the image?", "yes" if want_yes else "no"
 
 

