@@ -1,9 +1,11 @@
-"""Sink report for the default model: φ over SmolLM2's sink dimension at the visual tokens, every layer.
+"""Sink report for the default model: φ over SmolLM2's sink dimension at the visual tokens, every layer, and
+how many image-centric heads VAR selects at the app's defaults; both held-out scene families.
 
-Plain forwards with `output_hidden_states=True` (hidden_states[ℓ] = residual stream entering decoder layer ℓ);
-no VAR hook involved. Held-out scenes, three different questions per image. Writes assets/sink_report.json.
+φ comes from plain forwards with `output_hidden_states=True` (hidden_states[ℓ] = residual stream entering decoder
+layer ℓ), three different questions per image; head counts from `var_core.run.generate` with the default
+VARConfig (registry τ, ρ 0.5, visual mass 0.2, p 0.4). Writes assets/sink_report.json.
 
-    python -m scripts.sink_report [--scenes 200]
+    python -m scripts.sink_report [--scenes 200] [--var-scenes 50]
 """
 
 from __future__ import annotations
@@ -17,21 +19,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from var_core.config import VARConfig
+from var_core.eval.heldout import FAMILIES
 from var_core.models.default import ASSETS, PATCH_SIZE, load_default_model
-from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, make_scene, render
+from var_core.run import generate
+from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, render
 from var_core.sink import discover_sink_dims, phi
 
 GRID = SIZE // PATCH_SIZE
 
 
 def shape_patches(scene) -> np.ndarray:
-    """[GRID*GRID] bool: the patch square touches some shape's bounding disc (else it is pure background)."""
+    """[GRID*GRID] bool: the patch square touches some shape's bounding disc (else it is pure background). Patches
+    tile the central square of the scene's canvas, the part the processor keeps (shortest side → SIZE, centre crop)."""
+    side = min(scene.width, scene.height)
+    step, left, top = PATCH_SIZE * side / SIZE, (scene.width - side) / 2, (scene.height - side) / 2
     touched = np.zeros((GRID, GRID), dtype=bool)
     for row in range(GRID):
         for col in range(GRID):
-            x0, y0 = col * PATCH_SIZE, row * PATCH_SIZE
+            x0, y0 = left + col * step, top + row * step
             for s in scene.shapes:
-                nx, ny = min(max(s.x, x0), x0 + PATCH_SIZE), min(max(s.y, y0), y0 + PATCH_SIZE)
+                nx, ny = min(max(s.x, x0), x0 + step), min(max(s.y, y0), y0 + step)
                 touched[row, col] |= (nx - s.x) ** 2 + (ny - s.y) ** 2 < s.radius ** 2
     return touched.flatten()
 
@@ -43,13 +51,17 @@ def scene_questions(scene) -> list[str]:
 
 
 @torch.no_grad()
-def measure(bundle, n_scenes: int) -> dict:
-    """Per (image, question): φ of every visual token at every layer, φ of position 0, and patch labels."""
+def measure(bundle, family: str, n_scenes: int, var_scenes: int) -> dict:
+    """Per (image, question): φ of every visual token at every layer, φ of position 0, and patch labels; on the
+    first var_scenes images, the image-centric (layer, head) pairs a default VAR run selects."""
     dims, tau = bundle.backbone.sink_dims, bundle.backbone.tau
-    phis, bos, on_shape, discovered = [], [], [], Counter()
-    for i in tqdm(range(n_scenes), desc="sink report", mininterval=10):
-        scene = make_scene(HELDOUT_SEED_BASE + i)
+    phis, bos, on_shape, discovered, selected = [], [], [], Counter(), []
+    for i in tqdm(range(n_scenes), desc=f"sink report ({family})", mininterval=10):
+        scene = FAMILIES[family](HELDOUT_SEED_BASE + i)
         image = render(scene)
+        if i < var_scenes:
+            trace = generate(bundle, image, scene_questions(scene)[1], config=VARConfig(), max_new_tokens=1)
+            selected.append(int(trace.selected.any(-1).sum()))
         per_question = []
         for question in scene_questions(scene):
             prepared = bundle.adapter.prepare(bundle, image, question)
@@ -62,7 +74,7 @@ def measure(bundle, n_scenes: int) -> dict:
         phis.append(np.stack(per_question))  # [Q, L, 64]
         on_shape.append(shape_patches(scene))
     return {"phi": np.stack(phis), "bos": np.stack(bos), "on_shape": np.stack(on_shape), "tau": tau,
-            "discovered": discovered}
+            "discovered": discovered, "selected_pairs": selected}
 
 
 def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, tau: float) -> dict:
@@ -71,15 +83,18 @@ def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, tau: float) -> dict:
     n, q, layers, _ = phi_vis.shape
     sinks = phi_vis > tau  # [N, Q, L, 64]
     official = sinks[:, 0, 2:layers - 1].any(1)  # [N, 64]: a sink at some layer 2 … L−2 (the official range)
-    on = int((official & on_shape).sum())
+    on, total = int((official & on_shape).sum()), int(official.sum())
     same = [(sinks[i, 0] == sinks[i, j]).all() for i in range(n) for j in range(1, q)]
     return {
         "tau": tau,
         "images_with_any_visual_sink": int(official.any(-1).sum()),
+        "share_of_images_with_a_visual_sink": round(float(official.any(-1).mean()), 3),
+        "share_of_sinks_on_background": round((total - on) / max(1, total), 3),
+        "share_of_sinks_at_first_cell": round(int(official[:, 0].sum()) / max(1, total), 3),
         "visual_sinks_per_image": {"mean": round(float(official.sum(-1).mean()), 2),
                                    "max": int(official.sum(-1).max())},
         "layers_with_visual_sinks": [layer for layer in range(layers) if sinks[:, 0, layer].any()],
-        "sink_tokens_on_shape_patches": on, "sink_tokens_on_background": int(official.sum()) - on,
+        "sink_tokens_on_shape_patches": on, "sink_tokens_on_background": total - on,
         "sink_sets_identical_across_questions": f"{sum(same)}/{len(same)}",
         "sink_count_by_grid_position": official.sum(0).reshape(GRID, GRID).tolist(),
     }
@@ -96,8 +111,12 @@ def summarise(m: dict, taus: list[float]) -> dict:
         "visual_phi_median": round(float(np.median(phi_vis[:, :, layer])), 2),
         "bos_phi_mean": round(float(m["bos"][:, layer].mean()), 2),
     } for layer in range(layers)]
+    pairs = np.array(m["selected_pairs"])
     return {
         "scenes": n, "questions_per_image": q, "registry_tau": m["tau"],
+        "selected_head_pairs_at_defaults": {"scenes": len(pairs), "median": float(np.median(pairs)),
+                                            "min": int(pairs.min()), "max": int(pairs.max()),
+                                            "share_with_at_least_5": round(float((pairs >= 5).mean()), 3)},
         "discovered_sink_dims_top2_votes": dict(m["discovered"].most_common()),
         "shape_patch_base_rate": round(float(on_shape.mean()), 3),
         "max_phi_difference_across_questions": float(np.abs(phi_vis - phi_vis[:, :1]).max()),
@@ -108,21 +127,23 @@ def summarise(m: dict, taus: list[float]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--scenes", type=int, default=200, help="held-out scenes per family")
+    parser.add_argument("--var-scenes", type=int, default=50, help="of those, how many get a default VAR run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--taus", default="registry,16",
-                        help="thresholds to count sinks at; 'registry' is the model's τ (20), 16 the calibrated one")
+    parser.add_argument("--taus", default="registry",
+                        help="thresholds to count sinks at, comma-separated; 'registry' is the model's τ (20)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bundle = load_default_model()
     taus = [bundle.backbone.tau if t == "registry" else float(t) for t in args.taus.split(",")]
-    summary = summarise(measure(bundle, args.scenes), taus)
+    summary = {family: summarise(measure(bundle, family, args.scenes, args.var_scenes), taus) for family in FAMILIES}
     (ASSETS / "sink_report.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_layer"}, indent=1))
-    print("layer  vis_phi_max    p99  median  bos_phi")
-    for row in summary["per_layer"]:
-        print(f"{row['layer']:5d}  {row['visual_phi_max']:11.2f} {row['visual_phi_p99']:6.2f} "
-              f"{row['visual_phi_median']:7.2f}  {row['bos_phi_mean']:.2f}")
+    for family, numbers in summary.items():
+        print(family, json.dumps({k: v for k, v in numbers.items() if k != "per_layer"}, indent=1))
+        print("layer  vis_phi_max    p99  median  bos_phi")
+        for row in numbers["per_layer"]:
+            print(f"{row['layer']:5d}  {row['visual_phi_max']:11.2f} {row['visual_phi_p99']:6.2f} "
+                  f"{row['visual_phi_median']:7.2f}  {row['bos_phi_mean']:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from var_core.scenes import (BACKGROUNDS, COLOURS, QUESTION_KINDS, SHAPES, SIZE, ask, caption, make_scene,
-                             questions, render)
+from var_core.scenes import (BACKGROUNDS, COLOURS, QUESTION_KINDS, SHAPES, SHIFTED_BACKGROUNDS, SIZE, ask, caption,
+                             make_scene, make_shifted_scene, questions, render)
 
 SEEDS = range(300)
 
@@ -15,7 +15,7 @@ SEEDS = range(300)
 def solve(scene, question: str) -> str:
     """Answer a generated question from the metadata, independently of the generator's own answer code."""
     shapes = scene.shapes
-    if m := re.fullmatch(r"What colour is the (\w+)\?", question):
+    if m := re.fullmatch(r"What colou?r is the (\w+)\?", question):
         (match,) = [s for s in shapes if s.kind == m[1]]
         return match.colour
     if m := re.fullmatch(r"What shape is the (\w+) object\?", question):
@@ -27,7 +27,7 @@ def solve(scene, question: str) -> str:
         return "yes" if any(s.colour == m[1] and s.kind == m[2] for s in shapes) else "no"
     if m := re.fullmatch(r"Where is the (?:(\w+) )?(\w+)\?", question):
         (s,) = [s for s in shapes if s.kind == m[2] and m[1] in (None, s.colour)]
-        dx, dy = s.x - SIZE / 2, s.y - SIZE / 2
+        dx, dy = s.x - scene.width / 2, s.y - scene.height / 2
         assert abs(abs(dx) - abs(dy)) > 5, "position question asked about an ambiguous object"
         return ("left" if dx < 0 else "right") if abs(dx) > abs(dy) else ("top" if dy < 0 else "bottom")
     if question == "Describe the image.":
@@ -56,14 +56,47 @@ def test_scene_metadata_is_valid_and_varied():
     assert render(scenes[0]).size == (SIZE, SIZE)
 
 
-def test_every_question_is_answerable_from_metadata():
-    kinds = Counter()
+@pytest.mark.parametrize("make", [make_scene, make_shifted_scene])
+def test_every_question_is_answerable_from_metadata(make):
+    kinds, spellings = Counter(), Counter()
     for seed in SEEDS:
-        scene = make_scene(seed)
+        scene = make(seed)
         for qa in questions(scene):
             assert solve(scene, qa.question) == qa.answer, (seed, qa)
             kinds[qa.kind] += 1
+            spellings.update(w for w in ("colour", "color") if f"What {w} " in qa.question)
     assert set(kinds) == set(QUESTION_KINDS)
+    assert spellings["colour"] > 50 and spellings["color"] > 50
+
+
+def test_yes_no_negatives_are_hard_half_the_time():
+    """At least half the "no" questions name a colour that is in the image, on another shape (POPE's adversarial split)."""
+    hard = negatives = 0
+    for seed in range(2000):
+        scene = make_scene(seed)
+        for qa in questions(scene):
+            if qa.kind == "yesno" and qa.answer == "no":
+                negatives += 1
+                hard += any(s.colour == qa.question.split()[3] for s in scene.shapes)
+    assert 0.5 <= hard / negatives <= 0.7  # half by design, plus the random half that happens to be hard
+
+
+def test_shifted_family_is_drawn_differently():
+    """Bigger shapes (up to 40 % of the short side), backgrounds and canvases the training generator never draws,
+    every shape inside the central square that a CLIP centre crop keeps."""
+    scenes = [make_shifted_scene(seed) for seed in SEEDS]
+    assert {sc.background for sc in scenes} == set(SHIFTED_BACKGROUNDS) and not set(SHIFTED_BACKGROUNDS) & set(BACKGROUNDS)
+    assert any(sc.width != sc.height for sc in scenes) and any(sc.width == sc.height for sc in scenes)
+    diameters = [2 * s.radius / min(sc.width, sc.height) for sc in scenes for s in sc.shapes]
+    assert max(diameters) > 0.36 and max(diameters) <= 0.4 and max(2 * s.radius for s in make_scene(0).shapes) <= 44
+    for sc in scenes:
+        side = min(sc.width, sc.height)
+        x0, y0 = (sc.width - side) / 2, (sc.height - side) / 2
+        assert 1 <= len(sc.shapes) <= 4
+        for s in sc.shapes:
+            assert x0 + s.radius <= s.x <= x0 + side - s.radius and y0 + s.radius <= s.y <= y0 + side - s.radius
+    image = render(scenes[0])
+    assert image.size == (scenes[0].width, scenes[0].height) and image.mode == "RGB"
 
 
 def test_yes_no_is_balanced():

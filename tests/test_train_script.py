@@ -1,11 +1,15 @@
-"""scripts/train_default_model.py in miniature: options, data, and that training moves only tower + projector."""
+"""scripts/train_default_model.py in miniature: options, packed data, what each stage trains, checkpoints and --resume."""
 
 import argparse
+import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from scripts import train_default_model as T
+from var_core.models import default as D
+from var_core.models.lora import PREFIX, PROJECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -20,45 +24,106 @@ def test_kind_weights_override_only_the_named_kinds():
         T.parse_kind_weights("foo=1")
 
 
-def test_conversations_are_deterministic_with_distinct_kinds():
-    image, turns = T.conversation(123, max_turns=3, kind_weights=T.KIND_WEIGHTS)
-    again_image, again = T.conversation(123, max_turns=3, kind_weights=T.KIND_WEIGHTS)
-    assert turns == again and image.tobytes() == again_image.tobytes()
-    assert 1 <= len(turns) <= 3 and len({question for question, _ in turns}) == len(turns)
+def test_image_questions_are_deterministic_distinct_and_balanced_on_yes_no():
+    image, qas = T.image_questions(123, per_image=8, kind_weights=T.KIND_WEIGHTS)
+    again_image, again = T.image_questions(123, per_image=8, kind_weights=T.KIND_WEIGHTS)
+    assert qas == again and image.tobytes() == again_image.tobytes()
+    for seed in range(40):
+        _, qas = T.image_questions(seed, per_image=8, kind_weights={**T.KIND_WEIGHTS, "yesno": 5.0})
+        questions = [question for question, _ in qas]
+        assert 1 <= len(qas) <= 8 and len(set(questions)) == len(questions)
+        answers = [answer for question, answer in qas if question.startswith("Is there")]
+        assert answers.count("yes") == answers.count("no")
+
+
+def test_background_patches_are_taught_to_look_like_the_null_word(fresh_model):
+    model, processor = fresh_model
+    targets = T.word_targets(model, processor)
+    space = model.get_input_embeddings().weight[processor.tokenizer(T.NULL_WORD, add_special_tokens=False)["input_ids"]]
+    assert T.NULL_WORD == " " and torch.equal(targets[0, 0], space.mean(0))
+    red, square = (model.get_input_embeddings().weight[processor.tokenizer(w, add_special_tokens=False)["input_ids"]].mean(0)
+                   for w in (" red", " square"))
+    torch.testing.assert_close(targets[1 + list(T.COLOURS).index("red"), 1 + T.SHAPES.index("square")], (red + square) / 2)
 
 
 def test_supervision_covers_exactly_the_answer_and_its_end_token(fresh_model):
     _, processor = fresh_model
-    ids, _, mask = T.encode(processor, *T.conversation(7, max_turns=1, kind_weights=T.KIND_WEIGHTS))
-    _, turns = T.conversation(7, max_turns=1, kind_weights=T.KIND_WEIGHTS)
-    assert processor.tokenizer.decode(ids[mask]) == turns[0][1] + "<|im_end|>"
+    image, qas = T.image_questions(7, per_image=1, kind_weights=T.KIND_WEIGHTS)
+    ids, _, mask = T.encode(processor, image, *qas[0])
+    assert processor.tokenizer.decode(ids[mask]) == qas[0][1] + "<|im_end|>"
 
 
-def changed_parameters(model, step) -> set[str]:
-    """Names of the parameters that `step()` changed."""
-    before = {name: value.clone() for name, value in model.state_dict().items()}
-    step()
-    return {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+def test_collate_mask_lets_each_tail_see_the_prefix_and_itself_only():
+    row = {"input_ids": torch.arange(5), "supervised": torch.zeros(5, dtype=torch.bool),
+           "segment": torch.tensor([0, 0, 1, 2, 2]), "position_ids": torch.tensor([0, 1, 2, 2, 3]),
+           "pixel_values": torch.zeros(3, 2, 2)}
+    short = {key: value[:3] if key != "pixel_values" else value for key, value in row.items()}
+    batch = T.collate([row, short], pad_id=-7)
+    expected = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [1, 1, 0, 1, 1]])
+    assert torch.equal(batch["attention_mask"][0, 0], expected.bool())
+    assert batch["input_ids"][1].tolist() == [0, 1, 2, -7, -7] and batch["position_ids"][1].tolist() == [0, 1, 2, 0, 0]
+    assert batch["attention_mask"][1, 0, 3].tolist() == [False, False, False, True, False]  # padding sees padding
 
 
-def no_checkpoint(steps):
-    pytest.fail("no checkpoint was asked for")
-
-
-def test_stages_train_tower_and_projector_only_and_stage2_freezes_the_tower_by_default(fresh_model, monkeypatch):
+def test_packed_row_computes_exactly_the_separate_chats_losses(fresh_model):
     model, processor = fresh_model
+    image, qas = T.image_questions(4, per_image=4, kind_weights=T.KIND_WEIGHTS)
+    assert len(qas) >= 3
+    pad = processor.tokenizer.pad_token_id
+
+    def single(ids, pixels, mask):
+        return {"input_ids": ids, "supervised": mask, "segment": torch.zeros(len(ids), dtype=torch.long),
+                "position_ids": torch.arange(len(ids)), "pixel_values": pixels}
+
+    with torch.no_grad():
+        packed = T.answer_tokens(model, T.collate([T.pack(processor, image, qas)], pad))[0]
+        separate = torch.cat([T.answer_tokens(model, T.collate([single(*T.encode(processor, image, *qa))], pad))[0]
+                              for qa in qas])
+    assert len(packed) == len(separate) > len(qas)
+    torch.testing.assert_close(packed, separate, atol=1e-4, rtol=1e-4)
+
+
+def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
+    """Stage 1 moves the tower only, 1b the projector only, stage 2 the LoRA adapters only; the shipped file holds
+    tower + projector + adapters, the report the monitor and wall times; --resume continues at the saved step."""
     monkeypatch.setattr(T, "PROBE_SCENES", 8)
-    args = T.parse_args(["--stage1-steps", "2", "--align-steps", "2", "--stage2-steps", "2", "--stage1-batch", "4",
-                         "--stage2-batch", "2", "--warmup", "1"])
-    accuracy = {}
-    changed = changed_parameters(model, lambda: accuracy.update(T.stage1(model, processor, args)))
-    assert changed and all(name.startswith("model.vision_tower.") for name in changed)
-    assert set(accuracy) == {"colour", "shape", "count"} and all(0 <= v <= 1 for v in accuracy.values())
-    changed = changed_parameters(model, lambda: T.stage_align(model, processor, args))
-    assert changed and all(name.startswith("model.multi_modal_projector.") for name in changed)
-    changed = changed_parameters(model, lambda: T.stage2(model, processor, args, save=no_checkpoint))
-    assert changed and all(name.startswith("model.multi_modal_projector.") for name in changed)
-    args.tower_lr = 1e-4
-    changed = changed_parameters(model, lambda: T.stage2(model, processor, args, save=no_checkpoint))
-    assert any(name.startswith("model.vision_tower.") for name in changed)
-    assert all(name.startswith(("model.vision_tower.", "model.multi_modal_projector.")) for name in changed)
+    monkeypatch.setattr(T, "MONITOR_SCENES", 2)
+    monkeypatch.setattr(D, "WEIGHTS", tmp_path / "weights.safetensors")
+    argv = ["--stage1-steps", "2", "--align-steps", "2", "--stage1-batch", "4", "--stage2-batch", "1",
+            "--questions-per-image", "2", "--warmup", "1", "--save-every", "1", "--monitor-every", "2",
+            "--checkpoints", str(tmp_path / "ck")]
+    seen = {}
+    real_stage2 = T.stage2
+
+    def spy(model, processor, args, checkpoint, state):
+        seen["visual"] = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("model.language_model")}
+        seen["lm"] = {k: v.clone() for k, v in model.model.language_model.state_dict().items() if not k.endswith((".A", ".B"))}
+        real_stage2(model, processor, args, checkpoint, state)
+        seen["model"] = model
+
+    monkeypatch.setattr(T, "stage2", spy)
+    report = {}
+    T.train(T.parse_args(argv + ["--stage2-steps", "2"]), report)
+    model = seen["model"]
+    assert report["stage2_steps_done"] == 2 and [m["step"] for m in report["monitor"]] == [2]
+    assert {"first_token_accuracy", "visual_sinks_per_image"} <= set(report["monitor"][0])
+    assert all(k in report for k in ("stage1_seconds", "stage1b_seconds", "stage2_seconds", "train_seconds"))
+    for name, value in model.state_dict().items():
+        if name in seen["visual"]:
+            assert torch.equal(value, seen["visual"][name]), f"stage 2 moved {name}"
+    for name, value in model.model.language_model.state_dict().items():
+        if name in seen["lm"]:
+            assert torch.equal(value, seen["lm"][name]), f"stage 2 moved the base weight {name}"
+    shipped = load_file(D.WEIGHTS)
+    adapters = [k for k in shipped if k.startswith(PREFIX)]
+    assert len(adapters) == 2 * 30 * len(PROJECTIONS) and any(shipped[k].abs().sum() > 0 for k in adapters if k.endswith(".B"))
+    assert any(k.startswith("model.vision_tower.") for k in shipped) and any("multi_modal_projector" in k for k in shipped)
+    assert json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())["stage2_steps_done"] == 2
+
+    resumed = {}
+    T.train(T.parse_args(argv + ["--stage2-steps", "3", "--resume"]), resumed)
+    assert resumed["resumed_at_steps"] == [2] and resumed["stage2_steps_done"] == 3
+    assert resumed["stage1_patch_accuracy"] == report["stage1_patch_accuracy"]  # stage 1 was not rerun
+    for name, value in load_file(D.WEIGHTS).items():
+        if not name.startswith(PREFIX):
+            assert torch.equal(value, shipped[name]), name

@@ -1,7 +1,9 @@
 """Synthetic shape scenes with question/answer pairs: training data and held-out tests for the default model.
 
-Every scene is a pure function of its seed; every answer is computed from the scene's metadata (`Scene.shapes`),
-so each question is answerable from the metadata alone.
+Two families: `make_scene` (the training generator; its held-out seeds start at HELDOUT_SEED_BASE) and
+`make_shifted_scene` (evaluation only, drawn differently: shapes up to 40 % of the side, two-tone / dotted /
+photo-like backgrounds, non-square canvases). Every scene is a pure function of its seed; every answer is computed
+from the scene's metadata (`Scene.shapes`), so each question is answerable from the metadata alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle", "star")
 BACKGROUNDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "texture": "textured"}
+SHIFTED_BACKGROUNDS = {"two-tone": "two-tone", "dots": "dotted", "photo": "photo-like"}  # only in the shifted family
 QUESTION_KINDS = ("colour", "shape", "count", "yesno", "position", "caption")
 COLOUR_WORDS = ("colour", "color")  # both spellings are asked, at random
 HELDOUT_SEED_BASE = 1_000_000_000  # training uses seeds below this, evaluation seeds from here on
@@ -48,6 +51,8 @@ class Scene:
     seed: int
     background: str
     shapes: tuple[Shape, ...]
+    width: int = SIZE
+    height: int = SIZE
 
 
 @dataclass(frozen=True)
@@ -76,27 +81,65 @@ def make_scene(seed: int) -> Scene:
     return Scene(seed, rng.choice(list(BACKGROUNDS)), tuple(shapes))
 
 
-def _background(kind: str, rng: random.Random) -> np.ndarray:
+def make_shifted_scene(seed: int) -> Scene:
+    """Evaluation-only family, drawn differently from `make_scene`: a square or non-square canvas (short side
+    128–192 px, aspect up to 1.5), 1–4 shapes of diameter 20–40 % of the short side, all inside the central square
+    (the part a CLIP processor keeps after its centre crop), on a background the training generator never draws."""
+    rng = random.Random(seed ^ 0x5D1F7)
+    side, aspect = rng.choice([128, 160, 192]), rng.choice([1.0, 1.0, rng.uniform(1.2, 1.5)])
+    width, height = (round(side * aspect), side) if rng.random() < 0.5 else (side, round(side * aspect))
+    x0, y0, count = (width - side) / 2, (height - side) / 2, rng.randint(1, 4)
+    shapes: list[Shape] = []
+    for _ in range(1000):
+        if len(shapes) == count:
+            break
+        kind, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        radius = rng.uniform(0.10, 0.20 if count <= 2 else 0.15) * side
+        x, y = x0 + rng.uniform(radius + 2, side - radius - 2), y0 + rng.uniform(radius + 2, side - radius - 2)
+        clash = any(s.kind == kind and s.colour == colour for s in shapes)
+        overlap = any(math.hypot(s.x - x, s.y - y) < s.radius + radius + 4 for s in shapes)
+        if not clash and not overlap:
+            shapes.append(Shape(kind, colour, round(x, 1), round(y, 1), round(radius, 1)))
+    return Scene(seed, rng.choice(list(SHIFTED_BACKGROUNDS)), tuple(shapes), width, height)
+
+
+def _background(kind: str, rng: random.Random, height: int = SIZE, width: int = SIZE) -> np.ndarray:
     """A pale, low-saturation background so every shape colour stays distinct from it."""
     def tone():
         base = rng.uniform(150, 235)
         return np.array([base + rng.uniform(-15, 15) for _ in range(3)])
 
     a = tone()
+    yy, xx = np.mgrid[0:height, 0:width]
     if kind == "plain":
-        return np.broadcast_to(a, (SIZE, SIZE, 3)).copy()
+        return np.broadcast_to(a, (height, width, 3)).copy()
     if kind == "gradient":
         b, angle = tone(), rng.uniform(0, 2 * math.pi)
-        yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
-        t = np.clip((math.cos(angle) * (xx - 0.5) + math.sin(angle) * (yy - 0.5)) + 0.5, 0, 1)[..., None]
+        t = np.clip((math.cos(angle) * (xx / (width - 1) - 0.5) + math.sin(angle) * (yy / (height - 1) - 0.5)) + 0.5,
+                    0, 1)[..., None]
         return a * (1 - t) + b * t
     if kind == "noise":
-        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(6, 14), (SIZE, SIZE, 1))
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(6, 14), (height, width, 1))
         return a + noise
-    period, b = rng.randint(6, 16), a + rng.choice([-1, 1]) * rng.uniform(12, 25)  # texture: stripes or checks
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    mask = (xx // period) % 2 if rng.random() < 0.5 else ((xx // period) + (yy // period)) % 2
-    return np.where(mask[..., None] == 1, b, a)
+    if kind == "texture":  # stripes or checks
+        period, b = rng.randint(6, 16), a + rng.choice([-1, 1]) * rng.uniform(12, 25)
+        mask = (xx // period) % 2 if rng.random() < 0.5 else ((xx // period) + (yy // period)) % 2
+        return np.where(mask[..., None] == 1, b, a)
+    if kind == "two-tone":  # two pale tones split by a random straight line
+        b, angle, offset = tone(), rng.uniform(0, 2 * math.pi), rng.uniform(-0.25, 0.25)
+        side = math.cos(angle) * (xx / width - 0.5) + math.sin(angle) * (yy / height - 0.5) > offset
+        return np.where(side[..., None], b, a)
+    if kind == "dots":  # a regular grid of round dots in a second tone
+        b, period = a + rng.choice([-1, 1]) * rng.uniform(15, 30), rng.randint(8, 14)
+        dots = np.hypot(xx % period - period / 2, yy % period - period / 2) < period * rng.uniform(0.15, 0.3)
+        return np.where(dots[..., None], b, a)
+    if kind == "photo":  # smooth colour blotches (upsampled low-resolution noise) plus sensor-like grain
+        generator = np.random.default_rng(rng.getrandbits(32))
+        blotches = generator.normal(0, 20, (4, 4, 1)) + generator.normal(0, 5, (4, 4, 3))  # mostly light, a little hue
+        coarse = (a + blotches).clip(0, 255).astype(np.uint8)
+        smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float64)
+        return smooth + generator.normal(0, rng.uniform(4, 10), (height, width, 3))
+    raise ValueError(f"unknown background {kind!r}")
 
 
 def _polygon(shape: Shape, angle: float, scale: float) -> list[tuple[float, float]]:
@@ -109,10 +152,10 @@ def _polygon(shape: Shape, angle: float, scale: float) -> list[tuple[float, floa
 
 
 def render(scene: Scene) -> Image.Image:
-    """Draw the scene (2× supersampled for smooth edges) as a SIZE×SIZE RGB image."""
+    """Draw the scene (2× supersampled for smooth edges) as a width × height RGB image."""
     rng = random.Random(scene.seed ^ 0x5EED)
-    pixels = np.clip(_background(scene.background, rng), 0, 255).astype(np.uint8)
-    image = Image.fromarray(pixels).resize((2 * SIZE, 2 * SIZE), Image.NEAREST)
+    pixels = np.clip(_background(scene.background, rng, scene.height, scene.width), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels).resize((2 * scene.width, 2 * scene.height), Image.NEAREST)
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
         fill = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in COLOURS[shape.colour])
@@ -121,13 +164,14 @@ def render(scene: Scene) -> Image.Image:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
         else:
             draw.polygon(_polygon(shape, rng.uniform(-12, 12), 2), fill=fill)
-    return image.resize((SIZE, SIZE), Image.LANCZOS)
+    return image.resize((scene.width, scene.height), Image.LANCZOS)
 
 
-def position(shape: Shape) -> str | None:
-    """left/right/top/bottom of the image centre along the dominant axis; None when that is ambiguous."""
-    dx, dy = shape.x - SIZE / 2, shape.y - SIZE / 2
-    if max(abs(dx), abs(dy)) < POSITION_MIN_OFFSET or abs(abs(dx) - abs(dy)) < POSITION_MIN_MARGIN:
+def position(scene: Scene, shape: Shape) -> str | None:
+    """left/right/top/bottom of the image centre along the dominant axis; None when that is ambiguous (the margins
+    scale with the image's short side)."""
+    dx, dy, scale = shape.x - scene.width / 2, shape.y - scene.height / 2, min(scene.width, scene.height) / SIZE
+    if max(abs(dx), abs(dy)) < POSITION_MIN_OFFSET * scale or abs(abs(dx) - abs(dy)) < POSITION_MIN_MARGIN * scale:
         return None
     if abs(dx) > abs(dy):
         return "left" if dx < 0 else "right"
@@ -148,7 +192,7 @@ def caption(scene: Scene) -> str:
     """"A red circle and a blue square on a plain background." with objects listed left to right."""
     names = [f"{article(s.colour)} {s.name}" for s in sorted(scene.shapes, key=lambda s: s.x)]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return f"{listed[0].upper()}{listed[1:]} on a {BACKGROUNDS[scene.background]} background."
+    return f"{listed[0].upper()}{listed[1:]} on a {(BACKGROUNDS | SHIFTED_BACKGROUNDS)[scene.background]} background."
 
 
 def absent_object(present: set[tuple[str, str]], rng: random.Random) -> tuple[str, str]:
@@ -185,11 +229,11 @@ def ask(scene: Scene, kind: str, rng: random.Random) -> QA | None:
         answer = "yes" if (colour, shape) in present else "no"
         return QA(kind, f"Is there {article(colour)} {colour} {shape} in the image?", answer)
     if kind == "position":
-        placed = [s for s in shapes if position(s)]
+        placed = [s for s in shapes if position(scene, s)]
         if not placed:
             return None
         target = rng.choice(placed)
-        return QA(kind, f"Where is the {describe(scene, target)}?", position(target))
+        return QA(kind, f"Where is the {describe(scene, target)}?", position(scene, target))
     if kind == "caption":
         return QA(kind, "Describe the image.", caption(scene))
     raise ValueError(f"unknown question kind {kind!r}; known: {QUESTION_KINDS}")

@@ -55,6 +55,15 @@ def binary_metrics(labels, predictions) -> dict[str, float]:
             "unparsed": sum(p is None for p in predictions)}
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion hits / n (sensible at 0 and n, unlike the normal approximation)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
+
+
 def jaccard(a, b) -> float:
     """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
     a, b = set(a), set(b)
