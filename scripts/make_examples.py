@@ -12,11 +12,15 @@ import random
 from PIL import Image, ImageDraw, ImageFilter
 
 from var_core.models.default import ASSETS
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, make_scene, questions, render
+from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, make_scene, make_shifted_scene, questions, render
 
 OUT = ASSETS / "examples"
-SCENE_EXAMPLES = [(1, "colour"), (8, "count"), (14, "yesno"), (5, "position"), (11, "caption"), (13, "shape")]
-# (held-out scene offset, question kind): every background type, 1–4 shapes, every question kind
+FAMILIES = {"scene": make_scene, "shifted": make_shifted_scene}
+SCENE_EXAMPLES = [("scene", 1, "colour"), ("scene", 8, "count"), ("scene", 14, "yesno"), ("scene", 5, "position"),
+                  ("shifted", 2, "colour"), ("scene", 13, "shape")]
+# (family, held-out scene offset, question kind): both scene families, 1–4 shapes, every trained question kind.
+# The first is the app's first example: a multi-object colour question where, at the defaults, the model has
+# visual sinks, VAR selects heads and the answer is right.
 SKETCHES = [  # (file, shapes as (kind, colour, x, y, radius) on a 256 px page, prompt, answer)
     ("sketch_sun_and_house.png", [("circle", "yellow", 190, 60, 34), ("square", "blue", 90, 170, 46),
                                   ("triangle", "red", 90, 95, 50)], "What colour is the circle?", "yellow"),
@@ -64,12 +68,12 @@ def sketch(shapes, seed: int) -> Image.Image:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     entries = []
-    for offset, kind in SCENE_EXAMPLES:
-        name, scene = f"scene_{offset:02d}.png", make_scene(HELDOUT_SEED_BASE + offset)
+    for family, offset, kind in SCENE_EXAMPLES:
+        name, scene = f"{family}_{offset:02d}.png", FAMILIES[family](HELDOUT_SEED_BASE + offset)
         (qa,) = [qa for qa in questions(scene) if qa.kind == kind]
         render(scene).save(OUT / name)
         entries.append({"file": name, "prompt": qa.question, "answer": qa.answer,
-                        "source": f"var_core.scenes.make_scene({scene.seed})"})
+                        "source": f"var_core.scenes.{FAMILIES[family].__name__}({scene.seed})"})
     for index, (name, shapes, prompt, answer) in enumerate(SKETCHES):
         sketch(shapes, index).save(OUT / name)
         entries.append({"file": name, "prompt": prompt, "answer": answer, "source": "hand-drawn style sketch (scripts/make_examples.py)"})

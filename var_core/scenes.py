@@ -178,6 +178,21 @@ def position(scene: Scene, shape: Shape) -> str | None:
     return "top" if dy < 0 else "bottom"
 
 
+def shape_patches(scene: Scene, grid: int) -> np.ndarray:
+    """[grid*grid] bool, raster order: the patch touches some shape's bounding disc (else it is pure background).
+    Patches tile the central square of the canvas, the part a CLIP processor keeps (shortest side, centre crop)."""
+    side = min(scene.width, scene.height)
+    step, left, top = side / grid, (scene.width - side) / 2, (scene.height - side) / 2
+    touched = np.zeros((grid, grid), dtype=bool)
+    for row in range(grid):
+        for col in range(grid):
+            x0, y0 = left + col * step, top + row * step
+            for s in scene.shapes:
+                nx, ny = min(max(s.x, x0), x0 + step), min(max(s.y, y0), y0 + step)
+                touched[row, col] |= (nx - s.x) ** 2 + (ny - s.y) ** 2 < s.radius ** 2
+    return touched.flatten()
+
+
 def describe(scene: Scene, shape: Shape) -> str:
     """The shortest unambiguous name: "square" if it is the only square, else "red square"."""
     return shape.kind if sum(s.kind == shape.kind for s in scene.shapes) == 1 else shape.name

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--image-dir", help="folder of the POPE file's images")
         p.add_argument("--images", help="folder of images (sinks/contribution; no labels)")
         p.add_argument("--model", default="default", help="'default' (embedded model) or a catalog model id")
-        p.add_argument("--weights", help="default model only: tower + projector safetensors to use instead of "
+        p.add_argument("--weights", help="default model only: a weights file (tower + projector + adapters) to use instead of "
                                          "assets/default_model.safetensors")
         p.add_argument("--device", help="e.g. cuda:0 (default: the loader's choice)")
         p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -76,15 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_bundle(model: str, device: str | None, weights: str | None = None):
     if model == "default":
         from var_core.models.default import load_default_model
-        bundle = load_default_model(device)
-        if weights is not None:  # e.g. a committed version: `git show REV:assets/default_model.safetensors > w`
-            from safetensors.torch import load_file
-            state = {k: v.float() for k, v in load_file(weights).items()}
-            missing, unexpected = bundle.model.load_state_dict(state, strict=False)
-            if unexpected or any(k.startswith(("model.vision_tower.", "model.multi_modal")) for k in missing):
-                raise ValueError(f"{weights} is not a default-model tower/projector file")
-            bundle.extra["weights"] = str(weights)
-        return bundle
+        return load_default_model(device, weights)  # weights: e.g. `git show REV:assets/default_model.safetensors > w`
     from var_core.models.catalog import load_model
     bundle = load_model(model)
     return bundle if device is None else _moved(bundle, device)

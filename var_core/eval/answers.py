@@ -10,7 +10,7 @@ import random
 import numpy as np
 
 from var_core.config import VARConfig
-from var_core.eval.metrics import binary_metrics, mean_std, parse_yes_no
+from var_core.eval.metrics import binary_metrics, bootstrap_interval, mean_std, parse_yes_no, wilson_interval
 from var_core.eval.plots import error_bars, heatmap, metric_bars
 from var_core.eval.runner import Experiment
 from var_core.run import generate
@@ -82,12 +82,39 @@ def _answer_rows(records: list[dict], opts: dict, conditions: list[str] | None =
     for name in names:
         group = [r for r in by_condition[name] if r["label"] in ("yes", "no")]
         row = {"condition": name, **binary_metrics([r["label"] for r in group], [r["pred"] for r in group])}
+        row.update(_intervals(row, group, [r for r in by_condition[names[0]] if r["label"] in ("yes", "no")],
+                              names[0] if name != names[0] else None))
         row["changed_vs_" + names[0].replace(" ", "_")] = float(np.mean(
             [r["answer"] != reference[r["sample_id"]] for r in by_condition[name]])) if by_condition[name] else 0.0
         row["images_with_visual_sinks"] = float(np.mean([bool(r["visual_sinks"]) for r in by_condition[name]]))
         row["var_inert"] = float(np.mean([bool(r.get("inert")) for r in by_condition[name]]))  # provably no-op
         rows.append(row)
     return rows
+
+
+def _intervals(row: dict, group: list[dict], reference: list[dict], reference_name: str | None) -> dict:
+    """95 % intervals of a condition's row: accuracy (Wilson), F1 (bootstrap over questions) and, against the
+    reference condition on the same questions, the paired bootstrap intervals of the accuracy and F1 differences."""
+    labels, preds = [r["label"] for r in group], [r["pred"] for r in group]
+    out = {"accuracy_ci95": list(wilson_interval(row["tp"] + row["tn"], row["n"])),
+           "f1_ci95": list(bootstrap_interval(lambda idx: binary_metrics([labels[i] for i in idx],
+                                                                         [preds[i] for i in idx])["f1"], len(group)))}
+    if reference_name is None:
+        return out
+    base = {r["sample_id"]: r["pred"] for r in reference}
+    paired = [(r["label"], r["pred"], base[r["sample_id"]]) for r in group if r["sample_id"] in base]
+
+    def difference(metric):
+        def statistic(idx):
+            picked = [paired[i] for i in idx]
+            return (binary_metrics([l for l, _, _ in picked], [p for _, p, _ in picked])[metric]
+                    - binary_metrics([l for l, _, _ in picked], [b for _, _, b in picked])[metric])
+        return statistic
+
+    key = reference_name.replace(" ", "_")
+    for metric in ("accuracy", "f1"):
+        out[f"{metric}_minus_{key}_ci95"] = list(bootstrap_interval(difference(metric), len(paired)))
+    return out
 
 
 # --- pope -------------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Metrics of the experiments: yes/no parsing, POPE's confusion-matrix scores, set overlap, mean ± std."""
+"""Metrics of the experiments: yes/no parsing, POPE's confusion-matrix scores, 95 % intervals, set overlap, mean ± std."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import random
 import re
 
 YES_WORDS = frozenset({"yes", "yeah", "yep", "yup", "true", "correct"})
@@ -62,6 +63,16 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = hits / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
+
+
+def bootstrap_interval(statistic, n: int, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of statistic(indices) over n paired samples (fixed seed: reproducible).
+    For F1 and for differences between two conditions on the same questions (resample questions, not answers)."""
+    if n == 0:
+        return 0.0, 0.0
+    rng = random.Random(seed)
+    values = sorted(statistic([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1]
 
 
 def jaccard(a, b) -> float:

@@ -127,23 +127,27 @@ def build_model(lm_dir: Path, processor: LlavaProcessor, initialise: bool = True
     return model
 
 
-def load_default_model(device: str | torch.device | None = None) -> ModelBundle:
-    """The default bundle: SmolLM2 with our LoRA adapters merged in + our trained tower/projector, eval mode, float32."""
+def load_default_model(device: str | torch.device | None = None, weights: str | Path | None = None) -> ModelBundle:
+    """The default bundle: SmolLM2 with our LoRA adapters merged in + our trained tower/projector, eval mode, float32.
+
+    weights: another file of the same kind (e.g. a committed version, `git show REV:assets/default_model.safetensors`);
+    default: the shipped one."""
     start = time.perf_counter()
     lm_dir = cached_language_model()
     processor = build_processor(lm_dir)
-    if not WEIGHTS.is_file():
-        raise RuntimeError(f"{WEIGHTS} is missing; rebuild it with `python -m scripts.train_default_model`")
+    weights = Path(weights or WEIGHTS)
+    if not weights.is_file():
+        raise RuntimeError(f"{weights} is missing; rebuild it with `python -m scripts.train_default_model`")
     model = build_model(lm_dir, processor, initialise=False)
-    shipped = load_file(WEIGHTS)
+    shipped = load_file(weights)
     visual = {k: v.float() for k, v in shipped.items() if not k.startswith(PREFIX)}
     missing, unexpected = model.load_state_dict(visual, strict=False)
-    assert not unexpected and not any(k.startswith("model.vision_tower.") or k.startswith("model.multi_modal")
-                                      for k in missing), (missing, unexpected)
+    if unexpected or any(k.startswith(("model.vision_tower.", "model.multi_modal")) for k in missing):
+        raise ValueError(f"{weights} is not a default-model weights file (tower + projector + adapters)")
     merge_lora(model.model.language_model, shipped, LORA_ALPHA)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     return ModelBundle(model=model, processor=processor, name=NAME, backbone=get_backbone("smollm2-135m"),
                        adapter=LlavaAdapter(), extra={"load_seconds": round(time.perf_counter() - start, 2),
-                                                      "weights": str(WEIGHTS), "language_model_cache": str(lm_dir)})
+                                                      "weights": str(weights), "language_model_cache": str(lm_dir)})
