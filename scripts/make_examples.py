@@ -12,15 +12,20 @@ import random
 from PIL import Image, ImageDraw, ImageFilter
 
 from var_core.models.default import ASSETS
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, make_scene, make_shifted_scene, questions, render
+from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, Scene, Shape, make_scene, make_shifted_scene, questions, render
 
 OUT = ASSETS / "examples"
 FAMILIES = {"scene": make_scene, "shifted": make_shifted_scene}
-SCENE_EXAMPLES = [("scene", 1, "colour"), ("scene", 8, "count"), ("scene", 14, "yesno"), ("scene", 5, "position"),
+# The app's first example, written out by hand so it never moves with the generator: three shapes, a colour
+# question about one of them. At the defaults the model has visual sinks on its background, VAR selects
+# image-centric heads and the answer is right (tests/test_default_model.py checks all three).
+DEMO_FILE, DEMO_PROMPT, DEMO_ANSWER = "demo_three_shapes.png", "What colour is the square?", "blue"
+DEMO_SCENE = Scene(seed=7, background="plain", shapes=(Shape("circle", "red", 36, 38, 17),
+                                                      Shape("square", "blue", 92, 40, 17),
+                                                      Shape("triangle", "yellow", 60, 94, 18)))
+SCENE_EXAMPLES = [("scene", 8, "count"), ("scene", 14, "yesno"), ("scene", 5, "position"),
                   ("shifted", 2, "colour"), ("scene", 13, "shape")]
 # (family, held-out scene offset, question kind): both scene families, 1–4 shapes, every trained question kind.
-# The first is the app's first example: a multi-object colour question where, at the defaults, the model has
-# visual sinks, VAR selects heads and the answer is right.
 SKETCHES = [  # (file, shapes as (kind, colour, x, y, radius) on a 256 px page, prompt, answer)
     ("sketch_sun_and_house.png", [("circle", "yellow", 190, 60, 34), ("square", "blue", 90, 170, 46),
                                   ("triangle", "red", 90, 95, 50)], "What colour is the circle?", "yellow"),
@@ -67,7 +72,9 @@ def sketch(shapes, seed: int) -> Image.Image:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    entries = []
+    render(DEMO_SCENE).save(OUT / DEMO_FILE)
+    entries = [{"file": DEMO_FILE, "prompt": DEMO_PROMPT, "answer": DEMO_ANSWER,
+                "source": "DEMO_SCENE in scripts/make_examples.py"}]
     for family, offset, kind in SCENE_EXAMPLES:
         name, scene = f"{family}_{offset:02d}.png", FAMILIES[family](HELDOUT_SEED_BASE + offset)
         (qa,) = [qa for qa in questions(scene) if qa.kind == kind]

@@ -6,8 +6,8 @@ Stage 1b (cheap, projector only): map each patch's features to the LLM's word em
     patch to the mean of " red" and " square", a background patch to the space token " ". That choice is what
     gives the model visual sinks (METHOD.md §4b): SmolLM2 itself turns " " into a massive activation in its sink
     dimension, as it does for null-like text tokens. Nothing here looks at φ.
-Stage 2 (LLaVA's stage 2 with a LoRA-adapted LLM): rank-32 adapters on every projection of every decoder layer
-    learn to answer through the LLM, tower and projector frozen (so background patches stay " "-like), loss on
+Stage 2 (LLaVA's stage 2 with a LoRA-adapted LLM): rank-32 adapters on every projection of decoder layers 4–29
+    (layers 0–3, which make the massive activation, stay pretrained) learn to answer through the LLM, tower and projector frozen (so background patches stay " "-like), loss on
     answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
     per question, a block attention mask), which computes exactly the separate single-turn chats' losses.
 Writes assets/default_model.safetensors (tower + projector + adapters, float16) and assets/default_model_train.json
@@ -409,7 +409,7 @@ def train(args, report: dict) -> None:
             {k: report[k] for k in ("stage1_patch_accuracy", "stage1_seconds", "stage1b_alignment", "stage1b_seconds")}))
     model.requires_grad_(False)
     state = {"step": 0, "seconds": 0.0, "monitor": [], "optimiser": None,
-             "lora_params": add_lora(model.model.language_model, D.LORA_RANK, D.LORA_ALPHA)}
+             "lora_params": add_lora(model.model.language_model, D.LORA_RANK, D.LORA_ALPHA, D.LORA_LAYERS)}
     if args.resume and stage2_file.is_file():
         saved = torch.load(stage2_file, weights_only=False)
         load_lora(model.model.language_model, saved["model"])
@@ -443,7 +443,7 @@ def main(argv=None) -> None:
     report_file = D.WEIGHTS.with_name("default_model_train.json")
     report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]),
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "vision_config": D.VISION_CONFIG, "lora": {"rank": D.LORA_RANK, "alpha": D.LORA_ALPHA},
+              "vision_config": D.VISION_CONFIG, "lora": {"rank": D.LORA_RANK, "alpha": D.LORA_ALPHA, "layers": list(D.LORA_LAYERS)},
               "null_word": NULL_WORD, "torch": torch.__version__}
     if args.eval_only:
         report = json.loads(report_file.read_text())

@@ -62,3 +62,22 @@ def test_state_round_trips_through_load():
                 module.B.normal_()
     load_lora(target, lora_state(source))
     assert all(torch.equal(a, b) for a, b in zip(lora_state(source).values(), lora_state(target).values()))
+
+
+def test_adapting_upper_layers_leaves_the_lower_ones_bit_identical():
+    """The default model adapts layers 4–29 only, so the layers that make SmolLM2's massive activation stay as
+    pretrained: what enters the first adapted layer must not change at all, before or after merging."""
+    adapted, plain, ids = tiny_decoder(), tiny_decoder(), torch.randint(0, 50, (2, 7))
+    params = add_lora(adapted, RANK, ALPHA, layers=(1,))
+    assert len(params) == 2 * len(PROJECTIONS)
+    assert all(not isinstance(m, LoRALinear) for m in adapted.layers[0].modules())
+    with torch.no_grad():
+        for module in adapted.modules():
+            if isinstance(module, LoRALinear):
+                module.B.normal_(0, 0.05)
+    entering = adapted(ids, output_hidden_states=True).hidden_states
+    assert merge_lora(plain, lora_state(adapted), ALPHA) == len(PROJECTIONS)
+    merged = plain(ids, output_hidden_states=True).hidden_states
+    reference = tiny_decoder()(ids, output_hidden_states=True).hidden_states
+    assert torch.equal(entering[1], reference[1]) and torch.equal(merged[1], reference[1])
+    assert (merged[2] - reference[2]).abs().max() > 1e-2

@@ -101,11 +101,24 @@ def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
         real_stage2(model, processor, args, checkpoint, state)
         seen["model"] = model
 
+    real_align = T.stage_align
+
+    def align_spy(model, processor, args):
+        before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("model.language_model")}
+        result = real_align(model, processor, args)
+        moved = {k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])}
+        seen["align_moved"] = moved
+        return result
+
     monkeypatch.setattr(T, "stage2", spy)
+    monkeypatch.setattr(T, "stage_align", align_spy)
     report = {}
     T.train(T.parse_args(argv + ["--stage2-steps", "2"]), report)
     model = seen["model"]
-    assert report["stage2_steps_done"] == 2 and [m["step"] for m in report["monitor"]] == [2]
+    assert seen["align_moved"] and all("multi_modal_projector" in k for k in seen["align_moved"])  # 1b trains it
+    assert set(report["stage1b_alignment"]) == {"object_nearest_right", "background_nearest_right",
+                                                "background_cosine_to_null"}
+    assert report["stage2_steps_done"] == 2 and [m["step"] for m in report["monitor"]] == [0, 2]
     assert {"first_token_accuracy", "visual_sinks_per_image"} <= set(report["monitor"][0])
     assert all(k in report for k in ("stage1_seconds", "stage1b_seconds", "stage2_seconds", "train_seconds"))
     for name, value in model.state_dict().items():
@@ -116,7 +129,7 @@ def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
             assert torch.equal(value, seen["lm"][name]), f"stage 2 moved the base weight {name}"
     shipped = load_file(D.WEIGHTS)
     adapters = [k for k in shipped if k.startswith(PREFIX)]
-    assert len(adapters) == 2 * 30 * len(PROJECTIONS) and any(shipped[k].abs().sum() > 0 for k in adapters if k.endswith(".B"))
+    assert len(adapters) == 2 * len(D.LORA_LAYERS) * len(PROJECTIONS) and any(shipped[k].abs().sum() > 0 for k in adapters if k.endswith(".B"))
     assert any(k.startswith("model.vision_tower.") for k in shipped) and any("multi_modal_projector" in k for k in shipped)
     assert json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())["stage2_steps_done"] == 2
 

