@@ -194,8 +194,9 @@ def stop_session(request: gr.Request) -> None:
 
 
 def _status(result: Analysis) -> str:
-    """One line naming the model, τ, sink dims and the VAR convention actually used; when no visual token is a
-    sink in the VAR layers, a hint that VAR had nothing to act on and which τ would change that."""
+    """One line naming the model, τ, sink dims, the VAR convention actually used and the layers with visual sinks;
+    when no visual token is a sink in the VAR layers, a hint that VAR had nothing to act on and which τ would
+    change that."""
     trace = result.var
     s = trace.settings
     layers = s["var_layers"]
@@ -203,8 +204,13 @@ def _status(result: Analysis) -> str:
             f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
             f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs")
-    largest = float(trace.phi[np.ix_(layers, trace.all_image_positions)].max())
-    if largest <= s["tau"]:
+    visual_phi = trace.phi[np.ix_(layers, trace.all_image_positions)]
+    largest = float(visual_phi.max())
+    sink_layers = [layer for layer, row in zip(layers, visual_phi) if (row > s["tau"]).any()]
+    if sink_layers:
+        line += (f" · visual sinks in layers {sink_layers[0]}–{sink_layers[-1]} "
+                 f"(up to {int((visual_phi > s['tau']).sum(-1).max())} per layer)")
+    else:
         line += (f"  \n**No visual token is a sink here** (largest visual φ in the VAR layers: {largest:.1f} ≤ τ), "
                  f"so VAR changed nothing. Set τ below {largest:.1f} in *VAR settings* to see it act.")
     return line

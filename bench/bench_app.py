@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import write
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "assets" / "examples" / "scene_01.png"
+EXAMPLE = ROOT / "assets" / "examples" / "demo_three_shapes.png"
 LOAD_SNIPPET = ("import time; t = time.perf_counter(); from var_core.models import load_default_model; "
                 "load_default_model(); print(time.perf_counter() - t)")
 

@@ -21,10 +21,10 @@ def main() -> dict:
     import app
 
     process = psutil.Process()
-    image = Image.open(app.EXAMPLES_DIR / "scene_01.png")
+    image = Image.open(app.EXAMPLES_DIR / "demo_three_shapes.png")
     samples = []
     for index in range(WARMUP + REQUESTS):
-        _, result = asyncio.run(app.analyze_request(image, f"What colour is the circle? ({index})",
+        _, result = asyncio.run(app.analyze_request(image, f"What colour is the square? ({index})",
                                                     max_new_tokens=4, progress=lambda *a, **k: None))
         app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
         del result

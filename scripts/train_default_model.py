@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stage1-steps", type=int, default=1500)
     p.add_argument("--stage1-batch", type=int, default=32)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
-    p.add_argument("--align-steps", type=int, default=300)
+    p.add_argument("--align-steps", type=int, default=3000)
     p.add_argument("--align-lr", type=float, default=1e-3, help="stage-1b projector learning rate")
     p.add_argument("--stage2-steps", type=int, default=500)
     p.add_argument("--stage2-batch", type=int, default=8, help="images per stage-2 step")

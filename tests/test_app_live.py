@@ -13,11 +13,11 @@ import pytest
 from gradio_client import Client, handle_file
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "assets" / "examples" / "scene_01.png"
+EXAMPLE = ROOT / "assets" / "examples" / "demo_three_shapes.png"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 DEFAULT_MODEL = "visual-sink-lens/smollm2-llava-organism"
-PROMPT = "What colour is the circle?"
+PROMPT = "What colour is the square?"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -182,7 +182,7 @@ def test_concurrent_users_get_their_own_results(server):
 
     url, _ = server
     examples = ROOT / "assets" / "examples"
-    pairs = [("scene_01.png", "What colour is the circle?"), ("scene_08.png", "How many shapes are there?"),
+    pairs = [("demo_three_shapes.png", "What colour is the square?"), ("scene_08.png", "How many shapes are there?"),
              ("scene_14.png", "Is there a red circle in the image?"), ("sketch_stars.png", "Describe the image.")]
 
     def ask(pair):

@@ -13,7 +13,7 @@ from PIL import Image
 import app
 from var_core.models.catalog import ModelLoadError
 
-GOOD_PROMPT = "What colour is the circle?"
+GOOD_PROMPT = "What colour is the square?"
 
 
 def save(image, path, fmt=None, **kwargs):
@@ -31,7 +31,7 @@ def encoded(image, fmt):
 def files(tmp_path_factory):
     """Every odd file a user might upload, written once."""
     folder = tmp_path_factory.mktemp("uploads")
-    scene = Image.open(app.EXAMPLES_DIR / "scene_01.png").convert("RGB")
+    scene = Image.open(app.EXAMPLES_DIR / "demo_three_shapes.png").convert("RGB")
     exif = Image.Exif()
     exif[0x0112] = 8
     frames = [scene.convert("P"), scene.rotate(90).convert("P")]
@@ -58,7 +58,7 @@ def files(tmp_path_factory):
         "wide": save(scene.resize((4000, 60)), folder / "wide.png"),
         "webp": save(scene, folder / "scene.webp", "WEBP"),
         "bmp": save(scene, folder / "scene.bmp", "BMP"),
-        "good": str(app.EXAMPLES_DIR / "scene_01.png"),
+        "good": str(app.EXAMPLES_DIR / "demo_three_shapes.png"),
     })
     return paths
 
@@ -90,8 +90,8 @@ CASES = [  # (id, image key, overrides, expected message or OK)
     ("control characters", "good", {"prompt": "What\x1b[31m colour\x07 is the circle?"}, OK),
     ("null bytes", "good", {"prompt": "What colour\x00 is the circle?\x00"}, OK),
     ("only null bytes", "good", {"prompt": "\x00\x00"}, "prompt is empty"),
-    ("emoji", "good", {"prompt": "What colour is the circle? 🎨🟠"}, OK),
-    ("right-to-left text", "good", {"prompt": "ما لون الدائرة؟ What colour is the circle?"}, OK),
+    ("emoji", "good", {"prompt": "What colour is the square? 🎨🟠"}, OK),
+    ("right-to-left text", "good", {"prompt": "ما لون الدائرة؟ What colour is the square?"}, OK),
     ("p below 0", "good", {"p": -0.1}, "p=-0.1"),
     ("p above 1", "good", {"p": 1.5}, "p=1.5"),
     ("p NaN", "good", {"p": math.nan}, "p=nan"),
