@@ -138,7 +138,7 @@ def test_browser_flow(server, reference):
         assert page.locator(".toast-body.error").count() == 0
         assert analyses_run(log_path) == before + 1
         first_src = heatmap.get_attribute("src")
-        page.locator("#layer input[type=range]").fill("20")
+        page.locator("#layer input[type=range]").fill("8")
         expect(heatmap).not_to_have_attribute("src", first_src, timeout=30_000)
         assert analyses_run(log_path) == before + 1  # re-rendered from the stored Traces, no model run
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
