@@ -23,7 +23,7 @@ from var_core.config import VARConfig
 from var_core.eval.heldout import FAMILIES
 from var_core.models.default import ASSETS, PATCH_SIZE, load_default_model
 from var_core.run import generate
-from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, render, shape_patches
+from var_core.scenes import HELDOUT_SEED_BASE, SIZE, ask, object_coverage, render, shape_patches
 from var_core.sink import discover_sink_dims, phi
 
 GRID = SIZE // PATCH_SIZE
@@ -40,7 +40,7 @@ def measure(bundle, family: str, n_scenes: int, var_scenes: int) -> dict:
     """Per (image, question): φ of every visual token at every layer, φ of position 0, and patch labels; on the
     first var_scenes images, the image-centric (layer, head) pairs a default VAR run selects."""
     dims, tau = bundle.backbone.sink_dims, bundle.backbone.tau
-    phis, bos, on_shape, discovered, selected = [], [], [], Counter(), []
+    phis, bos, on_shape, coverage, discovered, selected = [], [], [], [], Counter(), []
     for i in tqdm(range(n_scenes), desc=f"sink report ({family})", mininterval=10):
         scene = FAMILIES[family](HELDOUT_SEED_BASE + i)
         image = render(scene)
@@ -58,13 +58,16 @@ def measure(bundle, family: str, n_scenes: int, var_scenes: int) -> dict:
             bos.append(phi(stacked[:, 0], dims).numpy())
         phis.append(np.stack(per_question))  # [Q, L, 64]
         on_shape.append(shape_patches(scene, GRID))
+        coverage.append(object_coverage(scene, GRID))
     return {"phi": np.stack(phis), "bos": np.stack(bos), "on_shape": np.stack(on_shape), "tau": tau,
+            "coverage": np.stack(coverage),
             "discovered": discovered, "selected_pairs": selected}
 
 
-def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, tau: float) -> dict:
+def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, coverage: np.ndarray, tau: float) -> dict:
     """At threshold τ: how many images have visual sinks (layers 2 … L−2), how many per image, on shapes or on the
-    background, and whether each image's sink set is the same for all its questions."""
+    background (strictly: the patch touches no shape's bounding disc; by pixels: shapes paint under half of it),
+    and whether each image's sink set is the same for all its questions."""
     n, q, layers, _ = phi_vis.shape
     sinks = phi_vis > tau  # [N, Q, L, 64]
     official = sinks[:, 0, 2:layers - 1].any(1)  # [N, 64]: a sink at some layer 2 … L−2 (the official range)
@@ -75,6 +78,8 @@ def sink_counts(phi_vis: np.ndarray, on_shape: np.ndarray, tau: float) -> dict:
         "images_with_any_visual_sink": int(official.any(-1).sum()),
         "share_of_images_with_a_visual_sink": round(float(official.any(-1).mean()), 3),
         "share_of_sinks_on_background": round((total - on) / max(1, total), 3),
+        "share_of_sinks_on_mostly_background_patches": round(int((official & (coverage < 0.5)).sum()) / max(1, total), 3),
+        "share_of_sinks_on_patches_without_object_pixels": round(int((official & (coverage == 0)).sum()) / max(1, total), 3),
         "share_of_sinks_at_first_cell": round(int(official[:, 0].sum()) / max(1, total), 3),
         "visual_sinks_per_image": {"mean": round(float(official.sum(-1).mean()), 2),
                                    "max": int(official.sum(-1).max())},
@@ -105,7 +110,7 @@ def summarise(m: dict, taus: list[float]) -> dict:
         "discovered_sink_dims_top2_votes": dict(m["discovered"].most_common()),
         "shape_patch_base_rate": round(float(on_shape.mean()), 3),
         "max_phi_difference_across_questions": float(np.abs(phi_vis - phi_vis[:, :1]).max()),
-        "at_tau": [sink_counts(phi_vis, on_shape, tau) for tau in taus],
+        "at_tau": [sink_counts(phi_vis, on_shape, m["coverage"], tau) for tau in taus],
         "per_layer": per_layer,
     }
 

@@ -6,8 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from var_core.scenes import (BACKGROUNDS, COLOURS, QUESTION_KINDS, SHAPES, SHIFTED_BACKGROUNDS, SIZE, ask, caption,
-                             make_scene, make_shifted_scene, questions, render)
+from var_core.scenes import (BACKGROUNDS, COLOURS, HELDOUT_SEED_BASE, QUESTION_KINDS, SHAPES, SHIFTED_BACKGROUNDS, SIZE,
+                             Scene, Shape, ask, caption, make_scene, make_shifted_scene, object_coverage, questions,
+                             render, shape_patches)
 
 SEEDS = range(300)
 
@@ -110,3 +111,18 @@ def test_unknown_kind_is_rejected():
 
     with pytest.raises(ValueError, match="unknown question kind"):
         ask(make_scene(0), "smell", random.Random(0))
+
+
+@pytest.mark.parametrize("make", [make_scene, make_shifted_scene])
+def test_object_coverage_is_exact_pixels_inside_the_bounding_discs(make):
+    """Painted pixels per patch: only where a shape's bounding disc reaches (shape_patches), full at a big shape's
+    centre, zero on a plain background far from every shape."""
+    for seed in range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + 20):
+        scene = make(seed)
+        coverage, touched = object_coverage(scene, 8), shape_patches(scene, 8)
+        assert coverage.shape == (64,) and ((coverage >= 0) & (coverage <= 1)).all()
+        assert (coverage[~touched] <= 0.07).all()  # edge anti-aliasing may reach one pixel row (1/16) past the disc
+        assert coverage[touched].max() > 0.2
+    plain = Scene(seed=3, background="plain", shapes=(Shape("square", "blue", 40, 40, 22),))
+    coverage = object_coverage(plain, 8)
+    assert coverage[2 * 8 + 2] == 1.0 and coverage[7 * 8 + 7] == 0.0

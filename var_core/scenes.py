@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -191,6 +191,20 @@ def shape_patches(scene: Scene, grid: int) -> np.ndarray:
                 nx, ny = min(max(s.x, x0), x0 + step), min(max(s.y, y0), y0 + step)
                 touched[row, col] |= (nx - s.x) ** 2 + (ny - s.y) ** 2 < s.radius ** 2
     return touched.flatten()
+
+
+def object_coverage(scene: Scene, grid: int) -> np.ndarray:
+    """[grid*grid] float, raster order: the share of each patch's pixels that a shape paints (the scene rendered
+    with and without its shapes; the background is drawn first, so it is identical in both). Patches tile the
+    central square of the canvas, as in `shape_patches`."""
+    with_shapes, without = (np.asarray(render(s), dtype=int) for s in (scene, replace(scene, shapes=())))
+    painted = np.abs(with_shapes - without).max(-1) > 24  # ignores the resampling filter's faint ringing
+    side = min(scene.width, scene.height)
+    left, top = (scene.width - side) // 2, (scene.height - side) // 2
+    square = painted[top:top + side, left:left + side].astype(float)
+    edges = np.linspace(0, side, grid + 1).round().astype(int)
+    return np.array([square[edges[r]:edges[r + 1], edges[c]:edges[c + 1]].mean()
+                     for r in range(grid) for c in range(grid)])
 
 
 def describe(scene: Scene, shape: Shape) -> str:
