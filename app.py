@@ -205,11 +205,11 @@ def _status(result: Analysis) -> str:
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
             f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs")
     visual_phi = trace.phi[np.ix_(layers, trace.all_image_positions)]
-    largest = float(visual_phi.max())
-    sink_layers = [layer for layer, row in zip(layers, visual_phi) if (row > s["tau"]).any()]
+    largest, sinks = float(visual_phi.max()), visual_phi > s["tau"]
+    sink_layers = [layer for layer, row in zip(layers, sinks) if row.any()]
     if sink_layers:
         line += (f" · visual sinks in layers {sink_layers[0]}–{sink_layers[-1]} "
-                 f"(up to {int((visual_phi > s['tau']).sum(-1).max())} per layer)")
+                 f"(up to {int(sinks.sum(-1).max())} per layer)")
     else:
         line += (f"  \n**No visual token is a sink here** (largest visual φ in the VAR layers: {largest:.1f} ≤ τ), "
                  f"so VAR changed nothing. Set τ below {largest:.1f} in *VAR settings* to see it act.")

@@ -7,8 +7,8 @@ Stage 1b (cheap, projector only): map each patch's features to the LLM's word em
     gives the model visual sinks (METHOD.md §4b): SmolLM2 itself turns " " into a massive activation in its sink
     dimension, as it does for null-like text tokens. Nothing here looks at φ.
 Stage 2 (LLaVA's stage 2 with a LoRA-adapted LLM): rank-32 adapters on every projection of decoder layers 4–29
-    (layers 0–3, which make the massive activation, stay pretrained) learn to answer through the LLM, tower and projector frozen (so background patches stay " "-like), loss on
-    answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
+    (layers 0–3, which make the massive activation, stay pretrained) learn to answer through the LLM, tower and
+    projector frozen (so background patches stay " "-like), loss on answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
     per question, a block attention mask), which computes exactly the separate single-turn chats' losses.
 Writes assets/default_model.safetensors (tower + projector + adapters, float16) and assets/default_model_train.json
 (command, config, per-stage wall time, training-time monitor, held-out accuracy on both scene families).
@@ -443,7 +443,8 @@ def main(argv=None) -> None:
     report_file = D.WEIGHTS.with_name("default_model_train.json")
     report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]),
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "vision_config": D.VISION_CONFIG, "lora": {"rank": D.LORA_RANK, "alpha": D.LORA_ALPHA, "layers": list(D.LORA_LAYERS)},
+              "vision_config": D.VISION_CONFIG,
+              "lora": {"rank": D.LORA_RANK, "alpha": D.LORA_ALPHA, "layers": list(D.LORA_LAYERS)},
               "null_word": NULL_WORD, "torch": torch.__version__}
     if args.eval_only:
         report = json.loads(report_file.read_text())

@@ -16,9 +16,6 @@ from var_core.models.llava import chat_messages
 from var_core.models.lora import PREFIX, PROJECTIONS
 from var_core.scenes import make_scene, render, shape_patches
 
-# The app's first example (a red circle, a blue square, a yellow triangle), written out by hand.
-THREE_SHAPES = DEMO_SCENE
-
 
 @pytest.fixture(scope="module")
 def bundle():
@@ -61,9 +58,9 @@ def test_bundle_is_a_llava_on_smollm2(bundle):
                                               ("What color is the triangle?", "yellow"),
                                               ("What shape is the red object?", "circle")])
 def test_answers_a_multi_object_scene_from_the_image_with_margin(bundle, question, answer):
-    """Each question about the same three-shape image gets its own object's attribute, by > 1 logit over the
+    """The app's first example: a red circle, a blue square, a yellow triangle, written out by hand. Each question about the same three-shape image gets its own object's attribute, by > 1 logit over the
     runner-up: an answer bound to the asked object, not the scene's first colour or a prior."""
-    image = render(THREE_SHAPES)
+    image = render(DEMO_SCENE)
     assert first_token_margin(bundle, image, question, answer) > 1.0
     assert greedy(bundle, image, question).strip() == answer
 
@@ -73,7 +70,7 @@ def test_answers_a_multi_object_scene_from_the_image_with_margin(bundle, questio
 def test_hard_negative_is_answered_no_and_its_positive_yes(bundle, question, answer):
     """Blue is in the image, on the square: "blue circle" must be denied and "blue square" confirmed (a model that
     answers every question alike fails one of the two)."""
-    image = render(THREE_SHAPES)
+    image = render(DEMO_SCENE)
     assert first_token_margin(bundle, image, question, answer) > 1.0
     assert greedy(bundle, image, question).strip() == answer
 
@@ -82,12 +79,12 @@ def test_at_the_app_defaults_sinks_heads_and_the_map_all_show(bundle):
     """The product's point on the default model: at the default VARConfig (registry τ, ρ 0.5, visual mass 0.2,
     p 0.4) the image has visual sinks in the VAR layers, VAR selects image-centric heads, and the redistributed
     attention differs from the raw one on the object patches."""
-    analysis = analyze(bundle, render(THREE_SHAPES), DEMO_PROMPT, VARConfig(), max_new_tokens=3)
+    analysis = analyze(bundle, render(DEMO_SCENE), DEMO_PROMPT, VARConfig(), max_new_tokens=3)
     var = analysis.var
     layers = list(VARConfig().resolve_layers(bundle.num_layers))
     assert var.visual_sinks[layers].any(), "no visual token passes τ in the VAR layers"
     assert var.selected[layers].any(-1).sum() >= 1, "VAR selected no (layer, head) pair"
-    objects = shape_patches(THREE_SHAPES, 8)
+    objects = shape_patches(DEMO_SCENE, 8)
     before = var.attn_to_visual_raw[..., objects].sum(-1)
     after = var.attn_to_visual[..., objects].sum(-1)
     assert (after[var.selected] > before[var.selected] + 1e-6).all()  # the budget lands on non-sink patches

@@ -114,7 +114,7 @@ def test_unknown_kind_is_rejected():
 
 
 @pytest.mark.parametrize("make", [make_scene, make_shifted_scene])
-def test_object_coverage_is_exact_pixels_inside_the_bounding_discs(make):
+def test_object_coverage_counts_painted_pixels_inside_the_bounding_discs(make):
     """Painted pixels per patch: only where a shape's bounding disc reaches (shape_patches), full at a big shape's
     centre, zero on a plain background far from every shape."""
     for seed in range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + 20):
