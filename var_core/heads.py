@@ -17,6 +17,22 @@ def attention_mass(attn: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     return (attn.float() * _key_mask(key_mask, attn.float())).sum(-1)
 
 
+def non_sink_ratio(visual_mass: torch.Tensor, non_sink_mass: torch.Tensor) -> torch.Tensor:
+    """r = Σ_{visual non-sink} α / Σ_{visual} α from the two masses; 0 (never NaN) where the visual mass is 0."""
+    return non_sink_mass / visual_mass.clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def rho_margin_column(visual_mask: torch.Tensor, non_sink_mask: torch.Tensor, rho: float) -> torch.Tensor:
+    """Key weights (float32) whose attention-weighted sum, Σ_{visual non-sink} α − rho·Σ_{visual} α, is ≥ 0 exactly
+    when r ≥ rho in a row with visual mass: the ratio test without a division, so it rides in the masses matmul."""
+    return non_sink_mask.float() - rho * visual_mask.float()
+
+
+def image_centric(visual_mass: torch.Tensor, rho_margin: torch.Tensor, min_visual_mass: float) -> torch.Tensor:
+    """The rule on precomputed masses: visual mass ≥ min_visual_mass AND r ≥ rho (as rho_margin ≥ 0), bool."""
+    return (visual_mass >= min_visual_mass) & (rho_margin >= 0)
+
+
 def head_statistics(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: torch.Tensor):
     """(visual mass, visual non-sink ratio r, mass on all sinks), each [B, H, Q] float32, in one matmul.
 
@@ -28,8 +44,7 @@ def head_statistics(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: to
     columns = torch.stack([visual_mask, visual_mask & ~sink_mask, sink_mask], dim=-1).float()  # [B, K, 3]
     masses = torch.matmul(attn.float(), columns[:, None])  # [B, H, Q, 3]
     total, non_sink, sinks = masses.unbind(-1)
-    ratio = torch.where(total > 0, non_sink / total.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(total))
-    return total, ratio, sinks
+    return total, non_sink_ratio(total, non_sink), sinks
 
 
 def visual_non_sink_ratio(attn: torch.Tensor, visual_mask: torch.Tensor, sink_mask: torch.Tensor) -> torch.Tensor:

@@ -19,34 +19,64 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
-from var_core.heads import head_statistics
-from var_core.redistribute import redistribute
+from var_core.heads import image_centric, rho_margin_column
+from var_core.redistribute import key_deltas, rescale_, row_coefficients
 from var_core.sink import phi
 
 ATTENTION_NAME = "var_eager"
 
 
+# The masses one matmul gives per acted-on row (the last axis of LayerRecord.masses), in this order:
+MASS_COLUMNS = ("visual", "visual_non_sink", "sinks", "rho_margin", "receivers", "recycled")
+VISUAL, NON_SINK, SINKS, RHO_MARGIN, RECEIVERS, RECYCLED = range(len(MASS_COLUMNS))
+
+
 @dataclass
 class LayerRecord:
-    """What one layer's attention produced for the captured query rows (lists of per-call chunks)."""
+    """What one layer's attention produced for the captured query rows: per-call chunks, kept on the layer's
+    device until the run ends, so capturing never waits for the device while decoding."""
 
-    attn_to_visual: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_vis] as used by the model
-    attn_to_visual_raw: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_vis] before VAR
-    visual_mass: list[torch.Tensor] = field(default_factory=list)  # [H, Q]
-    sink_mass: list[torch.Tensor] = field(default_factory=list)  # [H, Q] mass on all sink tokens
-    ratio: list[torch.Tensor] = field(default_factory=list)  # [H, Q] visual non-sink ratio r
-    selected: list[torch.Tensor] = field(default_factory=list)  # [H, Q] image-centric head rows
+    attn_to_visual: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] as used by the model
+    attn_to_visual_raw: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] before VAR
+    masses: list[torch.Tensor] = field(default_factory=list)  # [H, Q, len(MASS_COLUMNS)] float32, before VAR
+
+
+@dataclass
+class LayerPlan:
+    """One layer's per-key data, built once from its prefill sink mask and reused at every call of the run.
+
+    columns: [capacity, 6] float32 key weights in MASS_COLUMNS order (one matmul gives every mass that head
+    selection, VAR and capture need); deltas: [2, capacity] VAR's per-key constants (`redistribute.key_deltas`).
+    Both run past the prompt (a generated key is a receiver only in the `budget_to="text"` ablation) and are
+    sliced to each call's key count. has_visual_sinks: whether an image token is a sink here (else nothing is
+    selected).
+    """
+
+    columns: torch.Tensor
+    deltas: torch.Tensor
+    grid: torch.Tensor
+    has_visual_sinks: bool
+
+    def for_keys(self, keys: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(columns, deltas) for `keys` keys, as views; doubles the capacity when decoding outgrows it (generated
+        keys repeat the last column, which `_build_plan` makes a generated key's)."""
+        if keys > len(self.columns):
+            extra = max(keys, 2 * len(self.columns)) - len(self.columns)
+            self.columns = torch.cat([self.columns, self.columns[-1:].expand(extra, -1)])
+            self.deltas = torch.cat([self.deltas, self.deltas[:, -1:].expand(-1, extra)], dim=1)
+        return self.columns[:keys], self.deltas[:, :keys]
 
 
 @dataclass
 class RunState:
-    """Everything one run's hook needs and produces; created per request, never shared.
+    """Everything one run's hook needs and produces; created per request (batch 1), never shared.
 
-    visual_mask: [B, T_prompt] bool, every image token (VAR's I_vis). query_start: first prompt position whose
+    visual_mask: [1, T_prompt] bool, every image token (VAR's I_vis). query_start: first prompt position whose
     query rows VAR/capture act on (the text after the image); every decode step is acted on too.
     grid_positions: the visual tokens drawn as the heatmap grid, raster order (default: all visual tokens).
     mask_positions: [N] prompt key positions whose attention is removed (−∞ before the softmax) for every query
     row VAR acts on (the text after the image, and decoding) in every layer — paper Fig. 3b; None = no masking.
+    phi, sink_masks, profile_hidden and the records stay on the model's device until `run.generate` collects them.
     """
 
     visual_mask: torch.Tensor
@@ -60,26 +90,26 @@ class RunState:
     capture: bool = True
     profile_layer: int | None = None
     mask_positions: torch.Tensor | None = None
-    sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
-    phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [B, T_prompt]
-    profile_hidden: torch.Tensor | None = None  # [B, T_prompt, D] at profile_layer
+    sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
+    phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
+    profile_hidden: torch.Tensor | None = None  # [1, T_prompt, D] at profile_layer
+    plans: dict[int, LayerPlan] = field(default_factory=dict)
     layers: dict[int, LayerRecord] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.visual_mask.dim() != 2 or self.visual_mask.shape[0] != 1:
+            raise ValueError(f"visual_mask has shape {tuple(self.visual_mask.shape)}: the hook traces one request "
+                             "at a time, [1, T_prompt]")
 
 
 _ACTIVE_RUN: ContextVar[RunState | None] = ContextVar("var_active_run", default=None)
 
 
-def _pad_keys(mask: torch.Tensor, keys: int) -> torch.Tensor:
-    """Extend a [B, T_prompt] key mask with False for generated tokens, to [B, keys]."""
-    extra = keys - mask.shape[1]
-    return mask if extra <= 0 else torch.nn.functional.pad(mask, (0, extra), value=False)
-
-
 def _record_sinks(state: RunState, layer: int, hidden: torch.Tensor) -> None:
-    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer`."""
+    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer` (left on the device)."""
     values = phi(hidden, state.sink_dims)
-    state.phi[layer] = values.cpu()
-    state.sink_masks[layer] = (values > state.tau).cpu()
+    state.phi[layer] = values
+    state.sink_masks[layer] = values > state.tau
     if layer == state.profile_layer:
         state.profile_hidden = hidden.detach().float()
 
@@ -93,49 +123,64 @@ def _sink_pre_hook(layer: int):
     return hook
 
 
-def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
-    """VAR on the selected rows of this layer (if active), and capture of the text→visual rows."""
-    acting = state.var is not None and layer in state.var_layers
-    layer_sinks = state.sink_masks.get(layer)
-    all_heads = acting and not state.var.select_heads  # ablation: acts even without visual sinks
-    if not state.capture and not all_heads and (not acting or layer_sinks is None
-                                                 or not (layer_sinks & state.visual_mask).any()):
-        return weights  # nothing to record and nothing to redistribute: plain eager attention
-    batch, _, queries, keys = weights.shape
-    device = weights.device  # layers may sit on different GPUs with device_map="auto"
-    visual = _pad_keys(state.visual_mask.to(device), keys)
-    sinks = _pad_keys((layer_sinks if layer_sinks is not None else torch.zeros_like(state.visual_mask)).to(device),
-                      keys)
-    positions = torch.arange(keys - queries, keys, device=weights.device)
-    query_mask = (positions >= state.query_start).expand(batch, queries)
+def _build_plan(state: RunState, layer: int, device: torch.device) -> LayerPlan:
+    """The layer's key data on the layer's device (layers may sit on different GPUs). Its one host
+    synchronisation, once per layer per run, is reading whether the layer has visual sinks."""
+    var = state.var or state.selection
+    generated = torch.zeros(1, 1, dtype=torch.bool, device=device)  # one generated key: neither visual nor a sink
+    visual = torch.cat([state.visual_mask.to(device), generated], dim=1)
+    sinks = torch.cat([state.sink_masks[layer].to(device), generated], dim=1)
     visual_sinks = sinks & visual
-    has_visual_sink = visual_sinks.any(-1)  # official: a layer without visual sinks selects nothing
-    mass, ratio, sink_mass = head_statistics(weights, visual, sinks)
-    selected = (mass >= state.selection.min_visual_mass) & (ratio >= state.selection.rho)
-    selected &= has_visual_sink[:, None, None] & query_mask[:, None, :]
+    recycled = sinks if var.recycle_text_sinks else visual_sinks
+    receivers = visual & ~sinks if var.budget_to == "visual" else ~visual & ~sinks
+    non_sink = visual & ~sinks
+    columns = torch.stack([visual.float(), non_sink.float(), sinks.float(),
+                           rho_margin_column(visual, non_sink, state.selection.rho), receivers.float(),
+                           recycled.float()], dim=-1)[0]
+    grid = state.grid_positions if state.grid_positions is not None else state.visual_mask[0].nonzero().flatten()
+    plan = LayerPlan(columns=columns, deltas=key_deltas(recycled, receivers, var.p)[0], grid=grid.to(device),
+                     has_visual_sinks=bool(visual_sinks.any()))
+    plan.for_keys(2 * len(columns))  # room for decoding without regrowing
+    return plan
 
-    new_weights = weights
-    if acting:
-        recycled = sinks if state.var.recycle_text_sinks else visual_sinks
-        rows = query_mask[:, None, :].expand_as(selected) if all_heads else selected
-        receivers = None if state.var.budget_to == "visual" else ~visual & ~sinks  # "text": text non-sink tokens
-        new_weights = redistribute(weights, visual, recycled, rows, state.var.p, query_mask, receiver_mask=receivers)
 
-    first_row = max(0, state.query_start - (keys - queries))  # captured rows are the contiguous tail
-    if state.capture and first_row < queries:
-        grid = state.grid_positions
-        if grid is None:
-            grid = state.visual_mask[0].nonzero().flatten()
-        grid = grid.to(device)
+def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
+    """VAR (in place) on the selected rows of this layer if it acts here, and capture of the text→visual rows.
+
+    Only the rows after the image are touched (at prefill the text after it, at decode the new token); one
+    matmul gives the masses that selection, redistribution and capture share.
+    """
+    acting = state.var is not None and layer in state.var_layers
+    if not (state.capture or acting):
+        return weights  # nothing to record and nothing to redistribute: plain eager attention
+    plan = state.plans.get(layer)
+    if plan is None:
+        plan = state.plans[layer] = _build_plan(state, layer, weights.device)
+    all_heads = acting and not state.var.select_heads  # ablation: acts even without visual sinks
+    redistributing = acting and (all_heads or plan.has_visual_sinks)
+    queries, keys = weights.shape[-2:]
+    first_row = max(0, state.query_start - (keys - queries))  # acted-on rows are the contiguous tail
+    if first_row >= queries or not (state.capture or redistributing):
+        return weights
+    rows = weights[:, :, first_row:] if first_row else weights
+    columns, deltas = plan.for_keys(keys)
+    masses = torch.mm(rows.reshape(-1, keys).float(), columns)  # [H·Q, 6], before VAR
+    if state.capture:
         record = state.layers.setdefault(layer, LayerRecord())
-        record.attn_to_visual.append(new_weights[0, :, first_row:].index_select(-1, grid).float().cpu())
+        record.masses.append(masses.view(*rows.shape[1:3], -1))
+        captured = rows[0].index_select(-1, plan.grid)
         if state.var is not None:
-            record.attn_to_visual_raw.append(weights[0, :, first_row:].index_select(-1, grid).float().cpu())
-        record.visual_mass.append(mass[0, :, first_row:].cpu())
-        record.sink_mass.append(sink_mass[0, :, first_row:].cpu())
-        record.ratio.append(ratio[0, :, first_row:].cpu())
-        record.selected.append(selected[0, :, first_row:].cpu())
-    return new_weights
+            record.attn_to_visual_raw.append(captured)
+    if redistributing:
+        selected = None if all_heads else image_centric(masses[:, VISUAL], masses[:, RHO_MARGIN],
+                                                                   state.selection.min_visual_mass)
+        coefficients = row_coefficients(masses[:, RECEIVERS:RECYCLED + 1], selected)
+        rescale_(rows, coefficients.view(*rows.shape[:3], 2), deltas)
+        if state.capture:
+            captured = rows[0].index_select(-1, plan.grid)
+    if state.capture:
+        record.attn_to_visual.append(captured)
+    return weights
 
 
 def _mask_keys(state: RunState, scores: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,39 @@
-"""Visual attention redistribution (paper §4.2, Eq. 4–5): recycle sink attention into the image."""
+"""Visual attention redistribution (paper §4.2, Eq. 4–5): recycle sink attention into the image.
+
+The update is a per-row rescaling: α ← α + α·δ, with δ = −p on sink keys, p·Σ_sinks α / Σ_receivers α on receiver
+keys and 0 elsewhere. δ factors into per-row coefficients (`row_coefficients`, from masses the caller already has:
+the hook gets them from the head statistics it computes anyway) times per-key constants (`key_deltas`, built once
+per layer), so `rescale_` is one small matmul and one in-place update; unselected rows get δ = 0 exactly and stay
+bit-identical.
+"""
 
 from __future__ import annotations
 
 import torch
+
+
+
+def check_fraction(p) -> None:
+    if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+        raise ValueError(f"p={p!r} must be in [0, 1]: it is the fraction of sink attention that is moved")
+
+
+def key_deltas(sink_mask: torch.Tensor, receiver_mask: torch.Tensor, p: float) -> torch.Tensor:
+    """[B, 2, K] float32 per-key constants: (−p on sinks, p on receivers); a sink never receives."""
+    return torch.stack([sink_mask * -p, (receiver_mask & ~sink_mask) * p], dim=1).float()
+
+
+def row_coefficients(receiver_and_sink_mass: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """[..., 2] float32 from [..., 2] (Σ_receivers α, Σ_sinks α): (1, sink/receiver mass) on the `rows` (bool [...],
+    None = all) that have receiver mass, (0, 0) on every other row (those are left bit-identical)."""
+    receiver_mass = receiver_and_sink_mass[..., :1]
+    active = receiver_mass > 0 if rows is None else (receiver_mass > 0) & rows[..., None]
+    return torch.where(active, receiver_and_sink_mass / receiver_mass, 0.0)
+
+
+def rescale_(attn: torch.Tensor, coefficients: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """attn [B, H, Q, K] += attn · (coefficients @ deltas), in place; δ in float32, stored in attn's dtype."""
+    return attn.addcmul_(attn, torch.matmul(coefficients, deltas))
 
 
 @torch.no_grad()
@@ -25,8 +56,7 @@ def redistribute(
     other receivers instead (e.g. text tokens, paper Table 5 ablation); sinks never receive. Rows not selected, and
     rows with no visual non-sink mass, are returned bit-identical. Computed in float32, returned in attn's dtype.
     """
-    if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
-        raise ValueError(f"p={p!r} must be in [0, 1]: it is the fraction of sink attention that is moved")
+    check_fraction(p)
     batch, heads, queries, keys = attn.shape
     receiver_mask = visual_mask if receiver_mask is None else receiver_mask
     for name, mask, shape in (("visual_mask", visual_mask, (batch, keys)), ("sink_mask", sink_mask, (batch, keys)),
@@ -35,15 +65,7 @@ def redistribute(
         if tuple(mask.shape) != shape:
             raise ValueError(f"{name} has shape {tuple(mask.shape)}, expected {shape} for attention {tuple(attn.shape)}")
     rows = head_mask if query_mask is None else head_mask & query_mask[:, None, :]
-
-    weights = attn.float()
-    sinks = sink_mask[:, None, None, :]
-    receivers = (receiver_mask & ~sink_mask)[:, None, None, :]
-    receiver_weights = torch.where(receivers, weights, 0.0)
-    receiver_mass = receiver_weights.sum(-1, keepdim=True)
-    budget = p * torch.where(sinks, weights, 0.0).sum(-1, keepdim=True)
-
-    share = receiver_weights / receiver_mass.clamp_min(torch.finfo(torch.float32).tiny)
-    updated = torch.where(sinks, weights * (1.0 - p), weights + budget * share)
-    active = rows[..., None] & (receiver_mass > 0)
-    return torch.where(active, updated.to(attn.dtype), attn)
+    receivers = receiver_mask & ~sink_mask
+    columns = torch.stack([receivers, sink_mask], dim=-1).float()[:, None]  # [B, 1, K, 2]
+    coefficients = row_coefficients(torch.matmul(attn.float(), columns), rows)
+    return rescale_(attn.clone(), coefficients, key_deltas(sink_mask, receivers, p)[:, None])

@@ -11,7 +11,8 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from var_core.config import VARConfig
-from var_core.hook import RunState, attention_hook
+from var_core.heads import image_centric, non_sink_ratio
+from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
 from var_core.models.bundle import ModelBundle
 from var_core.registry import validate_tau
 from var_core.trace import Trace
@@ -56,29 +57,34 @@ def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
     return image.convert("RGB")
 
 
-def _stack(chunks: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
-    """Concatenate per-call chunks along the query axis (axis 1 of [H, Q, ...])."""
-    if not chunks:
-        return np.zeros(empty_shape, dtype=np.float32)
-    return torch.cat(chunks, dim=1).cpu().numpy()
+def _to_host(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Stack same-shaped tensors (layers may sit on several devices) and copy them to the CPU in one transfer."""
+    device = tensors[0].device
+    return torch.stack([tensor.to(device) for tensor in tensors]).cpu()
 
 
-def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: int) -> dict[str, np.ndarray]:
-    """Stack the hook's per-layer records into [L, H, Q, ...] arrays."""
-    names = ("attn_to_visual", "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected")
-    out = {}
-    for name in names:
-        per_layer = []
-        for layer in range(num_layers):
-            record = state.layers.get(layer)
-            chunks = getattr(record, name) if record is not None else []
-            extra = (n_visual,) if name.startswith("attn") else ()
-            per_layer.append(_stack(chunks, (num_heads, 0, *extra)))
-        out[name] = np.stack(per_layer)
-    out["selected"] = out["selected"].astype(bool)
-    if state.var is None:
-        out["attn_to_visual_raw"] = None
-    return out
+def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: int) -> dict[str, np.ndarray | None]:
+    """The hook's per-call records as [L, H, Q, ...] arrays; ratio and the image-centric rows follow from the
+    captured masses by the same rule the hook applied while running."""
+    if not state.layers:  # capture off (or no row after the image): empty query axis
+        empty = {name: np.zeros((num_layers, num_heads, 0, *tail), np.float32)
+                 for name, tail in (("attn_to_visual", (n_visual,)), ("visual_mass", ()), ("sink_mass", ()),
+                                    ("ratio", ()))}
+        return {**empty, "attn_to_visual_raw": None, "selected": np.zeros((num_layers, num_heads, 0), bool)}
+    records = [state.layers[layer] for layer in range(num_layers)]
+
+    def stacked(name: str) -> torch.Tensor:
+        return _to_host([torch.cat(getattr(record, name), dim=1) for record in records]).float()
+
+    masses = stacked("masses")
+    visual_mass, non_sink, sink_mass = masses[..., VISUAL], masses[..., NON_SINK], masses[..., SINKS]
+    ratio = non_sink_ratio(visual_mass, non_sink)
+    has_visual_sinks = torch.tensor([state.plans[layer].has_visual_sinks for layer in range(num_layers)])
+    selected = image_centric(visual_mass, masses[..., RHO_MARGIN], state.selection.min_visual_mass)
+    return {"attn_to_visual": stacked("attn_to_visual").numpy(),
+            "attn_to_visual_raw": stacked("attn_to_visual_raw").numpy() if state.var is not None else None,
+            "visual_mass": visual_mass.numpy(), "sink_mass": sink_mass.numpy(), "ratio": ratio.numpy(),
+            "selected": (selected & has_visual_sinks[:, None, None]).numpy()}
 
 
 def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,8 +173,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         image=prepared.image, grid=tuple(prepared.grid), visual_positions=visual_positions,
         image_token_positions=prepared.visual_positions.cpu().numpy(),
         query_positions=np.arange(state.query_start, state.query_start + (n_queries if capture else 0)),
-        phi=torch.cat([state.phi[layer] for layer in range(num_layers)]).cpu().numpy(),
-        sink_mask=torch.cat([state.sink_masks[layer] for layer in range(num_layers)]).cpu().numpy(),
+        phi=_to_host([state.phi[layer][0] for layer in range(num_layers)]).numpy(),
+        sink_mask=_to_host([state.sink_masks[layer][0] for layer in range(num_layers)]).numpy(),
         profile_hidden=profile_hidden, profile_tokens=profile_tokens, profile_layer=state.profile_layer,
         settings={"model": bundle.name, "sink_dims": list(sink_dims), "tau": float(tau), "rho": selection.rho,
                   "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
