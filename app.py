@@ -7,6 +7,7 @@ wires the two together and turns mistakes into messages.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from var_core.gpu import describe as describe_devices, gpu_task, on_zero_gpu  # first: `spaces` must precede CUDA
 
-import anyio
 import gradio as gr
 import numpy as np
 import pandas as pd
@@ -172,11 +172,11 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     signal = running.start(session)
     stop = None if on_zero_gpu() else signal
     try:
-        return await anyio.to_thread.run_sync(
-            lambda: run_analysis(image, prompt, model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, progress,
-                                 stop),
-            abandon_on_cancel=True)  # a cancelled request returns at once; its decoding ends at the next token
-    except anyio.get_cancelled_exc_class():
+        # on the model thread (see var_core.models.slot); a cancelled request returns at once and its decoding
+        # ends at the next token
+        return await asyncio.wrap_future(slot.submit(run_analysis, image, prompt, model_id or DEFAULT_MODEL_ID,
+                                                     settings, max_new_tokens, progress, stop))
+    except asyncio.CancelledError:
         signal.set()
         raise
     except (ValueError, ModelLoadError) as error:
@@ -329,7 +329,7 @@ def run_experiment(name, n_samples, progress=gr.Progress()):
     if name not in EXPERIMENTS:
         raise gr.Error(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
     try:
-        rows, figures = run_quick(name, int(n_samples), bundle=slot.current,
+        rows, figures = slot.call(run_quick, name, int(n_samples), bundle=slot.current,
                                   progress_callback=lambda done, total, message: progress((done, total), desc=message))
     except ValueError as error:
         raise gr.Error(str(error)) from None

@@ -30,3 +30,18 @@ def test_switching_replaces_the_model():
     slot = ModelSlot(loader=fake_loader)
     slot.get("a")
     assert slot.get("b") == "bundle:b" and slot.loads == 2
+
+
+def test_loads_and_calls_run_on_one_model_thread_whoever_asks():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = []
+    slot = ModelSlot(loader=lambda model_id, allow_any=False: threads.append(threading.get_ident()) or model_id)
+    with ThreadPoolExecutor(3) as pool:  # a server's request threads
+        list(pool.map(slot.get, ["a", "b", "c"]))
+        threads += pool.map(lambda _: slot.call(threading.get_ident), range(3))
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    # work already on the model thread that calls back into the slot runs inline instead of deadlocking
+    assert slot.call(lambda: slot.call(threading.get_ident)) == threads[0]
+    assert slot.submit(slot.get, "c").result(timeout=5) == "c"
