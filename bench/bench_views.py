@@ -96,7 +96,7 @@ def main() -> dict:
         checks.append({"figure": f"slowest view, {shape} ({slowest})", "target": f"≤ {BUDGET_MS:.0f} ms",
                        "measured": f"{rows[slowest]['median_ms']:.0f} ms", "pass": rows[slowest]["ok"]})
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    OUT.write_text(json.dumps({**results, "checks": checks}, indent=2) + "\n")
     print(f"wrote {OUT}")
     return {"checks": checks}
 

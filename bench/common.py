@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: machine description, interleaved medians, result files."""
+"""Shared benchmark helpers: the device, machine description, peak memory, result files."""
 
 from __future__ import annotations
 
@@ -6,19 +6,28 @@ import json
 import os
 import platform
 import resource
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from var_core.gpu import device_choice
+
 RESULTS = Path(__file__).parent / "results"
+EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "demo_three_shapes.png"
+
+
+def bench_device() -> tuple[torch.device, torch.dtype, str]:
+    """(device, dtype for hub-like models, one-line description): CUDA where there is one (var_core.gpu's choice,
+    so VAR_DEVICE / VAR_DTYPE apply), else the CPU."""
+    device, dtype, _ = device_choice()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return device, dtype, f"{device.type} ({name}), {str(dtype).removeprefix('torch.')}"
 
 
 def machine() -> dict:
     """What the numbers were measured on."""
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": bench_device()[2],
             "loadavg_at_start": os.getloadavg()}
 
 
@@ -30,21 +39,6 @@ def peak_rss_mib() -> float:
     except OSError:  # not Linux: ru_maxrss is the best there is (kB on Linux, bytes on macOS)
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if platform.system() == "Darwin" else 1024)
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
-
-
-def interleaved_medians(cases: dict, reps: int = 5, warmup: int = 1) -> dict[str, dict]:
-    """Time each zero-argument callable `reps` times, cases interleaved round-robin so machine noise hits all
-    alike; returns name → {median_s, runs_s}."""
-    for _ in range(warmup):
-        for run in cases.values():
-            run()
-    runs = {name: [] for name in cases}
-    for _ in range(reps):
-        for name, run in cases.items():
-            start = time.perf_counter()
-            run()
-            runs[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(times), "runs_s": times} for name, times in runs.items()}
 
 
 def write(name: str, payload: dict) -> Path:

@@ -13,22 +13,26 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import math
+
 import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
-from var_core.heads import image_centric, rho_margin_column
+from var_core.heads import rho_margin_column
 from var_core.redistribute import key_deltas, rescale_, row_coefficients
 from var_core.sink import phi
 
 ATTENTION_NAME = "var_eager"
+TINY = torch.finfo(torch.float32).tiny  # the least receiver mass VAR divides by
 
 
 # The masses one matmul gives per acted-on row (the last axis of LayerRecord.masses), in this order:
-MASS_COLUMNS = ("visual", "visual_non_sink", "sinks", "rho_margin", "receivers", "recycled")
-VISUAL, NON_SINK, SINKS, RHO_MARGIN, RECEIVERS, RECYCLED = range(len(MASS_COLUMNS))
+MASS_COLUMNS = ("visual", "rho_margin", "receivers", "recycled", "visual_non_sink", "sinks")
+VISUAL, RHO_MARGIN, RECEIVERS, RECYCLED, NON_SINK, SINKS = range(len(MASS_COLUMNS))
+VISUAL_SINK = 3  # the key kind `visual + 2·sink` of a visual sink (KeyTables)
 
 
 @dataclass
@@ -42,28 +46,42 @@ class LayerRecord:
 
 
 @dataclass
+class KeyTables:
+    """Per key kind (text, visual non-sink, text sink, visual sink: `visual + 2·sink`), the run's mass columns and
+    VAR deltas, so a layer's per-key data is one table lookup of its kinds. Built once per run and device."""
+
+    columns: torch.Tensor  # [4, 6] float32 in MASS_COLUMNS order
+    deltas: torch.Tensor  # [4, 6]: −p on the receivers column for recycled sinks, p on the recycled column for receivers
+    floors: torch.Tensor  # [6] the least masses of a row VAR acts on
+
+
+@dataclass
 class LayerPlan:
     """One layer's per-key data, built once from its prefill sink mask and reused at every call of the run.
 
-    columns: [capacity, 6] float32 key weights in MASS_COLUMNS order (one matmul gives every mass that head
-    selection, VAR and capture need); deltas: [2, capacity] VAR's per-key constants (`redistribute.key_deltas`).
-    Both run past the prompt (a generated key is a receiver only in the `budget_to="text"` ablation) and are
-    sliced to each call's key count. has_visual_sinks: whether an image token is a sink here (else nothing is
-    selected).
+    kinds: [capacity] each key's kind (generated keys are text non-sinks); columns: [capacity, 6] float32 key weights
+    in MASS_COLUMNS order (one matmul gives every mass that head selection, VAR and capture need); deltas:
+    [6, capacity] VAR's per-key constants, so δ = row_coefficients(masses) @ deltas. Both are sliced to each call's
+    key count and regrown when decoding outgrows them. has_visual_sinks: whether an image token is a sink here
+    (else nothing is selected).
     """
 
-    columns: torch.Tensor
-    deltas: torch.Tensor
+    kinds: torch.Tensor
+    tables: KeyTables
     grid: torch.Tensor
     has_visual_sinks: bool
+    columns: torch.Tensor = field(init=False)
+    deltas: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        self.columns = self.tables.columns[self.kinds]
+        self.deltas = self.tables.deltas[self.kinds].T
 
     def for_keys(self, keys: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(columns, deltas) for `keys` keys, as views; doubles the capacity when decoding outgrows it (generated
-        keys repeat the last column, which `_build_plan` makes a generated key's)."""
-        if keys > len(self.columns):
-            extra = max(keys, 2 * len(self.columns)) - len(self.columns)
-            self.columns = torch.cat([self.columns, self.columns[-1:].expand(extra, -1)])
-            self.deltas = torch.cat([self.deltas, self.deltas[:, -1:].expand(-1, extra)], dim=1)
+        """(columns, deltas) for `keys` keys, as views; doubles the capacity when decoding outgrows it."""
+        if keys > len(self.kinds):
+            self.kinds = torch.nn.functional.pad(self.kinds, (0, max(keys, 2 * len(self.kinds)) - len(self.kinds)))
+            self.__post_init__()
         return self.columns[:keys], self.deltas[:, :keys]
 
 
@@ -94,6 +112,7 @@ class RunState:
     phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
     profile_hidden: torch.Tensor | None = None  # [1, T_prompt, D] at profile_layer
     plans: dict[int, LayerPlan] = field(default_factory=dict)
+    tables: dict[torch.device, KeyTables] = field(default_factory=dict)
     layers: dict[int, LayerRecord] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -123,25 +142,37 @@ def _sink_pre_hook(layer: int):
     return hook
 
 
+def _key_tables(state: RunState, device: torch.device) -> KeyTables:
+    """The run's KeyTables on `device`: mass columns and VAR deltas of the four key kinds, and the floors."""
+    var = state.var or state.selection
+    visual, sinks = torch.tensor([False, True, False, True]), torch.tensor([False, False, True, True])
+    non_sink = visual & ~sinks
+    recycled = sinks if var.recycle_text_sinks else sinks & visual
+    receivers = non_sink if var.budget_to == "visual" else ~visual & ~sinks
+    columns = torch.stack([visual.float(), rho_margin_column(visual, non_sink, state.selection.rho),
+                           receivers.float(), recycled.float(), non_sink.float(), sinks.float()], dim=-1)
+    deltas = torch.zeros_like(columns)
+    deltas[:, RECEIVERS:RECYCLED + 1] = key_deltas(recycled[None], receivers[None], var.p)[0].T
+    # a row is redistributed when its masses reach these floors: the image-centric rule (paper §4.1: visual mass and
+    # ρ margin; not without head selection) and some receiver mass
+    floors = torch.full((len(MASS_COLUMNS),), -math.inf)
+    floors[RECEIVERS] = TINY
+    if var.select_heads:
+        floors[VISUAL], floors[RHO_MARGIN] = state.selection.min_visual_mass, 0.0
+    return KeyTables(columns=columns.to(device), deltas=deltas.to(device), floors=floors.to(device))
+
+
 def _build_plan(state: RunState, layer: int, device: torch.device) -> LayerPlan:
     """The layer's key data on the layer's device (layers may sit on different GPUs). Its one host
     synchronisation, once per layer per run, is reading whether the layer has visual sinks."""
-    var = state.var or state.selection
-    generated = torch.zeros(1, 1, dtype=torch.bool, device=device)  # one generated key: neither visual nor a sink
-    visual = torch.cat([state.visual_mask.to(device), generated], dim=1)
-    sinks = torch.cat([state.sink_masks[layer].to(device), generated], dim=1)
-    visual_sinks = sinks & visual
-    recycled = sinks if var.recycle_text_sinks else visual_sinks
-    receivers = visual & ~sinks if var.budget_to == "visual" else ~visual & ~sinks
-    non_sink = visual & ~sinks
-    columns = torch.stack([visual.float(), non_sink.float(), sinks.float(),
-                           rho_margin_column(visual, non_sink, state.selection.rho), receivers.float(),
-                           recycled.float()], dim=-1)[0]
+    if device not in state.tables:
+        state.tables[device] = _key_tables(state, device)
+    prompt = state.visual_mask.shape[1]
+    kinds = torch.zeros(2 * prompt, dtype=torch.long, device=device)  # room for decoding without regrowing
+    kinds[:prompt] = state.visual_mask[0].to(device) + 2 * state.sink_masks[layer][0].to(device)
     grid = state.grid_positions if state.grid_positions is not None else state.visual_mask[0].nonzero().flatten()
-    plan = LayerPlan(columns=columns, deltas=key_deltas(recycled, receivers, var.p)[0], grid=grid.to(device),
-                     has_visual_sinks=bool(visual_sinks.any()))
-    plan.for_keys(2 * len(columns))  # room for decoding without regrowing
-    return plan
+    return LayerPlan(kinds=kinds, tables=state.tables[device], grid=grid.to(device),
+                     has_visual_sinks=bool((kinds == VISUAL_SINK).any()))
 
 
 def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
@@ -156,15 +187,15 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     plan = state.plans.get(layer)
     if plan is None:
         plan = state.plans[layer] = _build_plan(state, layer, weights.device)
-    all_heads = acting and not state.var.select_heads  # ablation: acts even without visual sinks
-    redistributing = acting and (all_heads or plan.has_visual_sinks)
+    redistributing = acting and (plan.has_visual_sinks or not state.var.select_heads)  # the ablation acts anyway
     queries, keys = weights.shape[-2:]
     first_row = max(0, state.query_start - (keys - queries))  # acted-on rows are the contiguous tail
     if first_row >= queries or not (state.capture or redistributing):
         return weights
     rows = weights[:, :, first_row:] if first_row else weights
     columns, deltas = plan.for_keys(keys)
-    masses = torch.mm(rows.reshape(-1, keys).float(), columns)  # [H·Q, 6], before VAR
+    flat = rows.reshape(-1, keys)
+    masses = torch.mm(flat if flat.dtype == torch.float32 else flat.float(), columns)  # [H·Q, 6], before VAR
     if state.capture:
         record = state.layers.setdefault(layer, LayerRecord())
         record.masses.append(masses.view(*rows.shape[1:3], -1))
@@ -172,10 +203,8 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         if state.var is not None:
             record.attn_to_visual_raw.append(captured)
     if redistributing:
-        selected = None if all_heads else image_centric(masses[:, VISUAL], masses[:, RHO_MARGIN],
-                                                                   state.selection.min_visual_mass)
-        coefficients = row_coefficients(masses[:, RECEIVERS:RECYCLED + 1], selected)
-        rescale_(rows, coefficients.view(*rows.shape[:3], 2), deltas)
+        active = (masses >= plan.tables.floors).all(-1, keepdim=True)
+        rescale_(rows, row_coefficients(masses, RECEIVERS, active), deltas)
         if state.capture:
             captured = rows[0].index_select(-1, plan.grid)
     if state.capture:

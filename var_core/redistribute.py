@@ -12,28 +12,29 @@ from __future__ import annotations
 import torch
 
 
-
 def check_fraction(p) -> None:
     if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise ValueError(f"p={p!r} must be in [0, 1]: it is the fraction of sink attention that is moved")
 
 
 def key_deltas(sink_mask: torch.Tensor, receiver_mask: torch.Tensor, p: float) -> torch.Tensor:
-    """[B, 2, K] float32 per-key constants: (−p on sinks, p on receivers); a sink never receives."""
+    """[B, 2, K] float32 per-key constants: (−p on sinks, p on receivers), the rows that multiply a row's
+    (receiver mass, sink mass) / receiver mass; a sink never receives."""
     return torch.stack([sink_mask * -p, (receiver_mask & ~sink_mask) * p], dim=1).float()
 
 
-def row_coefficients(receiver_and_sink_mass: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """[..., 2] float32 from [..., 2] (Σ_receivers α, Σ_sinks α): (1, sink/receiver mass) on the `rows` (bool [...],
-    None = all) that have receiver mass, (0, 0) on every other row (those are left bit-identical)."""
-    receiver_mass = receiver_and_sink_mass[..., :1]
-    active = receiver_mass > 0 if rows is None else (receiver_mass > 0) & rows[..., None]
-    return torch.where(active, receiver_and_sink_mass / receiver_mass, 0.0)
+def row_coefficients(masses: torch.Tensor, receivers: int, active: torch.Tensor) -> torch.Tensor:
+    """Every mass of a row divided by its receiver mass (masses[..., receivers]) on `active` rows (bool [..., 1]: the
+    rows to redistribute, each with receiver mass > 0), 0 on every other row (left bit-identical). With the
+    deltas of `key_deltas` placed at the receiver and recycled-sink columns, this gives δ = −p on sinks and
+    p·Σ_sinks α / Σ_receivers α on receivers."""
+    return torch.where(active, masses / masses[..., receivers:receivers + 1], 0.0)
 
 
 def rescale_(attn: torch.Tensor, coefficients: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """attn [B, H, Q, K] += attn · (coefficients @ deltas), in place; δ in float32, stored in attn's dtype."""
-    return attn.addcmul_(attn, torch.matmul(coefficients, deltas))
+    """attn [B, H, Q, K] += attn · δ in place, δ = coefficients @ deltas (any shapes whose product has attn's
+    number of elements, e.g. [B·H·Q, 2] @ [2, K]); δ in float32, stored in attn's dtype."""
+    return attn.addcmul_(attn, torch.matmul(coefficients, deltas).view(attn.shape))
 
 
 @torch.no_grad()
@@ -67,5 +68,6 @@ def redistribute(
     rows = head_mask if query_mask is None else head_mask & query_mask[:, None, :]
     receivers = receiver_mask & ~sink_mask
     columns = torch.stack([receivers, sink_mask], dim=-1).float()[:, None]  # [B, 1, K, 2]
-    coefficients = row_coefficients(torch.matmul(attn.float(), columns), rows)
+    masses = torch.matmul(attn.float(), columns)  # (receiver mass, sink mass) per row
+    coefficients = row_coefficients(masses, 0, (rows & (masses[..., 0] > 0))[..., None])
     return rescale_(attn.clone(), coefficients, key_deltas(sink_mask, receivers, p)[:, None])
