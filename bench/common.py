@@ -20,8 +20,16 @@ def bench_device() -> tuple[torch.device, torch.dtype, str]:
     """(device, dtype for hub-like models, one-line description): CUDA where there is one (var_core.gpu's choice,
     so VAR_DEVICE / VAR_DTYPE apply), else the CPU."""
     device, dtype, _ = device_choice()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return device, dtype, f"{device.type} ({name}), {str(dtype).removeprefix('torch.')}"
+
+
+def cpu_name() -> str:
+    """The CPU model and core count, e.g. "Intel(R) Xeon(R) ... × 2"."""
+    info = Path("/proc/cpuinfo")
+    model = next((line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                  if line.startswith("model name")), "") if info.exists() else ""
+    return f"{model or platform.processor() or 'CPU'} × {os.cpu_count()}"
 
 
 def machine() -> dict:
