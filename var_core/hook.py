@@ -194,11 +194,10 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         return weights
     rows = weights[:, :, first_row:] if first_row else weights
     columns, deltas = plan.for_keys(keys)
-    flat = rows.reshape(-1, keys)
-    masses = torch.mm(flat if flat.dtype == torch.float32 else flat.float(), columns)  # [H·Q, 6], before VAR
+    masses = torch.matmul(rows if rows.dtype == torch.float32 else rows.float(), columns)  # [1, H, Q, 6], before VAR
     if state.capture:
         record = state.layers.setdefault(layer, LayerRecord())
-        record.masses.append(masses.view(*rows.shape[1:3], -1))
+        record.masses.append(masses[0])
         captured = rows[0].index_select(-1, plan.grid)
         if state.var is not None:
             record.attn_to_visual_raw.append(captured)

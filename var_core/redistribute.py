@@ -32,9 +32,9 @@ def row_coefficients(masses: torch.Tensor, receivers: int, active: torch.Tensor)
 
 
 def rescale_(attn: torch.Tensor, coefficients: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """attn [B, H, Q, K] += attn · δ in place, δ = coefficients @ deltas (any shapes whose product has attn's
-    number of elements, e.g. [B·H·Q, 2] @ [2, K]); δ in float32, stored in attn's dtype."""
-    return attn.addcmul_(attn, torch.matmul(coefficients, deltas).view(attn.shape))
+    """attn [B, H, Q, K] += attn · δ in place, δ = coefficients [B, H, Q, C] @ deltas [C, K] or [B, 1, C, K];
+    δ in float32, stored in attn's dtype."""
+    return attn.addcmul_(attn, torch.matmul(coefficients, deltas))
 
 
 @torch.no_grad()

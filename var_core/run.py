@@ -114,7 +114,7 @@ def _raise_if_stopped(stop: threading.Event | None) -> None:
         raise GenerationStopped("stopped before the answer was complete")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
              max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
              mask_positions=None, stop: threading.Event | None = None) -> Trace:
