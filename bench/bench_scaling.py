@@ -3,8 +3,9 @@
 Run: `python -m bench.bench_scaling`. A random 8-layer LLaMA-decoder LLaVA built from configs (as the tests do) sees
 one view of 8 × 8 patches (64 visual tokens), one view of 24 × 24 (576, LLaVA-1.5's count) or five views of
 24 × 24 in one prompt (2,880, LLaVA-NeXT's base view + 4 tiles). For every size and mode (plain sdpa, the hook with
-VAR off, VAR with τ = 0.5 so that a random model has visual sinks, capture with VAR off) it times the prefill (1 new token) and the decoding (per
-generated token, from runs of 1 and 1 + DECODE tokens), counts the rows VAR changed, and the bytes capture keeps.
+VAR off, VAR with τ = 0.5 so that a random model has visual sinks, capture with VAR off) it times the prefill with the first
+token and, apart from it, each further generated token (a clock asked after every decoding step); it counts the
+rows VAR changed and the bytes capture keeps.
 Writes bench/results/scaling.json and bench/results/scaling.png.
 """
 
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: E402
 
 from bench.common import RESULTS, bench_device, write  # noqa: E402
 from tests.tiny_llava import tiny_llava  # noqa: E402
@@ -64,26 +66,49 @@ def sized_bundle(n_visual: int, device: torch.device, dtype: torch.dtype):
     return bundle
 
 
-def run_mode(bundle, image, mode: str, new_tokens: int):
+class StepClock(StoppingCriteria):
+    """Never stops; notes the time after every decoding step (also usable as `generate`'s `stop` signal, which is
+    asked `is_set()` after every step), so decoding is timed apart from the prefill."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def is_set(self) -> bool:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+        return False
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.is_set(), device=input_ids.device)
+
+    def split(self, start: float) -> tuple[float, float]:
+        """(prefill, seconds per further token): the longest interval since `start` is the prefill with the first
+        token, the median one a decoding step (extra checks before or after the run add only short intervals)."""
+        intervals = np.diff([start, *self.times])
+        return float(intervals.max()), float(np.median(intervals))
+
+
+def run_mode(bundle, image, mode: str, new_tokens: int, clock: StepClock | None = None):
     """One greedy run of exactly `new_tokens` tokens in `mode`; the Trace for hooked modes."""
     bundle.model.generation_config.min_new_tokens = new_tokens
     if mode == "plain sdpa":
         inputs = {k: v.to(bundle.device) for k, v in bundle.adapter.prepare(bundle, image, PROMPT).inputs.items()}
         bundle.model.set_attn_implementation("sdpa")
         with torch.no_grad():
-            return bundle.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+            return bundle.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
+                                         stopping_criteria=StoppingCriteriaList([clock] if clock else []))
     config = VAR if mode.startswith("VAR") else None
-    return generate(bundle, image, PROMPT, config=config, capture=mode.startswith("capture"), max_new_tokens=new_tokens)
+    return generate(bundle, image, PROMPT, config=config, capture=mode.startswith("capture"), max_new_tokens=new_tokens,
+                    stop=clock)
 
 
-def timed(bundle, image, mode: str, new_tokens: int) -> float:
-    if bundle.device.type == "cuda":
-        torch.cuda.synchronize()
+def timed(bundle, image, mode: str) -> tuple[float, float]:
+    """(prefill with the first token, decoding per further token) of one run, in seconds."""
+    clock = StepClock()
     start = time.perf_counter()
-    run_mode(bundle, image, mode, new_tokens)
-    if bundle.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    run_mode(bundle, image, mode, 1 + DECODE, clock)
+    return clock.split(start)
 
 
 def captured_bytes(trace) -> int:
@@ -98,19 +123,19 @@ def measure_size(n_visual: int, device, dtype) -> dict:
     image = Image.fromarray((np.random.RandomState(0).rand(120, 150, 3) * 255).astype("uint8"))
     for mode in MODES:  # warm-up
         run_mode(bundle, image, mode, 2)
-    prefill, total = {m: [] for m in MODES}, {m: [] for m in MODES}
+    prefill, per_token = {m: [] for m in MODES}, {m: [] for m in MODES}
     for _ in range(REPS):
         for mode in MODES:
-            prefill[mode].append(timed(bundle, image, mode, 1))
-            total[mode].append(timed(bundle, image, mode, 1 + DECODE))
-    per_token = {m: max(statistics.median(total[m]) - statistics.median(prefill[m]), 0.0) / DECODE for m in MODES}
+            first, rest = timed(bundle, image, mode)
+            prefill[mode].append(first)
+            per_token[mode].append(rest)
     with_var = generate(bundle, image, PROMPT, config=VAR, max_new_tokens=1 + DECODE)  # counts what VAR did
     changed = np.abs(with_var.attn_to_visual - with_var.attn_to_visual_raw).max(-1) > 0
     capture = run_mode(bundle, image, "capture (VAR off)", 1 + DECODE)
     tokens = len(capture.tokens)
     return {"n_visual": n_visual, "tokens": tokens, "heads": bundle.num_heads, "query_rows": len(capture.query_positions),
             "prefill_s": {m: statistics.median(prefill[m]) for m in MODES},
-            "decode_ms_per_token": {m: 1000 * per_token[m] for m in MODES},
+            "decode_ms_per_token": {m: 1000 * statistics.median(per_token[m]) for m in MODES},
             "var_changed_rows_per_step": float(changed.sum() / len(with_var.query_positions)),
             "var_rows_per_step": len(with_var.settings["var_layers"]) * with_var.num_heads,
             "captured_mib": captured_bytes(capture) / 2**20,
