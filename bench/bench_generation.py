@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import EXAMPLE, bench_device, write
+from bench.common import EXAMPLE, bench_device, changed_rows, write
 from var_core.config import VARConfig
 from var_core.models import load_default_model
 from var_core.run import generate
@@ -88,10 +88,9 @@ def var_activity(bundle, image, config: VARConfig) -> dict:
     """Rows VAR selected and rows it changed, per decoding step (from one run with capture)."""
     trace = generate(bundle, image, PROMPT, config=config, max_new_tokens=NEW_TOKENS)
     layers = trace.settings["var_layers"]
-    changed = np.abs(trace.attn_to_visual - trace.attn_to_visual_raw).max(-1) > 0  # [L, H, Q]
     steps = len(trace.query_positions)  # query rows: the prompt text after the image, then each decoded token
     return {"selected_rows_per_step": float(trace.selected[layers].sum() / steps),
-            "changed_rows_per_step": float(changed.sum() / steps), "rows_per_step": len(layers) * trace.num_heads,
+            "changed_rows_per_step": changed_rows(trace) / steps, "rows_per_step": len(layers) * trace.num_heads,
             "layers_with_visual_sinks": [int(i) for i in np.nonzero(trace.visual_sinks.any(-1))[0]]}
 
 

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from bench.common import peak_rss_mib, write
+from bench.common import changed_rows, peak_rss_mib, write
 
 PROMPT_WORDS, VISUAL = (32, 128, 512), {64: (32, 4), 576: (48, 2)}  # N_vis → (image size, patch)
 LAYERS, NEW_TOKENS = 8, 8
@@ -35,6 +35,7 @@ def measure_one(words: int, n_visual: int) -> dict:
     tokens = len(trace.tokens)
     full = LAYERS * bundle.num_heads * tokens * tokens * 4 * 2  # what keeping full T×T attention (×2) would cost
     return {"prompt_words": words, "n_visual": n_visual, "tokens": tokens, "queries": len(trace.query_positions),
+            "var_changed_rows": changed_rows(trace),
             "captured_mib": captured / 2**20, "full_attention_mib": full / 2**20,
             "peak_rss_mib": peak_rss_mib()}
 
@@ -52,7 +53,10 @@ def main() -> dict:
                   f"  peak RSS {row['peak_rss_mib']:6.0f} MiB")
     per_cell = [r["captured_mib"] / (r["queries"] * r["n_visual"]) for r in rows]
     linear = max(per_cell) / min(per_cell) < 1.2  # bytes per (query × visual token) is constant
-    checks = [{"figure": "capture memory ∝ L·H·Q·N_vis (bytes per query×visual token constant)",
+    acted = min(row["var_changed_rows"] for row in rows)
+    checks = [{"figure": "capture memory bench: VAR changed rows in every configuration", "target": "> 0 (VAR acts)",
+               "measured": f"at least {acted} rows", "pass": acted > 0},
+              {"figure": "capture memory ∝ L·H·Q·N_vis (bytes per query×visual token constant)",
                "target": "ratio max/min < 1.2", "measured": f"{max(per_cell) / min(per_cell):.3f}", "pass": linear}]
     write("memory", {"layers": LAYERS, "new_tokens": NEW_TOKENS, "rows": rows, "checks": checks})
     return {"checks": checks}

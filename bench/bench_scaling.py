@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: E402
 
-from bench.common import RESULTS, bench_device, write  # noqa: E402
+from bench.common import RESULTS, bench_device, changed_rows, write  # noqa: E402
 from tests.tiny_llava import tiny_llava  # noqa: E402
 from var_core.config import VARConfig  # noqa: E402
 from var_core.models.bundle import PreparedInputs  # noqa: E402
@@ -130,13 +130,12 @@ def measure_size(n_visual: int, device, dtype) -> dict:
             prefill[mode].append(first)
             per_token[mode].append(rest)
     with_var = generate(bundle, image, PROMPT, config=VAR, max_new_tokens=1 + DECODE)  # counts what VAR did
-    changed = np.abs(with_var.attn_to_visual - with_var.attn_to_visual_raw).max(-1) > 0
     capture = run_mode(bundle, image, "capture (VAR off)", 1 + DECODE)
     tokens = len(capture.tokens)
     return {"n_visual": n_visual, "tokens": tokens, "heads": bundle.num_heads, "query_rows": len(capture.query_positions),
             "prefill_s": {m: statistics.median(prefill[m]) for m in MODES},
             "decode_ms_per_token": {m: 1000 * statistics.median(per_token[m]) for m in MODES},
-            "var_changed_rows_per_step": float(changed.sum() / len(with_var.query_positions)),
+            "var_changed_rows_per_step": changed_rows(with_var) / len(with_var.query_positions),
             "var_rows_per_step": len(with_var.settings["var_layers"]) * with_var.num_heads,
             "captured_mib": captured_bytes(capture) / 2**20,
             "full_attention_mib": LAYERS * bundle.num_heads * tokens * tokens * 4 / 2**20}

@@ -54,3 +54,9 @@ def write(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
     return path
+
+
+def changed_rows(trace) -> int:
+    """(layer, head, query) rows whose attention to the image VAR changed in a captured run: a benchmark of "VAR on"
+    checks this is > 0, so a mode in which VAR does nothing cannot pass as a measurement."""
+    return int((trace.attn_to_visual != trace.attn_to_visual_raw).any(-1).sum())
