@@ -8,6 +8,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.models.llama.modeling_llama import repeat_kv
 
+from bench.common import changed_rows
 from var_core.config import VARConfig
 from var_core.heads import head_statistics
 from var_core.hook import _ACTIVE_RUN, ATTENTION_NAME, _mask_keys, var_attention_forward
@@ -168,3 +169,34 @@ def test_decoding_past_the_planned_key_capacity_still_equals_the_reference(tiny_
     expected = expected_arrays(reference, state, torch.as_tensor(trace.visual_positions))
     np.testing.assert_allclose(trace.attn_to_visual, expected["attn_to_visual"], atol=1e-6)
     np.testing.assert_array_equal(trace.selected, expected["selected"])
+
+
+SYNCING = ("item", "cpu", "numpy", "tolist", "nonzero", "__bool__", "__int__", "__float__")
+
+
+def test_decoding_steps_never_read_a_tensor_back_to_the_host(tiny_bundle, noise_image, monkeypatch):
+    """On CUDA each of these is a device synchronisation; the hook's decode path (VAR + capture) uses none, so a
+    GPU keeps running ahead. Host reads happen only at prefill (one per layer) and when the run ends."""
+    import var_core.hook as hook
+
+    reads, decoding = [], []
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if decoding:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    apply = hook._apply_var_and_capture
+
+    def watched(state, layer, weights):
+        decoding[:] = [True] if weights.shape[-2] == 1 else []
+        try:
+            return apply(state, layer, weights)
+        finally:
+            decoding.clear()
+    monkeypatch.setattr(hook, "_apply_var_and_capture", watched)
+    trace = generate(tiny_bundle, noise_image, PROMPT, config=VARConfig(tau=1.0, layers=LAYERS), max_new_tokens=6)
+    assert len(trace.query_positions) > 5 + 1 and changed_rows(trace) > 0  # decode steps ran, with VAR acting
+    assert reads == []
