@@ -5,6 +5,11 @@ One function is registered with transformers' `AttentionInterface` (and the matc
 `ContextVar` set inside `attention_hook(...)`, so concurrent or consecutive runs never share sink positions.
 Sinks come from the residual stream entering each decoder layer (a forward pre-hook), at prefill only;
 decode steps reuse them, as the official code does.
+
+Cost: per layer call, one matmul of the rows after the image with six per-key columns gives the masses that head
+selection, VAR and capture share; VAR then rescales those rows in place. Nothing is read back to the host while
+decoding (on CUDA the device never waits for Python): the only reads are one per layer at prefill (does it have
+visual sinks?) and the copy of the captured slices when the run ends (`run.generate`).
 """
 
 from __future__ import annotations
