@@ -200,3 +200,25 @@ def test_decoding_steps_never_read_a_tensor_back_to_the_host(tiny_bundle, noise_
     trace = generate(tiny_bundle, noise_image, PROMPT, config=VARConfig(tau=1.0, layers=LAYERS), max_new_tokens=6)
     assert len(trace.query_positions) > 5 + 1 and changed_rows(trace) > 0  # decode steps ran, with VAR acting
     assert reads == []
+
+
+def test_a_grid_of_scattered_tokens_is_captured_like_the_reference(tiny_bundle, noise_image, monkeypatch):
+    """Consecutive grid tokens are copied as a slice; scattered ones (here: the grid in column-major order) are
+    gathered. Both must hold exactly the attention the reference records."""
+    import dataclasses
+
+    prepare = tiny_bundle.adapter.prepare
+
+    def transposed(bundle, image, prompt):
+        prepared = prepare(bundle, image, prompt)
+        rows, cols = prepared.grid
+        order = torch.arange(rows * cols).reshape(rows, cols).T.flatten()
+        return dataclasses.replace(prepared, grid_positions=prepared.visual_positions[order])
+    monkeypatch.setattr(tiny_bundle.adapter, "prepare", transposed)
+    config = VARConfig(tau=1.0, layers=LAYERS)
+    trace = generate(tiny_bundle, noise_image, PROMPT, config=config, max_new_tokens=NEW_TOKENS)
+    _, reference, state = reference_run(tiny_bundle, noise_image, config)
+    assert not np.array_equal(trace.visual_positions, np.sort(trace.visual_positions))  # really scattered
+    expected = expected_arrays(reference, state, torch.as_tensor(trace.visual_positions))
+    np.testing.assert_allclose(trace.attn_to_visual, expected["attn_to_visual"], atol=1e-6)
+    np.testing.assert_allclose(trace.attn_to_visual_raw, expected["attn_to_visual_raw"], atol=1e-6)
