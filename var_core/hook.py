@@ -208,7 +208,7 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     columns, deltas = plan.for_keys(keys)
     masses = torch.matmul(rows if rows.dtype == torch.float32 else rows.float(), columns)  # [1, H, Q, 6], before VAR
     if state.capture:
-        record = state.layers.setdefault(layer, LayerRecord())
+        record = state.layers.get(layer) or state.layers.setdefault(layer, LayerRecord())
         record.masses.append(masses[0])
         captured = plan.shared.grid_columns(rows[0])
         if state.var is not None:
