@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import EXAMPLE, changed_rows, write
+from bench.common import EXAMPLE, changed_rows, plain_generate, write
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Describe the image."
@@ -36,7 +36,6 @@ def request_seconds(reps: int = 5) -> tuple[list[float], list[float], list[float
     """Both answers × 32 tokens + every view, in-process (what one click costs the server); the re-render after a
     layer-slider change; and, interleaved, one plain sdpa `model.generate` of 32 tokens (the user's alternative:
     running the model once without us), on the same model thread; and the rows VAR changed in each request."""
-    import torch
     from PIL import Image
 
     import app
@@ -48,16 +47,11 @@ def request_seconds(reps: int = 5) -> tuple[list[float], list[float], list[float
     default_min, config.min_new_tokens = config.min_new_tokens, 32  # exactly 32 tokens per answer
     inputs = app.slot.call(lambda: bundle.adapter.prepare(bundle, image, PROMPT).inputs)
 
-    def plain_generate():
-        bundle.model.set_attn_implementation("sdpa")
-        with torch.no_grad():
-            bundle.model.generate(**inputs, max_new_tokens=32, do_sample=False)
-
     times, rerender, plain, changed = [], [], [], []
     try:
         for rep in range(reps):
             start = time.perf_counter()
-            app.slot.call(plain_generate)
+            app.slot.call(plain_generate, bundle, inputs, 32)
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
             _, result = asyncio.run(app.analyze_request(image, PROMPT, max_new_tokens=32,

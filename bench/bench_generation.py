@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import EXAMPLE, bench_device, changed_rows, write
+from bench.common import EXAMPLE, bench_device, changed_rows, plain_generate, write
 from var_core.config import VARConfig
 from var_core.models import load_default_model
 from var_core.run import generate
@@ -39,11 +39,7 @@ def cases(bundle, image) -> dict:
     inputs = {k: v.to(bundle.device) for k, v in bundle.adapter.prepare(bundle, image, PROMPT).inputs.items()}
 
     def plain(implementation):
-        def run():
-            bundle.model.set_attn_implementation(implementation)
-            with torch.no_grad():
-                bundle.model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
-        return run
+        return lambda: plain_generate(bundle, inputs, NEW_TOKENS, implementation)
 
     def hooked(config, capture):
         return lambda: generate(bundle, image, PROMPT, config=config, capture=capture, max_new_tokens=NEW_TOKENS)

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: E402
 
-from bench.common import RESULTS, bench_device, changed_rows, write  # noqa: E402
+from bench.common import RESULTS, bench_device, changed_rows, plain_generate, write  # noqa: E402
 from tests.tiny_llava import tiny_llava  # noqa: E402
 from var_core.config import VARConfig  # noqa: E402
 from var_core.models.bundle import PreparedInputs  # noqa: E402
@@ -94,10 +94,8 @@ def run_mode(bundle, image, mode: str, new_tokens: int, clock: StepClock | None 
     bundle.model.generation_config.min_new_tokens = new_tokens
     if mode == "plain sdpa":
         inputs = {k: v.to(bundle.device) for k, v in bundle.adapter.prepare(bundle, image, PROMPT).inputs.items()}
-        bundle.model.set_attn_implementation("sdpa")
-        with torch.no_grad():
-            return bundle.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
-                                         stopping_criteria=StoppingCriteriaList([clock] if clock else []))
+        return plain_generate(bundle, inputs, new_tokens,
+                              stopping_criteria=StoppingCriteriaList([clock] if clock else []))
     config = VAR if mode.startswith("VAR") else None
     return generate(bundle, image, PROMPT, config=config, capture=mode.startswith("capture"), max_new_tokens=new_tokens,
                     stop=clock)

@@ -56,6 +56,14 @@ def write(name: str, payload: dict) -> Path:
     return path
 
 
+def plain_generate(bundle, inputs: dict, new_tokens: int, implementation: str = "sdpa", **kwargs):
+    """`model.generate` without our hook (transformers' own `implementation`), greedy, `new_tokens` at most: the
+    user's alternative to running the model through us."""
+    bundle.model.set_attn_implementation(implementation)
+    with torch.no_grad():
+        return bundle.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, **kwargs)
+
+
 def changed_rows(trace) -> int:
     """(layer, head, query) rows whose attention to the image VAR changed in a captured run: a benchmark of "VAR on"
     checks this is > 0, so a mode in which VAR does nothing cannot pass as a measurement."""

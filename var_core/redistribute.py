@@ -12,11 +12,6 @@ from __future__ import annotations
 import torch
 
 
-def check_fraction(p) -> None:
-    if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
-        raise ValueError(f"p={p!r} must be in [0, 1]: it is the fraction of sink attention that is moved")
-
-
 def key_deltas(sink_mask: torch.Tensor, receiver_mask: torch.Tensor, p: float) -> torch.Tensor:
     """[B, 2, K] float32 per-key constants: (−p on sinks, p on receivers), the rows that multiply a row's
     (receiver mass, sink mass) / receiver mass; a sink never receives."""
@@ -57,7 +52,8 @@ def redistribute(
     other receivers instead (e.g. text tokens, paper Table 5 ablation); sinks never receive. Rows not selected, and
     rows with no visual non-sink mass, are returned bit-identical. Computed in float32, returned in attn's dtype.
     """
-    check_fraction(p)
+    if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+        raise ValueError(f"p={p!r} must be in [0, 1]: it is the fraction of sink attention that is moved")
     batch, heads, queries, keys = attn.shape
     receiver_mask = visual_mask if receiver_mask is None else receiver_mask
     for name, mask, shape in (("visual_mask", visual_mask, (batch, keys)), ("sink_mask", sink_mask, (batch, keys)),
