@@ -14,6 +14,7 @@ then per layer: does it have visual sinks?) and the copy of the captured slices 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -104,6 +105,8 @@ class RunState:
     mask_positions: [N] prompt key positions whose attention is removed (−∞ before the softmax) for every query
     row VAR acts on (the text after the image, and decoding) in every layer — paper Fig. 3b; None = no masking.
     phi, sink_masks, profile_hidden and the records stay on the model's device until `run.generate` collects them.
+    observe: called as observe(layer, weights) with every layer call's attention [1, H, Q, K] as the model uses it
+    (after VAR), for callers that need more than the capture, e.g. its gradient (`var_core.explain`).
     """
 
     visual_mask: torch.Tensor
@@ -123,6 +126,7 @@ class RunState:
     plans: dict[int, LayerPlan] = field(default_factory=dict)
     shared: dict[torch.device, RunKeys] = field(default_factory=dict)
     layers: dict[int, LayerRecord] = field(default_factory=dict)
+    observe: Callable[[int, torch.Tensor], None] | None = None
 
     def __post_init__(self):
         if self.visual_mask.dim() != 2 or self.visual_mask.shape[0] != 1:
@@ -214,7 +218,12 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
             record.attn_to_visual_raw.append(captured)
     if redistributing:
         active = (masses >= plan.shared.floors).all(-1, keepdim=True)
-        rescale_(rows, row_coefficients(masses, RECEIVERS, active), deltas)
+        coefficients = row_coefficients(masses, RECEIVERS, active)
+        if rows.requires_grad:  # autograd keeps softmax's output for its backward: redistribute out of place
+            rows = rows.addcmul(rows, torch.matmul(coefficients, deltas).to(rows.dtype))
+            weights = torch.cat([weights[:, :, :first_row], rows], dim=2)
+        else:
+            rescale_(rows, coefficients, deltas)
         if state.capture:
             captured = plan.shared.grid_columns(rows[0])
     if state.capture:
@@ -246,6 +255,8 @@ def var_attention_forward(module, query, key, value, attention_mask, scaling, dr
 
     if state is not None:
         weights = _apply_var_and_capture(state, module.layer_idx, weights)
+        if state.observe is not None:
+            state.observe(module.layer_idx, weights)
 
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()

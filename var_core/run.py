@@ -13,7 +13,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from var_core.config import VARConfig
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
-from var_core.models.bundle import ModelBundle
+from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.registry import validate_tau
 from var_core.trace import Trace
 
@@ -40,8 +40,8 @@ def clean_prompt(prompt: str) -> str:
     return "".join(ch for ch in prompt if ch in "\n\t" or unicodedata.category(ch) != "Cc")
 
 
-def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
-    """Validate user inputs with messages a person can act on; returns an RGB PIL image."""
+def check_image_and_prompt(image, prompt: str) -> Image.Image:
+    """Validate an image and a prompt with messages a person can act on; returns an RGB PIL image."""
     if image is None:
         raise ValueError("no image given: pass a PIL image or an [H, W, 3] uint8 array")
     if isinstance(image, np.ndarray):
@@ -52,8 +52,6 @@ def _check_inputs(image, prompt: str, max_new_tokens: int) -> Image.Image:
         raise ValueError("the prompt is empty: ask a question about the image")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
     return image.convert("RGB")
 
 
@@ -114,6 +112,33 @@ def _raise_if_stopped(stop: threading.Event | None) -> None:
         raise GenerationStopped("stopped before the answer was complete")
 
 
+def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
+                measure: VARConfig | None = None, capture: bool = True,
+                mask_positions=None) -> tuple[PreparedInputs, RunState]:
+    """Validate the request and build its model inputs and the hook's `RunState` (see `generate` for the arguments);
+    shared by `generate` and the single forward passes of `var_core.explain`."""
+    image = check_image_and_prompt(image, prompt)
+    selection = config or measure or VARConfig()
+    backbone = bundle.backbone
+    sink_dims = selection.sink_dims or backbone.sink_dims
+    tau = selection.tau if selection.tau is not None else backbone.tau
+    validate_tau(tau, bundle.text_config.hidden_size)
+    num_layers = bundle.num_layers
+    prepared = bundle.adapter.prepare(bundle, image, clean_prompt(prompt))
+    input_ids = prepared.inputs["input_ids"]
+    grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    visual_mask[0, prepared.visual_positions] = True
+    state = RunState(visual_mask=visual_mask.to(bundle.device),
+                     query_start=int(prepared.visual_positions.max()) + 1,
+                     grid_positions=grid_positions.to(bundle.device),
+                     sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
+                     var_layers=frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset(),
+                     capture=capture, profile_layer=num_layers // 2,
+                     mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device))
+    return prepared, state
+
+
 @torch.inference_mode()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
              max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
@@ -128,29 +153,13 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     stop: a cancel signal (anything with `is_set()`); once set, decoding ends after the current token and
     `GenerationStopped` is raised, so a request the user abandoned frees the model within one decoding step.
     """
-    image = _check_inputs(image, prompt, max_new_tokens)
+    if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
+    prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions)
     prompt = clean_prompt(prompt)
-    selection = config or measure or VARConfig()
-    backbone = bundle.backbone
-    sink_dims = selection.sink_dims or backbone.sink_dims
-    tau = selection.tau if selection.tau is not None else backbone.tau
-    validate_tau(tau, bundle.text_config.hidden_size)
-    num_layers, num_heads = bundle.num_layers, bundle.num_heads
-    var_layers = frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset()
-
-    prepared = bundle.adapter.prepare(bundle, image, prompt)
+    selection, num_layers, num_heads = state.selection, bundle.num_layers, bundle.num_heads
     input_ids = prepared.inputs["input_ids"]
-    grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
-    visual_positions = grid_positions.cpu().numpy()
-    visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
-    visual_mask[0, prepared.visual_positions] = True
-    state = RunState(visual_mask=visual_mask.to(bundle.device),
-                     query_start=int(prepared.visual_positions.max()) + 1,
-                     grid_positions=grid_positions.to(bundle.device),
-                     sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
-                     var_layers=var_layers, capture=capture, profile_layer=num_layers // 2,
-                     mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device))
-
+    visual_positions = state.grid_positions.cpu().numpy()
     tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     stopping = StoppingCriteriaList([_StopWhenSet(stop)] if stop is not None else [])
@@ -176,9 +185,9 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         phi=_to_host([state.phi[layer][0] for layer in range(num_layers)]).numpy(),
         sink_mask=_to_host([state.sink_masks[layer][0] for layer in range(num_layers)]).numpy(),
         profile_hidden=profile_hidden, profile_tokens=profile_tokens, profile_layer=state.profile_layer,
-        settings={"model": bundle.name, "sink_dims": list(sink_dims), "tau": float(tau), "rho": selection.rho,
+        settings={"model": bundle.name, "sink_dims": list(state.sink_dims), "tau": state.tau, "rho": selection.rho,
                   "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
-                  "var_layers": sorted(var_layers), "recycle_text_sinks": selection.recycle_text_sinks,
+                  "var_layers": sorted(state.var_layers), "recycle_text_sinks": selection.recycle_text_sinks,
                   "select_heads": selection.select_heads, "budget_to": selection.budget_to,
                   "mask_positions": None if mask_positions is None else np.asarray(mask_positions).reshape(-1).tolist(),
                   "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt},

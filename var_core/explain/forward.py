@@ -1,0 +1,107 @@
+"""One forward pass over the prompt, traced for the row that predicts the first answer token."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from var_core.config import VARConfig
+from var_core.explain.rules import head_mean_product, relevancy_row
+from var_core.hook import attention_hook
+from var_core.models.bundle import ModelBundle
+from var_core.run import prepare_run
+
+
+@dataclass
+class AnswerForward:
+    """What one forward pass gives for the answer row (the last prompt token, whose logits give the first answer
+    token), on the visual grid [N_grid] in raster order. All tensors on the CPU, float32.
+
+    attention: [L, N_grid] that row's attention to the grid, mean over heads, as the model used it (after VAR).
+    logits: [N_grid] the answer token's logit read from each grid token's final hidden state (after the final
+    norm, through the LM head). relevancy: [N_grid] the Chefer row, or None when gradients were not taken.
+    sink_patches: [N_grid] bool, grid tokens that are visual sinks (φ > τ) in any layer VAR may act on.
+    """
+
+    answer_id: int
+    answer_token: str
+    attention: torch.Tensor
+    logits: torch.Tensor
+    relevancy: torch.Tensor | None
+    sink_patches: torch.Tensor
+    grid: tuple[int, int]
+    image: np.ndarray
+
+
+def answer_id(bundle: ModelBundle, logits: torch.Tensor, answer: str | None) -> int:
+    """The first answer token: the greedy choice from `logits` [V], or the first token of `answer`."""
+    if answer is None:
+        return int(logits.argmax())
+    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
+    ids = tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError("the answer is empty: give the answer text to explain, or None for the model's own")
+    return int(ids[0])
+
+
+@contextmanager
+def _gradient_leaf(first_layer: torch.nn.Module, leaves: list):
+    """Make the hidden states entering the first decoder layer a leaf that requires grad, so every attention map
+    above it joins the autograd graph (also when the weights are frozen); the leaf goes into `leaves`."""
+    def hook(module, args, kwargs):
+        if args:
+            leaves.append(args[0].detach().requires_grad_())
+            return (leaves[-1], *args[1:]), kwargs
+        leaves.append(kwargs["hidden_states"].detach().requires_grad_())
+        return args, {**kwargs, "hidden_states": leaves[-1]}
+    handle = first_layer.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        handle.remove()
+
+
+def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
+                   answer: str | None = None, gradients: bool = False) -> AnswerForward:
+    """Run the prompt once (VAR active when `config` is given) and read the answer row's attention and logits.
+
+    gradients=True also takes the gradient of the answer token's logit with respect to every layer's attention
+    (one backward pass) and reduces it at once to Chefer's per-layer Ā [T, T]: beyond what autograd keeps for the
+    backward, that is L·T² floats, never every layer's full [H, T, T] attention and gradient together.
+    """
+    prepared, state = prepare_run(bundle, image, prompt, config, capture=False)
+    grid = state.grid_positions
+    attention: dict[int, torch.Tensor] = {}
+    products: dict[int, torch.Tensor] = {}
+
+    def observe(layer: int, weights: torch.Tensor) -> None:
+        attention[layer] = weights[0, :, -1].detach().index_select(-1, grid).float().mean(0)
+        if weights.requires_grad:
+            weights.register_hook(lambda gradient: products.__setitem__(layer, head_mean_product(gradient, weights)))
+
+    state.observe = observe
+    layers = bundle.adapter.decoder_layers(bundle.model)
+    inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
+    leaves: list[torch.Tensor] = []
+    grad_mode = _gradient_leaf(layers[0], leaves) if gradients else torch.inference_mode()
+    with bundle.lock, attention_hook(bundle.model, layers, state), grad_mode:
+        logits = bundle.model(**inputs).logits[0]
+        token = answer_id(bundle, logits[-1].detach(), answer)
+        if gradients:
+            torch.autograd.grad(logits[-1, token], leaves)
+    relevancy = None
+    if gradients:
+        relevancy = relevancy_row([products[layer] for layer in range(len(layers))], -1)[grid].cpu()
+    var_layers = (config or VARConfig()).resolve_layers(bundle.num_layers)
+    sinks = torch.stack([state.sink_masks[layer][0] for layer in var_layers]).any(0) if var_layers else None
+    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
+    return AnswerForward(
+        answer_id=token, answer_token=tokenizer.decode([token]),
+        attention=torch.stack([attention[layer] for layer in range(len(layers))]).cpu(),
+        logits=logits.detach()[grid, token].float().cpu(), relevancy=relevancy,
+        sink_patches=(sinks[grid] if sinks is not None else torch.zeros(len(grid), dtype=torch.bool)).cpu(),
+        grid=tuple(prepared.grid), image=prepared.image)

@@ -1,0 +1,102 @@
+"""Four answers to "where did the model look?" for its first answer token, each a map over the visual grid.
+
+Every map is an [rows, cols] float32 array, non-negative and summing to 1 (all zeros only when a method finds no
+positive evidence anywhere). With `config`, the forward passes run with VAR active, so VAR's effect on every map
+can be compared with the baseline's. "The answer token's row" is the last prompt token's: its logits give the
+first answer token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from var_core.config import VARConfig
+from var_core.explain.forward import AnswerForward, answer_forward
+from var_core.explain.rules import normalised, relative
+from var_core.models.bundle import ModelBundle
+
+GENERIC_PROMPT = "Write a general description of the image."
+RELATIVE_FLOOR = 0.01  # the generic attention is floored at 1 % of its mean before dividing
+METHODS = ("raw attention", "relevancy", "relative attention", "activation map")
+
+
+def _layer_rows(forward: AnswerForward, layers: Sequence[int] | None) -> torch.Tensor:
+    """[N_grid] the answer row's attention, mean over heads and over `layers` (None = every layer), validated."""
+    count = forward.attention.shape[0]
+    layers = range(count) if layers is None else list(layers)
+    bad = [layer for layer in layers if not 0 <= layer < count]
+    if bad or not layers:
+        raise ValueError(f"layers {bad or '[]'} must be a non-empty choice of the model's layers 0 … {count - 1}")
+    return forward.attention[list(layers)].mean(0)
+
+
+def _grid_map(values: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
+    return normalised(values).reshape(grid).numpy()
+
+
+def relevancy(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
+              answer: str | None = None) -> np.ndarray:
+    """Chefer et al. 2021's relevancy (as LVLM-Interpret uses it): R = I; per layer Ā = mean over heads of
+    (∇A ⊙ A)⁺, with ∇A the gradient of the answer token's logit; R ← R + Ā·R; the answer row over the grid.
+    Cost: one forward and one backward pass over the prompt, plus L·T² floats for the Ā (T = prompt length)."""
+    forward = answer_forward(bundle, image, prompt, config, answer, gradients=True)
+    return _grid_map(forward.relevancy, forward.grid)
+
+
+def relative_attention(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
+                       answer: str | None = None, generic_prompt: str = GENERIC_PROMPT,
+                       layers: Sequence[int] | None = None) -> np.ndarray:
+    """"MLLMs know where to look" (ICLR 2025): the answer row's attention to the image (mean over heads and `layers`,
+    default all) divided element-wise by the same under `generic_prompt`, renormalised; attention that does not
+    depend on the question (sinks among it) cancels. The answer token does not change an attention row; `answer`
+    is accepted for a uniform signature. Cost: two forward passes without gradients."""
+    question = answer_forward(bundle, image, prompt, config, answer)
+    generic = answer_forward(bundle, image, generic_prompt, config)
+    return _grid_map(relative(_layer_rows(question, layers), _layer_rows(generic, layers), RELATIVE_FLOOR),
+                     question.grid)
+
+
+def activation_map(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
+                   answer: str | None = None) -> np.ndarray:
+    """The base of Token Activation Maps (ICCV 2025): each visual token's last-layer hidden state (after the final
+    norm) through the LM head, the answer token's logit, positive part, normalised. Cost: one forward pass."""
+    forward = answer_forward(bundle, image, prompt, config, answer)
+    return _grid_map(forward.logits, forward.grid)
+
+
+@dataclass
+class Explanation:
+    """The four maps of one run (baseline or VAR) for its first answer token, and where its visual sinks are.
+
+    maps: method (METHODS order) → [rows, cols]; raw attention is the answer row's, mean over heads and `layers`.
+    sink_patches: [rows, cols] bool, grid cells that are visual sinks in a layer VAR may act on.
+    """
+
+    answer_token: str
+    var: bool
+    image: np.ndarray
+    maps: dict[str, np.ndarray]
+    sink_patches: np.ndarray
+
+    def mass_on_sinks(self) -> dict[str, float]:
+        """Per method, the share of the map that falls on visual sink patches (how much a sink explains)."""
+        return {method: float(values[self.sink_patches].sum()) for method, values in self.maps.items()}
+
+
+def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, answer: str | None = None,
+            generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None) -> Explanation:
+    """All four maps of one run at the cost of two forward passes and one backward pass: the question's pass
+    gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention."""
+    question = answer_forward(bundle, image, prompt, config, answer, gradients=True)
+    generic = answer_forward(bundle, image, generic_prompt, config)
+    rows = _layer_rows(question, layers)
+    values = {"raw attention": rows, "relevancy": question.relevancy,
+              "relative attention": relative(rows, _layer_rows(generic, layers), RELATIVE_FLOOR),
+              "activation map": question.logits}
+    return Explanation(answer_token=question.answer_token, var=config is not None, image=question.image,
+                       maps={method: _grid_map(values[method], question.grid) for method in METHODS},
+                       sink_patches=question.sink_patches.reshape(question.grid).numpy())
