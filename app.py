@@ -24,6 +24,7 @@ import pandas as pd
 from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel
+from var_core.explain import Explanation, explain, save_explanations
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
@@ -32,11 +33,13 @@ from var_core.registry import phi_bound
 from var_core.run import MAX_PROMPT_CHARS, GenerationStopped
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
-from viz.evidence import massive_activations, phi_attention_scatter, sink_attention_by_layer
+from viz.evidence import massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer
+from viz.explain import compare_methods
 from viz.figures import figure_image
 from viz.grid import head_grid
-from viz.heatmap import attention_heatmap
+from viz.heatmap import attention_heatmap, heatmap_cell
 from viz.ranking import TABLE_HEADERS, head_ranking, top_heads_table
+from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
 
@@ -56,11 +59,19 @@ answers twice — as is, and with **VAR** (Visual Attention Redistribution, Kang
 attention that *visual sink tokens* soak up back onto the rest of the image, in image-centric heads only."""
 EXPLAIN = {
     "attention": "Where the chosen text token (or the mean over the answer) looks in the image, for one layer and "
-                 "head. Patches that stay bright whatever the question are visual attention sinks.",
+                 "head. Patches that stay bright whatever the question are visual attention sinks. **Click a "
+                 "patch** to see the reverse: which text tokens look at it, and in which layers and heads.",
+    "explain": "Raw attention is what sinks distort. Press the button to compute three other answers to *where did "
+               "the model look?* for its first answer token, with and without VAR: **relevancy** (Chefer et al. "
+               "2021: attention weighted by its gradient, through every layer), **relative attention** (the "
+               "question's attention divided by a generic prompt's: what every prompt looks at, sinks included, "
+               "cancels) and the **activation map** (each image token read through the LM head for the answer "
+               "token, the base of TAM). Each map is scaled to its own maximum.",
     "grid": "Every head of every layer (rows: layers, columns: heads). Framed tiles are image-centric heads — the "
             "ones VAR acts in; tiles lit on one or two patches only are sink-dominated.",
     "sinks": "φ(x): a token's hidden state in the model's sink dimensions, relative to its RMS. Visual tokens with "
-             "φ > τ are sinks (framed); the strip counts them per layer.",
+             "φ > τ are sinks (framed); the strip counts them per layer, and φ by layer shows where the massive "
+             "activation appears and that it stays.",
     "ranking": "Heads ranked by visual non-sink ratio r, the share of their image attention not spent on sinks. "
                "VAR keeps heads with r ≥ ρ and enough attention on the image (highlighted).",
     "compare": "One layer, head and token before and after redistribution on one colour scale, and the "
@@ -187,6 +198,47 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         running.finish(session, signal)
 
 
+@gpu_task(duration=GPU_DURATION_S)
+def run_explanation(image, prompt, model_id, settings: dict, progress) -> dict[str, Explanation]:
+    """The model part of an explanation: the four maps of the first answer token, without and with VAR."""
+    LOG.info("explanation started: model=%s prompt=%r", model_id, str(prompt)[:80])
+    progress(0.02, desc=f"Loading model {model_id}")
+    bundle = slot.get(model_id)
+    config = var_config(bundle, **settings)
+    progress(0.1, desc="Baseline: forward, backward and the generic prompt")
+    baseline = explain(bundle, image, prompt)
+    progress(0.55, desc="With VAR: forward, backward and the generic prompt")
+    return {"baseline": baseline, "VAR": explain(bundle, image, prompt, config)}
+
+
+def explanation_summary(explanations: dict[str, Explanation]) -> dict:
+    """The `explain` API's answer: per run the answer token, the four maps as nested lists and their share on
+    visual sinks."""
+    first = next(iter(explanations.values()))
+    return {"grid": list(first.sink_patches.shape), "methods": list(first.maps),
+            "runs": {run: explanation.summary() for run, explanation in explanations.items()}}
+
+
+async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
+                          min_visual_mass=DEFAULTS["min_visual_mass"], first_layer=None, last_layer=None,
+                          recycle_text_sinks=True, progress=gr.Progress()):
+    """Where did the model look for its first answer token? Four maps over the image's patch grid (raw attention,
+    relevancy, relative attention, activation map), without and with VAR.
+
+    Returns JSON: grid [rows, cols], methods, and per run (baseline, VAR) the answer token, each map as nested
+    lists (non-negative, summing to 1), the visual sink patches and each map's share on them. Settings as for
+    `analyze`.
+    """
+    settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
+                "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
+    try:
+        explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
+                                                             model_id or DEFAULT_MODEL_ID, settings, progress))
+    except (ValueError, ModelLoadError) as error:
+        raise gr.Error(str(error)) from None
+    return explanation_summary(explanations), explanations
+
+
 def stop_session(request: gr.Request) -> None:
     """Stop button and tab close: end this session's running analysis at its next token."""
     if running.stop(request.session_hash):
@@ -237,6 +289,17 @@ def sink_views(result: Analysis, layer):
     return phi_overlay(result.var, int(layer)), sink_count_strip(result.var, int(layer))
 
 
+def reverse_views(result: Analysis, patch, layer, head, source):
+    """The reverse view of one patch: text tokens coloured by how much they attend to it, and its layer × head tile."""
+    trace = _trace(result, source)
+    return tokens_attending(trace, int(patch), int(layer), _head(head)), patch_layer_head(trace, int(patch))
+
+
+def strongest_sink_patch(trace) -> int:
+    """The grid cell with the largest φ in any layer: the patch the reverse view opens on."""
+    return int(np.unravel_index(trace.phi_visual.argmax(), trace.phi_visual.shape)[1])
+
+
 def render_all(result: Analysis | None, layer, head, query, source, log_scale):
     """Every view of a fresh analysis, and the selectors fitted to this model and these tokens."""
     if result is None:
@@ -254,13 +317,16 @@ def render_all(result: Analysis | None, layer, head, query, source, log_scale):
     except ValueError:  # e.g. a one-token answer has no "answer" rows beyond the prompt's last token
         query = "all"
         selected = selection_views(result, layer, head, query, source, bool(log_scale))
+    patch = strongest_sink_patch(trace)
     return (baseline_diff, var_diff, _status(result),
             gr.update(maximum=trace.num_layers - 1, value=layer),
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query),
-            gr.update(maximum=trace.num_layers - 1), *sink_views(result, layer),
+            gr.update(maximum=trace.num_layers - 1), *sink_views(result, layer), phi_by_layer(trace),
             head_ranking(trace), top_heads_table(trace),
             phi_attention_scatter(result.baseline, layer), massive_activations(result.baseline),
-            sink_attention_by_layer(result.baseline), *selected)
+            sink_attention_by_layer(result.baseline), *selected,
+            gr.update(value=patch, maximum=len(trace.visual_positions) - 1),
+            *reverse_views(result, patch, layer, head, source))
 
 
 def render_selection(result: Analysis | None, layer, head, query, source, log_scale):
@@ -276,6 +342,46 @@ def render_selection(result: Analysis | None, layer, head, query, source, log_sc
 def render_sinks(result: Analysis | None, layer):
     """φ overlay and sink strip for another layer."""
     return [gr.skip()] * 2 if result is None else sink_views(result, layer)
+
+
+def render_reverse(result: Analysis | None, patch, layer, head, source):
+    """Re-render the reverse view for another patch, layer, head or run (no model run)."""
+    if result is None or patch is None:
+        return [gr.skip()] * 2
+    try:
+        return reverse_views(result, patch, layer, head, source)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+
+
+def pick_patch(result: Analysis | None, layer, head, source, evt: gr.SelectData):
+    """Clicking the heatmap selects the patch under the pointer and fills the reverse view (the title and colour
+    bar select nothing)."""
+    trace = None if result is None else _trace(result, source)
+    patch = None if trace is None else heatmap_cell(trace.image.shape, trace.grid, evt.index)
+    if patch is None:
+        return [gr.skip()] * 3
+    return (patch, *reverse_views(result, patch, layer, head, source))
+
+
+def render_explanation(explanations: dict[str, Explanation] | None, prompt):
+    """The method × run grid, each map's share on visual sinks, and downloads (PNG + NPZ) of stored maps."""
+    if explanations is None:
+        raise gr.Error("Press the button to compute the explanation maps first.")
+    first = next(iter(explanations.values()))
+    tokens = ", ".join(f"{run} {explanation.answer_token.strip()!r}" for run, explanation in explanations.items())
+    picture = compare_methods(first.image, {run: explanation.maps for run, explanation in explanations.items()},
+                              f"Where did it look for the first answer token? ({tokens}) — {str(prompt)[:60]}",
+                              sinks={run: explanation.sink_patches for run, explanation in explanations.items()})
+    shares = pd.DataFrame([{"method": method, **{run: round(explanation.mass_on_sinks()[method], 3)
+                                                 for run, explanation in explanations.items()}}
+                           for method in first.maps])
+    folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-explain-"))
+    picture.save(folder / "where_did_it_look.png")
+    files = [folder / "where_did_it_look.png", save_explanations(explanations, folder / "explanation_maps.npz")]
+    status = (f"First answer token: {tokens}. Visual sink patches: {int(first.sink_patches.sum())} of "
+              f"{first.sink_patches.size}; the table gives each map's share on them.")
+    return status, picture, shares, [str(path) for path in files]
 
 
 def pick_token(result: Analysis | None, evt: gr.SelectData):
@@ -365,6 +471,7 @@ def build_demo() -> gr.Blocks:
     last = slot.current.num_layers - 1
     with gr.Blocks(title="Visual Sink Lens") as demo:
         result = gr.State(None, time_to_live=SESSION_TTL_S)
+        explanations = gr.State(None, time_to_live=SESSION_TTL_S)
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
@@ -411,6 +518,12 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Attention"):
                         gr.Markdown(EXPLAIN["attention"])
                         heatmap = view_image("Attention heatmap", "heatmap")
+                        patch = gr.Number(None, precision=0, minimum=0, elem_id="patch",
+                                          label="Patch (raster index over the grid) — or click the heatmap")
+                        reverse_tokens = gr.HighlightedText(
+                            label="Which text tokens look at this patch (this layer and head; scaled to the largest)",
+                            elem_id="reverse-tokens", show_legend=False)
+                        patch_tile = view_image("Attention this patch receives, every layer × head", "patch-tile")
                     with gr.Tab("Layer × head grid"):
                         gr.Markdown(EXPLAIN["grid"])
                         grid = view_image("All heads", "grid")
@@ -419,6 +532,19 @@ def build_demo() -> gr.Blocks:
                         sink_layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
                         phi_map = view_image("φ(x) over the image", "phi")
                         sink_strip = gr.Plot(label="Visual sinks per layer")
+                        phi_layers = gr.Plot(label="φ by layer", elem_id="phi-by-layer")
+                    with gr.Tab("Where did it look?"):
+                        gr.Markdown(EXPLAIN["explain"])
+                        explain_button = gr.Button("Explain the first answer token (baseline and VAR)",
+                                                   elem_id="explain")
+                        explain_status = gr.Markdown(elem_id="explain-status")
+                        methods_grid = view_image("Method × run", "methods-grid")
+                        sink_shares = gr.Dataframe(label="Share of each map on visual sink patches",
+                                                   elem_id="sink-shares")
+                        explain_files = gr.File(label="The grid (PNG) and every map (.npz)", file_count="multiple",
+                                                elem_id="explain-downloads")
+                        with gr.Accordion("What the explain API returns (JSON)", open=False):
+                            explain_json = gr.JSON(label="explain", elem_id="explain-json")
                     with gr.Tab("Head ranking"):
                         gr.Markdown(EXPLAIN["ranking"])
                         ranking = gr.Plot(label="Heads by visual non-sink ratio")
@@ -450,11 +576,15 @@ def build_demo() -> gr.Blocks:
                                         file_count="multiple", elem_id="downloads")
 
         # ------------------------------------------------------------ events
-        settings = [image, prompt, model_id, p, rho, tau, min_mass, max_new_tokens, first_layer, last_layer, recycle]
+        var_settings = [p, rho, tau, min_mass]
+        settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle]
         selection = [result, layer, head, query, source, log_scale]
         selection_outputs = [heatmap, grid, compare, tokens]
+        reverse = [result, patch, layer, head, source]
+        reverse_outputs = [reverse_tokens, patch_tile]
         all_outputs = [baseline_answer, var_answer, status, layer, head, query, sink_layer, phi_map, sink_strip,
-                       ranking, ranking_table, scatter, profile, sink_share, *selection_outputs]
+                       phi_layers, ranking, ranking_table, scatter, profile, sink_share, *selection_outputs, patch,
+                       *reverse_outputs]
         private = {"api_visibility": "private"}
         analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
                              concurrency_id="model", concurrency_limit=1,
@@ -464,6 +594,15 @@ def build_demo() -> gr.Blocks:
         demo.unload(stop_session)
         for control in (layer, head, query, source, log_scale):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
+        for control in (patch, layer, head, source):
+            control.input(render_reverse, reverse, reverse_outputs, trigger_mode="always_last", **private)
+        heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private)
+        explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle]
+        explained = explain_button.click(explain_request, explain_settings, [explain_json, explanations],
+                                         api_name="explain", concurrency_id="model", concurrency_limit=1,
+                                         show_progress_on=[methods_grid])
+        explained.success(render_explanation, [explanations, prompt],
+                          [explain_status, methods_grid, sink_shares, explain_files], **private)
         sink_layer.input(render_sinks, [result, sink_layer], [phi_map, sink_strip], trigger_mode="always_last",
                          **private)
         tokens.select(pick_token, [result], [query], **private).success(

@@ -14,6 +14,7 @@ from PIL import Image
 import app
 from var_core.models.slot import ModelSlot
 from var_core.trace import Trace
+from viz.canvas import title_height
 
 EXAMPLE = app.EXAMPLES_DIR / "demo_three_shapes.png"
 
@@ -47,14 +48,37 @@ def test_analysis_reports_each_step_and_both_answers(analysis):
 def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     _, result, _ = analysis
     outputs = app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    assert len(outputs) == 18
+    assert len(outputs) == 22
     baseline_diff, var_diff, status = outputs[:3]
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
     assert "visual sinks in layers" in status and "No visual token is a sink" not in status  # background sinks
     assert outputs[3]["maximum"] == 29 and len(outputs[4]["choices"]) == 10
-    assert sum(isinstance(view, Image.Image) for view in outputs) == 4  # heatmap, φ overlay, grid, before/after
-    assert sum(isinstance(view, Figure) for view in outputs) == 5  # sink strip, ranking, 3 evidence plots
+    # heatmap, φ overlay, grid, before/after, the patch's layer × head tile
+    assert sum(isinstance(view, Image.Image) for view in outputs) == 5
+    assert sum(isinstance(view, Figure) for view in outputs) == 6  # sink strip, φ by layer, ranking, 3 evidence
+    patch, reverse_tokens = outputs[-3]["value"], outputs[-2]
+    assert result.var.visual_sinks[:, patch].any()  # the reverse view opens on the strongest visual sink
+    assert sum(score is not None for _, score in reverse_tokens) == len(result.var.query_positions)
+
+
+def test_a_click_on_the_heatmap_fills_the_reverse_view_for_that_patch(analysis, monkeypatch):
+    _, result, _ = analysis
+    monkeypatch.setattr(app, "explain", lambda *a, **k: pytest.fail("the model must not run again"))
+    top = title_height()  # the heatmap's title band; the 128 px image is drawn 336 px wide below it
+    rows, cols = result.var.grid
+    patch, tokens, tile = app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", SimpleNamespace(index=[2, top + 2]))
+    assert patch == 0 and isinstance(tile, Image.Image)
+    scores = [score for _, score in tokens if score is not None]
+    assert max(scores) == 1.0 and len(scores) == len(result.var.query_positions)
+    bottom_right = SimpleNamespace(index=[333, top + 333])
+    assert app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", bottom_right)[0] == rows * cols - 1
+    on_the_title = SimpleNamespace(index=[5, 3])
+    assert app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", on_the_title) == [gr.skip()] * 3
+    other = app.render_reverse(result, 9, 5, app.MEAN_HEADS, "VAR")[0]
+    assert [score for _, score in other] != [score for _, score in tokens]
+    with pytest.raises(gr.Error, match="patch"):
+        app.render_reverse(result, rows * cols, 5, app.MEAN_HEADS, "VAR")
 
 
 def test_changing_the_layer_rerenders_from_the_trace_only(analysis, monkeypatch):
@@ -81,6 +105,37 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
             assert Image.open(path).size[0] > 100
     assert Trace.load(next(p for p in paths if p.endswith("trace_var.npz"))).answer == result.var.answer
     assert json.loads(open(next(p for p in paths if p.endswith(".json"))).read())["var_answer"] == result.var.answer
+
+
+def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(analysis, monkeypatch):
+    _, result, _ = analysis
+    progress = Progress()
+    started = time.perf_counter()
+    summary, explanations = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
+                                                            progress=progress))
+    assert time.perf_counter() - started < 10  # all three maps, baseline and VAR, on the default model (CPU)
+    assert "Baseline" in progress.steps[1] and "VAR" in progress.steps[2]
+    assert summary["grid"] == [8, 8] and set(summary["runs"]) == {"baseline", "VAR"}
+    for run in summary["runs"].values():
+        assert list(run["maps"]) == ["raw attention", "relevancy", "relative attention", "activation map"]
+        for values in run["maps"].values():
+            assert np.isclose(np.sum(values), 1.0, atol=1e-4) and np.min(values) >= 0
+        assert 0 < run["mass_on_visual_sinks"]["raw attention"] < 1  # the default model has visual sinks here
+    assert summary["runs"]["baseline"]["answer_token"].strip() == result.baseline.answer.split()[0]
+    json.dumps(summary)
+    monkeypatch.setattr(app, "explain", lambda *a, **k: pytest.fail("the views must not run the model"))
+    status, picture, shares, files = app.render_explanation(explanations, "What colour is the square?")
+    assert "First answer token" in status and picture.width > 4 * 200 and len(shares) == 4
+    assert sorted(path.rsplit(".", 1)[1] for path in files) == ["npz", "png"]
+    with np.load(next(path for path in files if path.endswith(".npz"))) as saved:
+        np.testing.assert_array_equal(saved["VAR/relevancy"], explanations["VAR"].maps["relevancy"])
+    with pytest.raises(gr.Error, match="Press the button"):
+        app.render_explanation(None, "")
+
+
+def test_explain_turns_bad_input_into_a_clear_error():
+    with pytest.raises(gr.Error, match="prompt is empty"):
+        asyncio.run(app.explain_request(Image.open(EXAMPLE), "  ", progress=Progress()))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
+from viz.canvas import title_height
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "assets" / "examples" / "demo_three_shapes.png"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -114,7 +116,17 @@ def test_api_missing_and_extra_fields_are_errors(server):
 def test_ui_only_callbacks_are_hidden_from_the_api(server):
     url, _ = server
     info = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
-    assert list(info["named_endpoints"]) == ["/analyze"]
+    assert list(info["named_endpoints"]) == ["/analyze", "/explain"]
+
+
+def test_api_explain_returns_four_maps_per_run(server):
+    url, _ = server
+    answer = Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), PROMPT, api_name="/explain")
+    assert answer["grid"] == [8, 8] and set(answer["runs"]) == {"baseline", "VAR"}
+    for run in answer["runs"].values():
+        assert set(run["maps"]) == {"raw attention", "relevancy", "relative attention", "activation map"}
+        assert all(abs(sum(map(sum, values)) - 1) < 1e-3 for values in run["maps"].values())
+        assert set(run["mass_on_visual_sinks"]) == set(run["maps"])
 
 
 def test_browser_flow(server, reference):
@@ -144,6 +156,47 @@ def test_browser_flow(server, reference):
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         page.set_viewport_size({"width": 420, "height": 900})
         page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
+        browser.close()
+
+
+def test_browser_reverse_view_and_explanations(server):
+    """Click a patch of the heatmap: the reverse view fills for that patch; press the explanation button: the
+    method × run grid appears. Screenshots go to tests/artifacts (docs/ keeps copies of them)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log_path = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
+        page.fill("#prompt textarea", PROMPT)
+        page.click("#run")
+        heatmap = page.locator("#heatmap img")
+        expect(heatmap).to_be_visible(timeout=120_000)
+        patch = page.locator("#patch input")
+        expect(patch).not_to_have_value("", timeout=30_000)
+        tile = page.locator("#patch-tile img")
+        first_tile = tile.get_attribute("src")
+        box = heatmap.bounding_box()
+        natural_width = heatmap.evaluate("image => image.naturalWidth")
+        scale = box["width"] / natural_width
+        title = title_height()  # the heatmap's title band
+        heatmap.click(position={"x": 5 * scale, "y": (title + 5) * scale})  # the top-left patch
+        expect(patch).to_have_value("0", timeout=30_000)
+        expect(tile).not_to_have_attribute("src", first_tile, timeout=30_000)
+        expect(page.locator("#reverse-tokens")).to_contain_text("square")
+        page.locator("#patch-tile").screenshot(path=str(ARTIFACTS / "reverse_view.png"))
+        before = log_count(log_path, "explanation started")
+        page.get_by_role("tab", name="Where did it look?").click()
+        page.click("#explain")
+        grid = page.locator("#methods-grid img")
+        expect(grid).to_be_visible(timeout=60_000)
+        expect(page.locator("#explain-status")).to_contain_text("First answer token")
+        assert log_count(log_path, "explanation started") == before + 1
+        assert page.locator(".toast-body.error").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "where_did_it_look.png"), full_page=True)
         browser.close()
 
 

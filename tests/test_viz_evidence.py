@@ -1,9 +1,11 @@
 """View 6: the evidence plots carry the planted facts."""
 
 import numpy as np
+import pytest
 
 from tests.synthetic_trace import synthetic_trace
-from viz.evidence import massive_activations, phi_attention_scatter, sink_attention_by_layer, visual_attention
+from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
+                          visual_attention)
 from viz.figures import figure_image
 
 
@@ -29,3 +31,35 @@ def test_sink_tokens_receive_more_attention_per_token_in_every_layer_with_sinks(
     figure = sink_attention_by_layer(synthetic_trace(layers=4))
     sinks, others = (line.get_ydata() for line in figure.axes[0].lines[:2])
     assert np.isnan(sinks[0]) and (sinks[1:] > others[1:]).all()
+
+
+def _lines(figure) -> dict[str, np.ndarray]:
+    """Legend label → y data of each line of the φ-by-layer figure."""
+    return {line.get_label(): np.asarray(line.get_ydata()) for line in figure.axes[0].lines}
+
+
+def test_phi_by_layer_draws_bos_the_planted_sink_and_a_typical_token_from_phi():
+    trace = synthetic_trace(layers=5, grid=(3, 5), sink=(1, 3))
+    lines = _lines(phi_by_layer(trace))
+    bos, sink, typical, tau = lines
+    position = int(trace.visual_positions[1 * 5 + 3])
+    assert bos == "first token (BOS)\npos 0 '<s>'" and tau == "τ = 2 (sink threshold)"
+    assert sink == f"strongest visual sink candidate\npos {position} patch (1, 3)"
+    assert np.array_equal(lines[bos], trace.phi[:, 0]) and np.array_equal(lines[sink], trace.phi[:, position])
+    assert typical.startswith("typical visual token\npos ")
+    median = int(typical.split("pos ")[1].split()[0])
+    peaks = trace.phi_visual.max(0)
+    assert median in trace.visual_positions and trace.phi[:, median].max() == np.sort(peaks)[len(peaks) // 2]
+    assert np.array_equal(lines[typical], trace.phi[:, median])
+    assert np.allclose(lines[tau], 2.0)
+
+
+def test_phi_by_layer_adds_chosen_prompt_tokens_once_and_refuses_others():
+    trace = synthetic_trace()
+    lines = _lines(phi_by_layer(trace, [trace.n_prompt - 1, 0]))
+    assert len(lines) == 5  # BOS, sink, typical, the last prompt token (BOS already drawn), τ
+    assert list(lines)[0] == "first token (BOS)\npos 0 '<s>'"  # a chosen position keeps its first role
+    assert np.array_equal(lines[f"chosen token\npos {trace.n_prompt - 1} ':'"], trace.phi[:, trace.n_prompt - 1])
+    for bad in ([trace.n_prompt], [-1], [1.5]):
+        with pytest.raises(ValueError, match=f"0 … {trace.n_prompt - 1}"):
+            phi_by_layer(trace, bad)

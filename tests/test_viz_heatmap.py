@@ -4,7 +4,7 @@ import numpy as np
 
 from tests.synthetic_trace import synthetic_trace
 from viz.colors import value_range
-from viz.heatmap import attention_heatmap, blend, upsample
+from viz.heatmap import attention_heatmap, blend, heatmap_cell, heatmap_image, upsample
 from viz.queries import attention_map
 
 
@@ -36,3 +36,17 @@ def test_view_contains_the_blended_panel_and_a_title():
     assert np.array_equal(out[-height:, :width], expected)
     assert out.shape[0] > height and out.shape[1] > width + 40  # title above, colour bar to the right
     assert (out[: out.shape[0] - height] < 60).all(-1).any()  # dark title text on the light band
+
+
+def test_a_click_on_the_heatmap_selects_the_cell_drawn_there():
+    image = np.full((60, 100, 3), 128, np.uint8)
+    for cell in (0, 7, 14):
+        values = np.zeros((3, 5))
+        values.flat[cell] = 1.0
+        view = np.asarray(heatmap_image(image, values, "one hot cell")).astype(int)
+        yellow = view[:, :560, 0] + view[:, :560, 1] - 2 * view[:, :560, 2]  # left of the colour bar: viridis'
+        ys, xs = np.nonzero(yellow == yellow.max())  # top colour over grey (white scores 0)
+        point = (int(np.median(xs)), int(np.median(ys)))
+        assert heatmap_cell(image.shape, (3, 5), point) == cell
+    assert heatmap_cell(image.shape, (3, 5), (10, 5)) is None  # the title band
+    assert heatmap_cell(image.shape, (3, 5), (560, 200)) is None  # right of the image: the colour bar

@@ -33,9 +33,14 @@ def format_value(value: float) -> str:
     return f"{value:.1e}" if value and abs(value) < 1e-3 else f"{value:.3g}"
 
 
+def title_height(size: int = 14) -> int:
+    """Height in px of the title band `titled` adds above an image."""
+    return text_size("Ag", size)[1] + 12
+
+
 def titled(image: Image.Image, title: str, size: int = 14) -> Image.Image:
     """`image` with a title line above it, on a light background."""
-    height = text_size("Ag", size)[1] + 12
+    height = title_height(size)
     out = Image.new("RGB", (max(image.width, text_size(title, size)[0] + 12), image.height + height), BACKGROUND)
     ImageDraw.Draw(out).text((6, 5), title, fill=INK, font=font(size))
     out.paste(image, (0, height))

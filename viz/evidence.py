@@ -1,6 +1,9 @@
-"""View 6: the paper's evidence: φ vs attention (Fig. 3a), massive activations (Fig. 2), sink attention per layer."""
+"""View 6: the paper's evidence: φ vs attention (Fig. 3a), massive activations (Fig. 2), sink attention per layer,
+φ by layer."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -10,6 +13,8 @@ from viz.figures import OTHER, SELECTED, few_ticks, key, log_y, new_figure, styl
 from viz.queries import check_layer_head, query_label, query_rows, take_rows
 
 PROFILE_ROLES = ("first token (BOS)", "strongest visual sink candidate", "typical visual token")
+BOS_COLOUR = "#009E73"  # Okabe–Ito bluish green
+EXTRA_COLOURS = ("#CC79A7", "#E69F00", "#56B4E9", "#141414")  # Okabe–Ito reddish purple, orange, sky blue; ink
 
 
 def visual_attention(trace: Trace, query: int | str = "all") -> np.ndarray:
@@ -101,4 +106,56 @@ def sink_attention_by_layer(trace: Trace, query: int | str = "all") -> Figure:
     key(axes, [("◆ per visual sink token", SELECTED), ("● per other visual token", OTHER)], "lower right")
     figure.text(0.01, 0.99, f"Attention to visual sinks vs other visual tokens\n{query_label(trace, query)}, "
                 "mean over heads, before VAR", va="top", fontsize=10)
+    return figure
+
+
+def phi_tokens(trace: Trace, tokens: Sequence[int] | None = None) -> list[tuple[int, str, str]]:
+    """[(position, role, colour)]: BOS (position 0), the strongest visual sink candidate (largest φ over layers),
+    a typical visual token (median of that), then the prompt positions `tokens`; each position once."""
+    count = trace.phi.shape[1]
+    tokens = [] if tokens is None else list(tokens)
+    bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < count]
+    if bad:
+        raise ValueError(f"tokens {bad} are not prompt positions: φ covers positions 0 … {count - 1}")
+    order = np.argsort(trace.phi_visual.max(0), kind="stable")
+    picks = [(0, PROFILE_ROLES[0], BOS_COLOUR), (int(trace.visual_positions[order[-1]]), PROFILE_ROLES[1], SELECTED),
+             (int(trace.visual_positions[order[len(order) // 2]]), PROFILE_ROLES[2], OTHER)]
+    picks += [(int(t), "chosen token", EXTRA_COLOURS[i % len(EXTRA_COLOURS)]) for i, t in enumerate(tokens)]
+    unique: dict[int, tuple[int, str, str]] = {}
+    for pick in picks:
+        unique.setdefault(pick[0], pick)
+    return list(unique.values())
+
+
+def token_name(trace: Trace, position: int) -> str:
+    """'patch (row, col)' for a visual token on the grid, else the token's text, quoted and cut to 12 characters."""
+    visual = np.nonzero(trace.visual_positions == position)[0]
+    if len(visual):
+        return f"patch ({visual[0] // trace.grid[1]}, {visual[0] % trace.grid[1]})"
+    return repr(trace.tokens[position].replace("\n", "↵").strip()[:12] or trace.tokens[position])
+
+
+@styled
+def phi_by_layer(trace: Trace, tokens: Sequence[int] | None = None) -> Figure:
+    """φ(x) entering every layer for BOS, the strongest and a typical visual token and the prompt positions `tokens`,
+    τ dashed: a massive activation appears at one layer and then stays (paper Fig. 2, across depth)."""
+    picks = phi_tokens(trace, tokens)
+    tau = trace.settings.get("tau", np.nan)
+    layers = np.arange(trace.phi.shape[0])
+    figure = new_figure(7.6, 3.6, right=2.9, top=0.6)
+    axes = figure.add_subplot()
+    for position, role, colour in picks:
+        axes.plot(layers, trace.phi[:, position], "o-", color=colour, markersize=3, linewidth=1.5,
+                  label=f"{role}\npos {position} {token_name(trace, position)}")
+    if np.isfinite(tau):
+        axes.axhline(tau, color="#141414", linestyle="--", linewidth=1, label=f"τ = {tau:g} (sink threshold)")
+    drawn = trace.phi[:, [position for position, _, _ in picks]]
+    axes.set_ylim(0, max(float(drawn.max()), tau if np.isfinite(tau) else 0.0) * 1.08)
+    few_ticks(axes, x=8)
+    axes.set_xlabel("layer (φ of the hidden state entering it)")
+    axes.set_ylabel("φ(x)")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8, labelspacing=0.9)
+    figure.text(0.01, 0.99, "φ by layer: a massive activation appears at one layer and stays\n"
+                f"φ(x) = max over sink dims {trace.settings.get('sink_dims', [])} of |x[d]| / RMS(x)", va="top",
+                fontsize=10)
     return figure

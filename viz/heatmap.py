@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from var_core.trace import Trace
-from viz.canvas import colorbar, display_size, hstack, titled
+from viz.canvas import colorbar, display_size, hstack, title_height, titled
 from viz.colors import colorize, value_range
 from viz.queries import attention_map, head_label, query_label
 
@@ -38,6 +38,16 @@ def heatmap_image(image: np.ndarray, values: np.ndarray, title: str, label: str 
     panel = Image.fromarray(blend(image, values, vmin, vmax, cmap, log, alpha, short_side, smooth))
     bar = colorbar(panel.height, vmin, vmax, cmap, log, label + (" (log)" if log else ""))
     return titled(hstack([panel, bar], gap=6), title)
+
+
+def heatmap_cell(image_shape: tuple[int, ...], grid: tuple[int, int], point, short_side: int = 336) -> int | None:
+    """Raster index of the grid cell under `point` (x, y in px) of a `heatmap_image` drawn over an image of
+    `image_shape` (H, W, …): what a click on the heatmap selects; None off the image (title, colour bar)."""
+    width, height = display_size(image_shape[1], image_shape[0], short_side)
+    x, y = int(point[0]), int(point[1]) - title_height()
+    if not (0 <= x < width and 0 <= y < height):
+        return None
+    return (y * grid[0] // height) * grid[1] + x * grid[1] // width
 
 
 def attention_heatmap(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",

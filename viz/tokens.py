@@ -9,7 +9,7 @@ from var_core.trace import Trace
 from viz.queries import check_layer_head
 
 
-def _entries(trace: Trace) -> list[tuple[str, int | None]]:
+def entries(trace: Trace) -> list[tuple[str, int | None]]:
     """(text, query row or None) per displayed token; each run of image tokens collapses into one entry."""
     image = set(trace.all_image_positions.tolist())
     row_of = {int(position): row for row, position in enumerate(trace.query_positions)}
@@ -41,12 +41,16 @@ def token_strip(trace: Trace, layer: int | None = None, head: int | None = None,
     """[(token, score)] for `gr.HighlightedText`: score = `strip_scores` of that token's query row, in [0, 1];
     None for tokens that are not query rows (text before the image, the image itself, the last generated
     token). relative=True divides by the largest score so faint strips use the full colour range."""
-    scores = strip_scores(trace, layer, head)
+    return scored_entries(trace, strip_scores(trace, layer, head), relative)
+
+
+def scored_entries(trace: Trace, scores: np.ndarray, relative: bool) -> list[tuple[str, float | None]]:
+    """`entries` with each query row's score [Q] (divided by the largest when `relative`, unless all are 0)."""
     peak = float(scores.max()) if relative and scores.size and scores.max() > 0 else 1.0
-    return [(text, None if row is None else round(float(scores[row]) / peak, 4)) for text, row in _entries(trace)]
+    return [(text, None if row is None else round(float(scores[row]) / peak, 4)) for text, row in entries(trace)]
 
 
 def strip_rows(trace: Trace) -> list[int | None]:
     """Query row of each entry of `token_strip` (None where the entry is not a query): maps a click on the
     strip (`gr.SelectData.index`) to the `query` argument of the other views."""
-    return [row for _, row in _entries(trace)]
+    return [row for _, row in entries(trace)]

@@ -11,6 +11,7 @@ import torch
 from var_core.config import VARConfig
 from var_core.explain.rules import head_mean_product, relevancy_row
 from var_core.hook import attention_hook
+from var_core.images import prepare_image
 from var_core.models.bundle import ModelBundle
 from var_core.run import prepare_run
 
@@ -68,12 +69,13 @@ def _gradient_leaf(first_layer: torch.nn.Module, leaves: list):
 def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                    answer: str | None = None, gradients: bool = False) -> AnswerForward:
     """Run the prompt once (VAR active when `config` is given) and read the answer row's attention and logits.
+    `image`: anything `var_core.images.prepare_image` accepts (a path, PIL image or array).
 
     gradients=True also takes the gradient of the answer token's logit with respect to every layer's attention
     (one backward pass) and reduces it at once to Chefer's per-layer Ā [T, T]: beyond what autograd keeps for the
     backward, that is L·T² floats, never every layer's full [H, T, T] attention and gradient together.
     """
-    prepared, state = prepare_run(bundle, image, prompt, config, capture=False)
+    prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False)
     grid = state.grid_positions
     attention: dict[int, torch.Tensor] = {}
     products: dict[int, torch.Tensor] = {}

@@ -8,8 +8,10 @@ first answer token.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,6 +88,12 @@ class Explanation:
         """Per method, the share of the map that falls on visual sink patches (how much a sink explains)."""
         return {method: float(values[self.sink_patches].sum()) for method, values in self.maps.items()}
 
+    def summary(self) -> dict:
+        """JSON-friendly: the answer token, every map as nested lists, and each map's share on visual sinks."""
+        return {"answer_token": self.answer_token, "var": self.var,
+                "maps": {method: values.tolist() for method, values in self.maps.items()},
+                "sink_patches": self.sink_patches.tolist(), "mass_on_visual_sinks": self.mass_on_sinks()}
+
 
 def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, answer: str | None = None,
             generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None) -> Explanation:
@@ -100,3 +108,16 @@ def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = 
     return Explanation(answer_token=question.answer_token, var=config is not None, image=question.image,
                        maps={method: _grid_map(values[method], question.grid) for method in METHODS},
                        sink_patches=question.sink_patches.reshape(question.grid).numpy())
+
+
+def save_explanations(explanations: dict[str, Explanation], path) -> Path:
+    """Write runs' maps as a pickle-free `.npz`: `<run>/<method>` [rows, cols], `<run>/sink_patches`, `<run>/image`,
+    and the answer tokens as a JSON string under `answer_tokens`."""
+    arrays = {}
+    for run, explanation in explanations.items():
+        arrays.update({f"{run}/{method}": values for method, values in explanation.maps.items()})
+        arrays[f"{run}/sink_patches"], arrays[f"{run}/image"] = explanation.sink_patches, explanation.image
+    tokens = {run: explanation.answer_token for run, explanation in explanations.items()}
+    path = Path(path)
+    np.savez_compressed(path, answer_tokens=np.array(json.dumps(tokens)), **arrays)
+    return path
