@@ -188,6 +188,7 @@ def test_browser_reverse_view_and_explanations(server):
         expect(tile).not_to_have_attribute("src", first_tile, timeout=30_000)
         expect(page.locator("#reverse-tokens")).to_contain_text("square")
         page.locator("#patch-tile").screenshot(path=str(ARTIFACTS / "reverse_view.png"))
+        page.screenshot(path=str(ARTIFACTS / "reverse_view_page.png"), full_page=True)
         before = log_count(log_path, "explanation started")
         page.get_by_role("tab", name="Where did it look?").click()
         page.click("#explain")

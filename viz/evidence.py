@@ -138,7 +138,7 @@ def token_name(trace: Trace, position: int) -> str:
 @styled
 def phi_by_layer(trace: Trace, tokens: Sequence[int] | None = None) -> Figure:
     """φ(x) entering every layer for BOS, the strongest and a typical visual token and the prompt positions `tokens`,
-    τ dashed: a massive activation appears at one layer and then stays (paper Fig. 2, across depth)."""
+    τ dashed: the layer where a massive activation appears and how long it stays (paper Fig. 2, across depth)."""
     picks = phi_tokens(trace, tokens)
     tau = trace.settings.get("tau", np.nan)
     layers = np.arange(trace.phi.shape[0])
@@ -155,7 +155,7 @@ def phi_by_layer(trace: Trace, tokens: Sequence[int] | None = None) -> Figure:
     axes.set_xlabel("layer (φ of the hidden state entering it)")
     axes.set_ylabel("φ(x)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8, labelspacing=0.9)
-    figure.text(0.01, 0.99, "φ by layer: a massive activation appears at one layer and stays\n"
+    figure.text(0.01, 0.99, "φ by layer: the layer where a massive activation appears, and how long it stays\n"
                 f"φ(x) = max over sink dims {trace.settings.get('sink_dims', [])} of |x[d]| / RMS(x)", va="top",
                 fontsize=10)
     return figure

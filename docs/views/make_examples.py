@@ -13,16 +13,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tests.synthetic_trace import synthetic_trace
-from var_core.scenes import make_scene, object_coverage, render
+from var_core.scenes import make_scene, render
 from viz.canvas import BACKGROUND, INK, font, text_size
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer
-from viz.explain import compare_methods
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap
-from viz.queries import attention_map
 from viz.ranking import head_ranking
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
@@ -46,24 +44,11 @@ def highlighted(pairs: list[tuple[str, object]], colour_of) -> Image.Image:
     return image
 
 
-def stand_in_maps(trace, coverage: np.ndarray, layer: int) -> dict[str, dict[str, np.ndarray]]:
-    """Four maps per run for the method comparison (docs only): head 0's attention before/after VAR, and stand-ins
-    for the other methods built from it and the scene's object coverage — not var_core.explain's output."""
-    maps = {}
-    for run, raw in (("baseline", True), ("VAR", False)):
-        attention = attention_map(trace, layer, 0, "answer", raw=raw)
-        stand_ins = {"raw attention": attention, "relevancy": attention * coverage + 0.01 * attention,
-                     "relative attention": attention * (coverage + 0.05), "activation map": coverage ** 2 + 0.02}
-        maps[run] = {method: values / values.sum() for method, values in stand_ins.items()}
-    return maps
-
-
 def main() -> None:
     trace = synthetic_trace(layers=30, heads=9, grid=(8, 8), sink=(6, 1), hidden=576, answer_tokens=6)
     scene = make_scene(7)
     trace.image = np.asarray(render(scene).convert("RGB"))
     layer = 12
-    methods = stand_in_maps(trace, object_coverage(scene, 8).reshape(8, 8), layer)
     views = {
         "heatmap": attention_heatmap(trace, layer, None, "answer", log=True),
         "head_grid": head_grid(trace, "answer", tile=40),
@@ -78,7 +63,6 @@ def main() -> None:
         "reverse_layer_head": patch_layer_head(trace, 6 * 8 + 1),
         "reverse_tokens": highlighted(tokens_attending(trace, 10, layer, 0),
                                       lambda s: tuple(int(255 - s * (255 - c)) for c in (230, 159, 0))),
-        "explain_methods": compare_methods(trace.image, methods, "Where did the model look? (stand-in maps)"),
         "token_strip": highlighted(token_strip(trace, relative=True),
                                    lambda s: tuple(int(255 - s * (255 - c)) for c in (86, 180, 233))),
     }
