@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,24 @@ def wait_for_log(log_path: Path, text: str, count: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
+@contextmanager
+def page_with_example(url: str, prompt: str, width: int = 1280, height: int = 800):
+    """Headless Chromium on the app with the bundled example uploaded and `prompt` typed, ready to press a button."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
+        page.fill("#prompt textarea", prompt)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def reference(server):
     """The API's answer for the bundled scene (greedy decoding: every later call must give the same)."""
@@ -130,17 +149,11 @@ def test_api_explain_returns_four_maps_per_run(server):
 
 
 def test_browser_flow(server, reference):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
     url, log_path = server
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(url)
-        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
-        page.fill("#prompt textarea", PROMPT)
+    with page_with_example(url, PROMPT) as page:
         before = analyses_run(log_path)
         page.click("#run")
         heatmap = page.locator("#heatmap img")
@@ -156,22 +169,16 @@ def test_browser_flow(server, reference):
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         page.set_viewport_size({"width": 420, "height": 900})
         page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
-        browser.close()
 
 
 def test_browser_reverse_view_and_explanations(server):
     """Click a patch of the heatmap: the reverse view fills for that patch; press the explanation button: the
     method × run grid appears. Screenshots go to tests/artifacts (docs/ keeps copies of them)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, log_path = server
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
-        page.fill("#prompt textarea", PROMPT)
+    with page_with_example(url, PROMPT, 1400, 1000) as page:
         page.click("#run")
         heatmap = page.locator("#heatmap img")
         expect(heatmap).to_be_visible(timeout=120_000)
@@ -198,21 +205,15 @@ def test_browser_reverse_view_and_explanations(server):
         assert log_count(log_path, "explanation started") == before + 1
         assert page.locator(".toast-body.error").count() == 0
         page.screenshot(path=str(ARTIFACTS / "where_did_it_look.png"), full_page=True)
-        browser.close()
 
 
 def test_stop_button_ends_the_running_analysis(server):
     """Stop during decoding: the server ends that run at its next token (no answer logged), the page shows no
     error, and the next Analyze works."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, log_path = server
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(url)
-        page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
-        page.fill("#prompt textarea", "Describe the image in detail, every shape and colour.")
+    with page_with_example(url, "Describe the image in detail, every shape and colour.") as page:
         done_before = analyses_run(log_path)
         started_before, stopped_before = log_count(log_path, "analysis started"), log_count(log_path, "stopped the")
         page.click("#run")
@@ -227,7 +228,6 @@ def test_stop_button_ends_the_running_analysis(server):
         page.click("#run")
         expect(page.locator("#heatmap img")).to_be_visible(timeout=120_000)
         assert analyses_run(log_path) == done_before + 1
-        browser.close()
 
 
 def test_concurrent_users_get_their_own_results(server):

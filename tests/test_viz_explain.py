@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from viz.canvas import BACKGROUND
+from tests.pixels import find
 from viz.explain import GAP, compare_methods
 from viz.heatmap import blend
 from viz.sinks import frame_cells
@@ -17,15 +17,6 @@ def one_hot(row: int, col: int, value: float = 1.0, grid=(3, 5)) -> np.ndarray:
     values = np.zeros(grid, np.float32)
     values[row, col] = value
     return values
-
-
-def find(image: np.ndarray, part: np.ndarray) -> tuple[int, int]:
-    """(y, x) of the top-left corner where `part` appears exactly in `image`."""
-    ay, ax = np.argwhere((part != BACKGROUND).any(-1))[0]
-    for y, x in np.argwhere((image == part[ay, ax]).all(-1)) - (ay, ax):
-        if (image[y:y + part.shape[0], x:x + part.shape[1]] == part).all():
-            return int(y), int(x)
-    raise AssertionError("part not found in image")
 
 
 def test_each_cell_is_its_map_on_its_own_scale_and_peaks_in_place():

@@ -7,11 +7,12 @@ from var_core.config import VARConfig
 from var_core.run import generate
 from viz.compare import before_after
 from viz.diff import answer_diff
-from viz.evidence import massive_activations, phi_attention_scatter, sink_attention_by_layer
+from viz.evidence import massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap
 from viz.ranking import head_ranking, top_heads_table
+from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
 
@@ -28,7 +29,7 @@ def traces(tiny_bundle, noise_image):
 def test_image_views_render(traces):
     for trace in traces:
         for image in (attention_heatmap(trace, 2, None, "answer", log=True), head_grid(trace, "answer"),
-                      phi_overlay(trace, 2)):
+                      phi_overlay(trace, 2), patch_layer_head(trace, 5)):
             assert image.mode == "RGB" and min(image.size) > 100
     assert before_after(traces[1], 2, 0, "all").width > 800
 
@@ -36,7 +37,7 @@ def test_image_views_render(traces):
 def test_chart_views_render(traces):
     for trace in traces:
         for figure in (sink_count_strip(trace, 2), head_ranking(trace), phi_attention_scatter(trace, 2),
-                       massive_activations(trace), sink_attention_by_layer(trace)):
+                       massive_activations(trace), sink_attention_by_layer(trace), phi_by_layer(trace)):
             assert np.asarray(figure_image(figure)).std() > 0
 
 
@@ -46,5 +47,7 @@ def test_text_views(traces):
     assert len(strip) == len(strip_rows(with_var))
     assert sum(score is not None for _, score in strip) == len(with_var.query_positions)
     assert len(top_heads_table(with_var, k=5)) == 5
+    reverse = tokens_attending(with_var, 5, 2)
+    assert [text for text, _ in reverse] == [text for text, _ in strip] and max(s for _, s in reverse if s) == 1.0
     left, right = answer_diff(baseline.answer, with_var.answer)
     assert "".join(t for t, _ in left) == baseline.answer and "".join(t for t, _ in right) == with_var.answer

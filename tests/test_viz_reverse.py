@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.pixels import find
 from tests.synthetic_trace import synthetic_trace
 from viz.canvas import BACKGROUND
 from viz.colors import OUTLINE, value_range
@@ -11,15 +12,6 @@ from viz.reverse import CELL, GAP, patch_layer_head, patch_scores, tokens_attend
 from viz.tokens import strip_rows
 
 SINK, ORDINARY = 1 * 5 + 3, 2 * 5 + 0  # planted sink cell (1, 3) of the 3×5 grid, and a plain cell
-
-
-def find(image: np.ndarray, part: np.ndarray) -> tuple[int, int]:
-    """(y, x) of the top-left corner where `part` appears exactly in `image`."""
-    ay, ax = np.argwhere((part != BACKGROUND).any(-1))[0]
-    for y, x in np.argwhere((image == part[ay, ax]).all(-1)) - (ay, ax):
-        if (image[y:y + part.shape[0], x:x + part.shape[1]] == part).all():
-            return int(y), int(x)
-    raise AssertionError("part not found in image")
 
 
 def test_sink_patch_draws_more_attention_than_an_ordinary_patch_from_every_token():
