@@ -138,17 +138,18 @@ def load_app_copy(name: str, monkeypatch):
     return module
 
 
-def test_app_wraps_only_the_model_running_function_with_spaces_gpu(with_spaces, monkeypatch):
+def test_app_wraps_only_the_model_running_functions_with_spaces_gpu(with_spaces, monkeypatch):
     module = load_app_copy("app_with_spaces", monkeypatch)
-    assert getattr(module.run_analysis, "spaces_gpu", False), \
-        "app.run_analysis must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
-    assert [name for name, _ in with_spaces.calls] == ["run_analysis"]
+    for function in (module.run_analysis, module.run_explanation):
+        assert getattr(function, "spaces_gpu", False), \
+            f"app.{function.__name__} must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
+    assert [name for name, _ in with_spaces.calls] == ["run_analysis", "run_explanation"]
 
 
 def test_app_runs_unwrapped_without_spaces(without_spaces, monkeypatch):
     module = load_app_copy("app_without_spaces", monkeypatch)
-    assert not hasattr(module.run_analysis, "spaces_gpu")
-    assert module.run_analysis.__name__ == "run_analysis"
+    for function in (module.run_analysis, module.run_explanation):
+        assert not hasattr(function, "spaces_gpu")
 
 
 # ---------------------------------------------------------------- device selection
