@@ -199,16 +199,21 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
 
 
 @gpu_task(duration=GPU_DURATION_S)
-def run_explanation(image, prompt, model_id, settings: dict, progress) -> dict[str, Explanation]:
-    """The model part of an explanation: the four maps of the first answer token, without and with VAR."""
+def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers, progress) -> dict[str, Explanation]:
+    """The model part of an explanation: the four maps of the first answer token (the model's own, or `answer`'s),
+    without and with VAR; raw and relative attention averaged over `map_layers` (first, last; None = every layer)."""
     LOG.info("explanation started: model=%s prompt=%r", model_id, str(prompt)[:80])
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
+    first, last = map_layers
+    layers = None if first is None and last is None else range(int(first or 0), int(
+        bundle.num_layers - 1 if last is None else last) + 1)
+    answer = (answer or "").strip() or None
     progress(0.1, desc="Baseline: forward, backward and the generic prompt")
-    baseline = explain(bundle, image, prompt)
+    baseline = explain(bundle, image, prompt, answer=answer, layers=layers)
     progress(0.55, desc="With VAR: forward, backward and the generic prompt")
-    return {"baseline": baseline, "VAR": explain(bundle, image, prompt, config)}
+    return {"baseline": baseline, "VAR": explain(bundle, image, prompt, config, answer=answer, layers=layers)}
 
 
 def explanation_summary(explanations: dict[str, Explanation]) -> dict:
@@ -221,19 +226,22 @@ def explanation_summary(explanations: dict[str, Explanation]) -> dict:
 
 async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                           min_visual_mass=DEFAULTS["min_visual_mass"], first_layer=None, last_layer=None,
-                          recycle_text_sinks=True, progress=gr.Progress()):
+                          recycle_text_sinks=True, answer=None, map_first_layer=None, map_last_layer=None,
+                          progress=gr.Progress()):
     """Where did the model look for its first answer token? Four maps over the image's patch grid (raw attention,
     relevancy, relative attention, activation map), without and with VAR.
 
     Returns JSON: grid [rows, cols], methods, and per run (baseline, VAR) the answer token, each map as nested
     lists (non-negative, summing to 1), the visual sink patches and each map's share on them. Settings as for
-    `analyze`.
+    `analyze`; `answer`: explain this answer's first token instead of the model's own; map_first_layer /
+    map_last_layer: the layers raw and relative attention average over (default: every layer).
     """
     settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
                 "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
     try:
         explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
-                                                             model_id or DEFAULT_MODEL_ID, settings, progress))
+                                                             model_id or DEFAULT_MODEL_ID, settings, answer,
+                                                             (map_first_layer, map_last_layer), progress))
     except (ValueError, ModelLoadError) as error:
         raise gr.Error(str(error)) from None
     return explanation_summary(explanations), explanations
@@ -379,7 +387,9 @@ def render_explanation(explanations: dict[str, Explanation] | None, prompt):
     folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-explain-"))
     picture.save(folder / "where_did_it_look.png")
     files = [folder / "where_did_it_look.png", save_explanations(explanations, folder / "explanation_maps.npz")]
-    status = (f"First answer token: {tokens}. Visual sink patches: {int(first.sink_patches.sum())} of "
+    layers = first.attention_layers
+    status = (f"First answer token: {tokens}. Raw and relative attention: mean over heads and layers "
+              f"{layers[0]}–{layers[-1]}. Visual sink patches: {int(first.sink_patches.sum())} of "
               f"{first.sink_patches.size}; the table gives each map's share on them.")
     return status, picture, shares, [str(path) for path in files]
 
@@ -535,6 +545,13 @@ def build_demo() -> gr.Blocks:
                         phi_layers = gr.Plot(label="φ by layer", elem_id="phi-by-layer")
                     with gr.Tab("Where did it look?"):
                         gr.Markdown(EXPLAIN["explain"])
+                        with gr.Row():
+                            explain_answer = gr.Textbox(label="Answer to explain (empty: the model's own)",
+                                                        placeholder="e.g. red", elem_id="explain-answer", scale=2)
+                            map_first = gr.Number(None, precision=0, minimum=0, scale=1,
+                                                  label="attention maps from layer (empty: 0)")
+                            map_last = gr.Number(None, precision=0, minimum=0, scale=1,
+                                                 label="to layer (empty: the last)")
                         explain_button = gr.Button("Explain the first answer token (baseline and VAR)",
                                                    elem_id="explain")
                         explain_status = gr.Markdown(elem_id="explain-status")
@@ -597,7 +614,8 @@ def build_demo() -> gr.Blocks:
         for control in (patch, layer, head, source):
             control.input(render_reverse, reverse, reverse_outputs, trigger_mode="always_last", **private)
         heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private)
-        explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle]
+        explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle, explain_answer,
+                            map_first, map_last]
         explained = explain_button.click(explain_request, explain_settings, [explain_json, explanations],
                                          api_name="explain", concurrency_id="model", concurrency_limit=1,
                                          show_progress_on=[methods_grid])

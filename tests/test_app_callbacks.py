@@ -133,9 +133,24 @@ def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(ana
         app.render_explanation(None, "")
 
 
-def test_explain_turns_bad_input_into_a_clear_error():
-    with pytest.raises(gr.Error, match="prompt is empty"):
-        asyncio.run(app.explain_request(Image.open(EXAMPLE), "  ", progress=Progress()))
+def test_explain_a_given_answer_over_chosen_layers():
+    summary, explanations = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
+                                                            answer=" red", map_first_layer=2, map_last_layer=10,
+                                                            progress=Progress()))
+    for run in summary["runs"].values():
+        assert run["answer_token"].strip() == "red" and run["attention_layers"] == list(range(2, 11))
+    assert "layers 2–10" in app.render_explanation(explanations, "What colour is the square?")[0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "  "}, "prompt is empty"),
+    ({"map_first_layer": 12, "map_last_layer": 40}, r"layers \[30, .*0 … 29"),
+    ({"tau": 99}, "must be in"),
+])
+def test_explain_turns_bad_input_into_a_clear_error(kwargs, message):
+    args = {"prompt": "What colour is the square?", **kwargs}
+    with pytest.raises(gr.Error, match=message):
+        asyncio.run(app.explain_request(Image.open(EXAMPLE), args.pop("prompt"), progress=Progress(), **args))
 
 
 @pytest.mark.parametrize("kwargs, message", [

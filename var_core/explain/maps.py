@@ -26,14 +26,18 @@ RELATIVE_FLOOR = 0.01  # the generic attention is floored at 1 % of its mean bef
 METHODS = ("raw attention", "relevancy", "relative attention", "activation map")
 
 
-def _layer_rows(forward: AnswerForward, layers: Sequence[int] | None) -> torch.Tensor:
-    """[N_grid] the answer row's attention, mean over heads and over `layers` (None = every layer), validated."""
-    count = forward.attention.shape[0]
-    layers = range(count) if layers is None else list(layers)
+def _checked_layers(layers: Sequence[int] | None, count: int) -> list[int]:
+    """`layers` as a list (None = all `count`); ValueError unless a non-empty choice of existing layers."""
+    layers = list(range(count)) if layers is None else [int(layer) for layer in layers]
     bad = [layer for layer in layers if not 0 <= layer < count]
     if bad or not layers:
         raise ValueError(f"layers {bad or '[]'} must be a non-empty choice of the model's layers 0 … {count - 1}")
-    return forward.attention[list(layers)].mean(0)
+    return layers
+
+
+def _layer_rows(forward: AnswerForward, layers: list[int]) -> torch.Tensor:
+    """[N_grid] the answer row's attention, mean over heads and over `layers`."""
+    return forward.attention[layers].mean(0)
 
 
 def _grid_map(values: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
@@ -56,6 +60,7 @@ def relative_attention(bundle: ModelBundle, image, prompt: str, config: VARConfi
     default all) divided element-wise by the same under `generic_prompt`, renormalised; attention that does not
     depend on the question (sinks among it) cancels. The answer token does not change an attention row; `answer`
     is accepted for a uniform signature. Cost: two forward passes without gradients."""
+    layers = _checked_layers(layers, bundle.num_layers)
     question = answer_forward(bundle, image, prompt, config, answer)
     generic = answer_forward(bundle, image, generic_prompt, config)
     return _grid_map(relative(_layer_rows(question, layers), _layer_rows(generic, layers), RELATIVE_FLOOR),
@@ -74,8 +79,9 @@ def activation_map(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
 class Explanation:
     """The four maps of one run (baseline or VAR) for its first answer token, and where its visual sinks are.
 
-    maps: method (METHODS order) → [rows, cols]; raw attention is the answer row's, mean over heads and `layers`.
-    sink_patches: [rows, cols] bool, grid cells that are visual sinks in a layer VAR may act on.
+    maps: method (METHODS order) → [rows, cols]; raw attention is the answer row's, mean over heads and
+    `attention_layers` (relative attention too). sink_patches: [rows, cols] bool, grid cells that are visual sinks
+    in a layer VAR may act on.
     """
 
     answer_token: str
@@ -83,6 +89,7 @@ class Explanation:
     image: np.ndarray
     maps: dict[str, np.ndarray]
     sink_patches: np.ndarray
+    attention_layers: list[int]
 
     def mass_on_sinks(self) -> dict[str, float]:
         """Per method, the share of the map that falls on visual sink patches (how much a sink explains)."""
@@ -90,7 +97,7 @@ class Explanation:
 
     def summary(self) -> dict:
         """JSON-friendly: the answer token, every map as nested lists, and each map's share on visual sinks."""
-        return {"answer_token": self.answer_token, "var": self.var,
+        return {"answer_token": self.answer_token, "var": self.var, "attention_layers": self.attention_layers,
                 "maps": {method: values.tolist() for method, values in self.maps.items()},
                 "sink_patches": self.sink_patches.tolist(), "mass_on_visual_sinks": self.mass_on_sinks()}
 
@@ -99,6 +106,7 @@ def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = 
             generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None) -> Explanation:
     """All four maps of one run at the cost of two forward passes and one backward pass: the question's pass
     gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention."""
+    layers = _checked_layers(layers, bundle.num_layers)
     question = answer_forward(bundle, image, prompt, config, answer, gradients=True)
     generic = answer_forward(bundle, image, generic_prompt, config)
     rows = _layer_rows(question, layers)
@@ -107,7 +115,7 @@ def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = 
               "activation map": question.logits}
     return Explanation(answer_token=question.answer_token, var=config is not None, image=question.image,
                        maps={method: _grid_map(values[method], question.grid) for method in METHODS},
-                       sink_patches=question.sink_patches.reshape(question.grid).numpy())
+                       sink_patches=question.sink_patches.reshape(question.grid).numpy(), attention_layers=layers)
 
 
 def save_explanations(explanations: dict[str, Explanation], path) -> Path:
