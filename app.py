@@ -30,6 +30,7 @@ from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
+from var_core.shipped import shipped
 from var_core.run import MAX_PROMPT_CHARS, GenerationStopped
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
@@ -44,7 +45,7 @@ from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
 
 LOG = logging.getLogger("visual_sink_lens")
-EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
+EXAMPLES_DIR = shipped("assets") / "examples"
 MAX_NEW_TOKENS_UI = 128
 RUN_TIME_LIMIT_S = 60  # decoding of each of the two runs stops after this long
 GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per request (two runs + load, rendering)

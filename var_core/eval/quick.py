@@ -16,6 +16,7 @@ from pathlib import Path
 
 from var_core.eval.experiments import EXPERIMENTS, make_samples
 from var_core.eval.runner import run_experiment
+from var_core.shipped import shipped
 
 # name → (default number of samples — images for `sinks` — and option overrides); sized for ~1 min each.
 QUICK = {
@@ -47,7 +48,7 @@ def run_quick(name: str, n_samples: int | None = None, progress_callback=None, b
     return result.rows, list(result.figures.values())
 
 
-RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
+RESULTS_ROOT = shipped("results")
 
 
 def load_full_results(name: str, root=None):

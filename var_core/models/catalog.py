@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +209,46 @@ def load_processor(source: str, model_type: str):
         return image_only(getattr(transformers, PROCESSOR_CLASS[model_type])).from_pretrained(source)
 
 
+def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims=None, tau: float | None = None,
+         name: str | None = None) -> ModelBundle:
+    """A `ModelBundle` for a transformers model you loaded yourself (a fine-tune, a local folder, a quantised model),
+    so generate, analyze, eval and the explanation maps run on it.
+
+    family: the adapter (default: from `model.config.model_type`); sink_dims / tau: the backbone's sink facts
+    (default: the registry's when `name`, default the config's `_name_or_path`, is an allow-listed model, else
+    discovered once with a calibration forward and cached, as for hub ids). The model is put in eval mode.
+    Raises ValueError naming the supported architectures when the model is not one of them.
+    """
+    model_type = model.config.model_type
+    family = family or FAMILY_OF_MODEL_TYPE.get(model_type)
+    supported = sorted(set(FAMILY_OF_MODEL_TYPE.values()))
+    if family not in supported:
+        raise ValueError(f"{type(model).__name__} ({model_type!r}) is not a supported architecture: supported "
+                         f"model types {sorted(FAMILY_OF_MODEL_TYPE)}, families {supported}")
+    name = name or getattr(model.config, "_name_or_path", "") or model_type
+    entry = CATALOG.get(name)
+    hidden_size = model.config.get_text_config().hidden_size
+    backbone_name = entry.backbone if entry is not None else f"{model_type}:{name}"
+    known = BACKBONES.get(backbone_name)
+    if known is not None and known.hidden_size != hidden_size:
+        raise ValueError(f"{name} has hidden size {hidden_size} but its backbone {backbone_name!r} in the registry "
+                         f"has {known.hidden_size}; fix the catalog entry")
+    if sink_dims is not None:
+        known = Backbone(backbone_name, hidden_size, tuple(int(d) for d in sink_dims),
+                         known.tau if known is not None else default_tau(hidden_size), "sink dims given to wrap()")
+    provisional = known or Backbone(backbone_name, hidden_size, (0,), default_tau(hidden_size), "provisional")
+    bundle = ModelBundle(model=model.eval(), processor=processor, name=name, backbone=provisional,
+                         adapter=adapter_for(family),
+                         extra={"family": family, "model_type": model_type, "llm": entry.llm if entry else None,
+                                "backbone_discovered": known is None})
+    if known is None:
+        bundle.backbone, path, from_cache = discover_backbone(bundle, backbone_name)
+        bundle.extra.update(sink_cache=str(path), sink_dims_from_cache=from_cache)
+    if tau is not None:
+        bundle.backbone = replace(bundle.backbone, tau=float(tau), source=f"{bundle.backbone.source}; τ given to wrap()")
+    return bundle
+
+
 def _load_hub_model(model_id: str, entry: CatalogEntry | None) -> ModelBundle:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
@@ -225,22 +265,10 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None) -> ModelBundle:
                                                         trust_remote_code=False)
     if device_map is None:
         model = model.to(device)
-    processor = load_processor(model_id, config.model_type)
-    hidden_size = model.config.get_text_config().hidden_size
-    backbone_name = entry.backbone if entry is not None else f"{config.model_type}:{model_id}"
-    known = BACKBONES.get(backbone_name)
-    if known is not None and known.hidden_size != hidden_size:
-        raise ModelLoadError(f"{model_id} has hidden size {hidden_size} but its backbone {backbone_name!r} in the "
-                             f"registry has {known.hidden_size}; fix the catalog entry")
-    provisional = known or Backbone(backbone_name, hidden_size, (0,), default_tau(hidden_size), "provisional")
-    bundle = ModelBundle(model=model.eval(), processor=processor, name=model_id, backbone=provisional,
-                         adapter=adapter_for(family), extra={"family": family, "model_type": config.model_type,
-                                                             "llm": entry.llm if entry else None,
-                                                             "backbone_discovered": known is None})
-    if known is None:
-        bundle.backbone, path, from_cache = discover_backbone(bundle, backbone_name)
-        bundle.extra.update(sink_cache=str(path), sink_dims_from_cache=from_cache)
-    return bundle
+    try:
+        return wrap(model, load_processor(model_id, config.model_type), family, name=model_id)
+    except ValueError as error:  # a catalog entry that does not match the model
+        raise ModelLoadError(str(error)) from error
 
 
 def load_model(model_id: str, allow_any: bool = False) -> ModelBundle:

