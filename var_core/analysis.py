@@ -21,6 +21,12 @@ class Analysis:
     baseline: Trace
     var: Trace
 
+    def _repr_html_(self) -> str:
+        """Jupyter: both answers, the VAR run's facts, attention before / after VAR (drawn by `viz.notebook`)."""
+        from viz.notebook import analysis_html
+
+        return analysis_html(self)
+
     def summary(self) -> dict:
         """The API's answer: both answers, per-layer visual sinks, selected heads with r, settings."""
         var_summary = self.var.summary()

@@ -107,6 +107,12 @@ class Trace:
         meta["grid"] = tuple(meta["grid"])
         return cls(**meta, **arrays)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: a compact summary and the key picture (drawn by `viz.notebook`, imported only here)."""
+        from viz.notebook import trace_html
+
+        return trace_html(self)
+
     def summary(self) -> dict:
         """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads with r."""
         image_tokens = self.all_image_positions

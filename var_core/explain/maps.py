@@ -95,6 +95,12 @@ class Explanation:
         """Per method, the share of the map that falls on visual sink patches (how much a sink explains)."""
         return {method: float(values[self.sink_patches].sum()) for method, values in self.maps.items()}
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the four maps with the sink patches framed (drawn by `viz.notebook`, imported only here)."""
+        from viz.notebook import explanation_html
+
+        return explanation_html(self)
+
     def summary(self) -> dict:
         """JSON-friendly: the answer token, every map as nested lists, and each map's share on visual sinks."""
         return {"answer_token": self.answer_token, "var": self.var, "attention_layers": self.attention_layers,

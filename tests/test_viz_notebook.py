@@ -1,0 +1,51 @@
+"""Notebook displays: Trace, Analysis and Explanation show a summary and their key picture inline."""
+
+import base64
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from tests.synthetic_trace import synthetic_trace
+from var_core.analysis import Analysis
+from var_core.explain import Explanation
+from viz.compare import before_after
+from viz.heatmap import attention_heatmap
+from viz.notebook import sink_layer
+
+
+def inline_images(markup: str) -> list[np.ndarray]:
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+            for data in re.findall(r'src="data:image/png;base64,([^"]+)"', markup)]
+
+
+def test_a_trace_shows_its_answer_facts_and_the_heatmap_of_its_sinkiest_layer():
+    trace = synthetic_trace(layers=4, grid=(3, 5), sink=(1, 3))
+    trace.answer = "the square is <red>"
+    markup = trace._repr_html_()
+    assert "the square is &lt;red&gt;" in markup  # escaped
+    assert "visual sinks in layers 1–3" in markup and "VAR (p = 0.5)" in markup
+    layer = sink_layer(trace)
+    assert trace.visual_sinks[layer].sum() == trace.visual_sinks.sum(1).max()
+    (picture,) = inline_images(markup)
+    assert np.array_equal(picture, np.asarray(attention_heatmap(trace, layer, None, "answer", short_side=224)))
+
+
+def test_an_analysis_shows_both_answers_and_before_after_var():
+    baseline, var = synthetic_trace(var=False), synthetic_trace()
+    baseline.answer, var.answer = "a red square", "a blue square"
+    markup = Analysis(baseline=baseline, var=var)._repr_html_()
+    assert "a red square" in markup and "a blue square" in markup
+    (picture,) = inline_images(markup)
+    expected = before_after(var, sink_layer(var), None, "answer", short_side=200)
+    assert np.array_equal(picture, np.asarray(expected))
+
+
+def test_an_explanation_shows_its_maps_and_their_share_on_sinks():
+    sinks = np.zeros((3, 5), bool)
+    sinks[0, 0] = True
+    maps = {method: np.full((3, 5), 1 / 15, np.float32) for method in ("raw attention", "relevancy")}
+    explanation = Explanation("red", True, np.zeros((30, 50, 3), np.uint8), maps, sinks, [0, 1])
+    markup = explanation._repr_html_()
+    assert "raw attention 7%" in markup and "(VAR)" in markup and len(inline_images(markup)) == 1
