@@ -21,6 +21,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from var_core import __version__
 from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel
@@ -642,7 +643,9 @@ def build_demo() -> gr.Blocks:
 # ---------------------------------------------------------------- launch
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Visual Sink Lens: see and fix visual attention sinks.")
+    parser = argparse.ArgumentParser(prog="visual-sink-lens",
+                                     description="Visual Sink Lens: see and fix visual attention sinks.")
+    parser.add_argument("--version", action="version", version=f"visual-sink-lens {__version__}")
     parser.add_argument("--host", default=default_host())  # HOST, GRADIO_SERVER_NAME, 0.0.0.0 on Spaces, 127.0.0.1
     parser.add_argument("--port", type=int, default=default_port())  # PORT, GRADIO_SERVER_PORT, 7860
     parser.add_argument("--model", default=os.environ.get("MODEL_ID", DEFAULT_MODEL_ID))
