@@ -22,9 +22,11 @@ def row_coefficients(masses: torch.Tensor, receivers: int, active: torch.Tensor)
     """Every mass of a row divided by its receiver mass (masses[..., receivers]) on `active` rows (bool [..., 1]: the
     rows to redistribute, each with receiver mass > 0), 0 on every other row (left bit-identical). With the
     deltas of `key_deltas` placed at the receiver and recycled-sink columns, this gives δ = −p on sinks and
-    p·Σ_sinks α / Σ_receivers α on receivers. Inactive rows divide by 1, not by their (maybe zero) receiver mass,
-    so no NaN reaches a gradient taken through VAR (`var_core.explain`)."""
-    divisor = torch.where(active, masses[..., receivers:receivers + 1], 1.0)
+    p·Σ_sinks α / Σ_receivers α on receivers. When a gradient is taken through VAR (`var_core.explain`), inactive
+    rows divide by 1 instead of their (maybe zero) receiver mass, so no NaN reaches it; inference skips that op."""
+    divisor = masses[..., receivers:receivers + 1]
+    if masses.requires_grad:
+        divisor = torch.where(active, divisor, 1.0)
     return torch.where(active, masses / divisor, 0.0)
 
 
