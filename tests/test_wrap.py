@@ -10,6 +10,7 @@ from tests.tiny_llava import TINY_SINK_DIM, tiny_llava
 from tests.tiny_models import noise_image, tiny_qwen2_vl
 from var_core.analysis import analyze
 from var_core.config import VARConfig
+from var_core.eval.quick import run_quick
 from var_core.explain import explain
 from var_core.models import wrap
 from var_core.registry import default_tau
@@ -31,6 +32,8 @@ def test_a_wrapped_model_runs_generate_analyze_and_the_explanation_maps():
     assert analyze(bundle, image, PROMPT, config, max_new_tokens=2).var.var_applied
     assert set(explain(bundle, image, PROMPT, config).maps) == {"raw attention", "relevancy", "relative attention",
                                                                 "activation map"}
+    rows, figures = run_quick("sinks", 2, bundle=bundle)  # the experiments (var_core.eval) take it too
+    assert rows and figures
 
 
 def test_family_comes_from_the_config_and_unknown_sink_dims_are_discovered_once(tmp_path, monkeypatch):
