@@ -35,7 +35,8 @@ from var_core.shipped import shipped
 from var_core.run import MAX_PROMPT_CHARS, GenerationStopped
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
-from viz.evidence import massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer
+from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
+                          visual_by_phi)
 from viz.explain import compare_methods
 from viz.figures import figure_image
 from viz.grid import head_grid
@@ -305,11 +306,6 @@ def reverse_views(result: Analysis, patch, layer, head, source):
     return tokens_attending(trace, int(patch), int(layer), _head(head)), patch_layer_head(trace, int(patch))
 
 
-def strongest_sink_patch(trace) -> int:
-    """The grid cell with the largest φ in any layer: the patch the reverse view opens on."""
-    return int(np.unravel_index(trace.phi_visual.argmax(), trace.phi_visual.shape)[1])
-
-
 def render_all(result: Analysis | None, layer, head, query, source, log_scale):
     """Every view of a fresh analysis, and the selectors fitted to this model and these tokens."""
     if result is None:
@@ -327,7 +323,7 @@ def render_all(result: Analysis | None, layer, head, query, source, log_scale):
     except ValueError:  # e.g. a one-token answer has no "answer" rows beyond the prompt's last token
         query = "all"
         selected = selection_views(result, layer, head, query, source, bool(log_scale))
-    patch = strongest_sink_patch(trace)
+    patch = int(visual_by_phi(trace)[-1])  # the reverse view opens on the strongest visual sink
     return (baseline_diff, var_diff, _status(result),
             gr.update(maximum=trace.num_layers - 1, value=layer),
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query),

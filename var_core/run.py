@@ -160,7 +160,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     selection, num_layers, num_heads = state.selection, bundle.num_layers, bundle.num_heads
     input_ids = prepared.inputs["input_ids"]
     visual_positions = state.grid_positions.cpu().numpy()
-    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
+    tokenizer = bundle.tokenizer
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     stopping = StoppingCriteriaList([_StopWhenSet(stop)] if stop is not None else [])
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):

@@ -109,6 +109,12 @@ def sink_attention_by_layer(trace: Trace, query: int | str = "all") -> Figure:
     return figure
 
 
+def visual_by_phi(trace: Trace) -> np.ndarray:
+    """Grid indices of the visual tokens in ascending order of their largest φ over layers (stable): the last is the
+    strongest visual sink candidate, the middle one a typical visual token."""
+    return np.argsort(trace.phi_visual.max(0), kind="stable")
+
+
 def phi_tokens(trace: Trace, tokens: Sequence[int] | None = None) -> list[tuple[int, str, str]]:
     """[(position, role, colour)]: BOS (position 0), the strongest visual sink candidate (largest φ over layers),
     a typical visual token (median of that), then the prompt positions `tokens`; each position once."""
@@ -117,7 +123,7 @@ def phi_tokens(trace: Trace, tokens: Sequence[int] | None = None) -> list[tuple[
     bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < count]
     if bad:
         raise ValueError(f"tokens {bad} are not prompt positions: φ covers positions 0 … {count - 1}")
-    order = np.argsort(trace.phi_visual.max(0), kind="stable")
+    order = visual_by_phi(trace)
     picks = [(0, PROFILE_ROLES[0], BOS_COLOUR), (int(trace.visual_positions[order[-1]]), PROFILE_ROLES[1], SELECTED),
              (int(trace.visual_positions[order[len(order) // 2]]), PROFILE_ROLES[2], OTHER)]
     picks += [(int(t), "chosen token", EXTRA_COLOURS[i % len(EXTRA_COLOURS)]) for i, t in enumerate(tokens)]

@@ -41,8 +41,7 @@ def answer_id(bundle: ModelBundle, logits: torch.Tensor, answer: str | None) -> 
     """The first answer token: the greedy choice from `logits` [V], or the first token of `answer`."""
     if answer is None:
         return int(logits.argmax())
-    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
-    ids = tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+    ids = bundle.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError("the answer is empty: give the answer text to explain, or None for the model's own")
     return int(ids[0])
@@ -98,11 +97,10 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     relevancy = None
     if gradients:
         relevancy = relevancy_row([products[layer] for layer in range(len(layers))], -1)[grid].cpu()
-    var_layers = (config or VARConfig()).resolve_layers(bundle.num_layers)
+    var_layers = state.selection.resolve_layers(bundle.num_layers)  # the run's VAR layers, or the default ones
     sinks = torch.stack([state.sink_masks[layer][0] for layer in var_layers]).any(0) if var_layers else None
-    tokenizer = getattr(bundle.processor, "tokenizer", bundle.processor)
     return AnswerForward(
-        answer_id=token, answer_token=tokenizer.decode([token]),
+        answer_id=token, answer_token=bundle.tokenizer.decode([token]),
         attention=torch.stack([attention[layer] for layer in range(len(layers))]).cpu(),
         logits=logits.detach()[grid, token].float().cpu(), relevancy=relevancy,
         sink_patches=(sinks[grid] if sinks is not None else torch.zeros(len(grid), dtype=torch.bool)).cpu(),

@@ -61,6 +61,11 @@ class ModelBundle:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one run at a time per model
 
     @property
+    def tokenizer(self):
+        """The processor's tokenizer (a processor that is itself a tokenizer is returned as is)."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
     def text_config(self):
         return self.model.config.get_text_config()
 
