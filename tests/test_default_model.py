@@ -85,8 +85,8 @@ def test_at_the_app_defaults_sinks_heads_and_the_map_all_show(bundle):
     assert var.visual_sinks[layers].any(), "no visual token passes τ in the VAR layers"
     assert var.selected[layers].any(-1).sum() >= 1, "VAR selected no (layer, head) pair"
     objects = shape_patches(DEMO_SCENE, 8)
-    before = var.attn_to_visual_raw[..., objects].sum(-1)
-    after = var.attn_to_visual[..., objects].sum(-1)
+    before = var.attn_to_visual_raw[..., objects].astype(np.float32).sum(-1)  # stored in float16
+    after = var.attn_to_visual[..., objects].astype(np.float32).sum(-1)
     assert (after[var.selected] > before[var.selected] + 1e-6).all()  # the budget lands on non-sink patches
     assert np.abs(after - before).max() > 1e-3
     assert analysis.baseline.answer.strip() == DEMO_ANSWER

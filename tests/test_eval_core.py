@@ -76,7 +76,7 @@ def test_contribution_vectors_sum_to_the_attention_output(tiny_bundle, noise_ima
     handle = module.register_forward_hook(lambda mod, args, output: outputs.append(output[0]))
     try:
         with attention_inputs({2: module}) as seen:
-            trace = generate(tiny_bundle, noise_image, PROMPT, capture=False, max_new_tokens=1)
+            trace = generate(tiny_bundle, noise_image, PROMPT, capture_layers=[2], max_new_tokens=1)
     finally:
         handle.remove()
     rows, keys = torch.arange(trace.n_prompt), torch.arange(trace.n_prompt)

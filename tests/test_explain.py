@@ -102,8 +102,8 @@ def test_the_maps_read_the_attention_after_var_as_the_trace_records_it(bundle, n
     trace = generate(bundle, noise_image, PROMPT, EVERY_HEAD, max_new_tokens=1)
     row = trace.settings["prompt_queries"] - 1
     forward = answer_forward(bundle, noise_image, PROMPT, EVERY_HEAD, gradients=gradients)
-    np.testing.assert_allclose(forward.attention.numpy(), trace.attn_to_visual[:, :, row].mean(1), rtol=1e-5,
-                               atol=1e-7)
+    captured = trace.attn_to_visual[:, :, row].astype(np.float32).mean(1)  # stored in float16
+    np.testing.assert_allclose(forward.attention.numpy(), captured, rtol=1e-3, atol=1e-6)
     assert np.abs(forward.attention.numpy() - trace.attn_to_visual_raw[:, :, row].mean(1)).max() > 1e-3
 
 
@@ -148,12 +148,13 @@ def test_relative_attention_is_the_ratio_of_the_traced_answer_rows(bundle, noise
     """Cross-check with `generate`'s Trace: the answer row is the last prompt query row of the capture."""
     def answer_row(prompt):
         trace = generate(bundle, noise_image, prompt, max_new_tokens=1)
-        return torch.tensor(trace.attn_to_visual[:, :, trace.settings["prompt_queries"] - 1][[1, 2]].mean((0, 1)))
+        rows = trace.attn_to_visual[:, :, trace.settings["prompt_queries"] - 1][[1, 2]].astype(np.float32)
+        return torch.tensor(rows.mean((0, 1)))
 
     generic = "describe this picture ."
     expected = relative(answer_row(PROMPT), answer_row(generic), 0.01).numpy().reshape(4, 4)
     ours = relative_attention(bundle, noise_image, PROMPT, generic_prompt=generic, layers=[1, 2])
-    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours, expected, rtol=2e-3, atol=1e-6)  # the Trace holds float16
     with pytest.raises(ValueError, match="layers"):
         relative_attention(bundle, noise_image, PROMPT, layers=[7])
 

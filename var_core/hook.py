@@ -1,10 +1,16 @@
-"""The attention hook: eager attention + (optionally) VAR + capture, installed for one run only.
+"""The attention hook: explicit attention + (optionally) VAR + capture, installed for one run only.
 
 One function is registered with transformers' `AttentionInterface` (and the matching causal mask with
 `AttentionMaskInterface`, without which transformers passes no mask at all). Which run it serves comes from a
 `ContextVar` set inside `attention_hook(...)`, so concurrent or consecutive runs never share sink positions.
 Sinks come from the residual stream entering each decoder layer (a forward pre-hook), at prefill only;
 decode steps reuse them, as the official code does.
+
+Numerics: scores and softmax are computed in float32 whatever the model's dtype (Qwen2-family q/k biases overflow
+float16 when QK^T is formed in the model's dtype, as transformers' eager path does), then cast back for the product
+with V; in a float32 model this is exactly the eager path. Layers where neither VAR nor capture acts (and nothing
+observes) run transformers' `sdpa` kernel instead. Attention arguments that change the result and that the hook does
+not implement (`s_aux`, `softcap`, …) are refused (`UnsupportedAttention`), never dropped.
 
 Cost: per layer call, one matmul of the rows after the image with six per-key columns gives the masses that head
 selection, VAR and capture share; VAR then rescales those rows in place. Nothing is read back to the host while
@@ -22,6 +28,7 @@ import math
 
 import torch
 from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
@@ -38,6 +45,20 @@ TINY = torch.finfo(torch.float32).tiny  # the least receiver mass VAR divides by
 MASS_COLUMNS = ("visual", "rho_margin", "receivers", "recycled", "visual_non_sink", "sinks")
 VISUAL, RHO_MARGIN, RECEIVERS, RECYCLED, NON_SINK, SINKS = range(len(MASS_COLUMNS))
 VISUAL_SINK = 3  # the key kind `visual + 2·sink` of a visual sink (RunKeys)
+CAPTURE_DTYPE = torch.float16  # captured attention (probabilities in [0, 1]: ~3 significant digits) at half the bytes
+
+# Attention-interface arguments that do not change what the hook computes: caching and position bookkeeping, or
+# facts already in the mask transformers builds (sliding windows, causality).
+HARMLESS_ARGUMENTS = frozenset({"position_ids", "cache_position", "past_key_values", "past_key_value", "use_cache",
+                                "output_attentions", "position_embeddings", "sliding_window", "is_causal"})
+# Arguments that change the attention and that the hook does not implement, with what they are.
+UNSUPPORTED_ARGUMENTS = {"s_aux": "learned attention sinks (gpt-oss style)",
+                         "softcap": "attention-logit soft-capping (Gemma-2 style)",
+                         "position_bias": "an additive position bias", "sinks": "learned attention sinks"}
+
+
+class UnsupportedAttention(ValueError):
+    """The model passes its attention an argument the hook does not implement: tracing it would be wrong."""
 
 
 @dataclass
@@ -45,8 +66,8 @@ class LayerRecord:
     """What one layer's attention produced for the captured query rows: per-call chunks, kept on the layer's
     device until the run ends, so capturing never waits for the device while decoding."""
 
-    attn_to_visual: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] as used by the model
-    attn_to_visual_raw: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] before VAR
+    attn_to_visual: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] as used, CAPTURE_DTYPE
+    attn_to_visual_raw: list[torch.Tensor] = field(default_factory=list)  # [H, Q, N_grid] before VAR, CAPTURE_DTYPE
     masses: list[torch.Tensor] = field(default_factory=list)  # [H, Q, len(MASS_COLUMNS)] float32, before VAR
 
 
@@ -62,8 +83,11 @@ class RunKeys:
     grid: torch.Tensor | slice  # the grid's key positions; a slice when consecutive (LLaVA-style image tokens)
 
     def grid_columns(self, rows: torch.Tensor) -> torch.Tensor:
-        """A copy of rows [..., K] at the grid's keys (copying a slice is ~25× cheaper than gathering 2,880 columns)."""
-        return rows[..., self.grid].clone() if isinstance(self.grid, slice) else rows.index_select(-1, self.grid)
+        """A CAPTURE_DTYPE copy of rows [..., K] at the grid's keys (copying a slice is ~25× cheaper than gathering
+        2,880 columns)."""
+        if isinstance(self.grid, slice):
+            return rows[..., self.grid].to(CAPTURE_DTYPE, copy=True)
+        return rows.index_select(-1, self.grid).to(CAPTURE_DTYPE)
 
 
 @dataclass
@@ -105,8 +129,12 @@ class RunState:
     mask_positions: [N] prompt key positions whose attention is removed (−∞ before the softmax) for every query
     row VAR acts on (the text after the image, and decoding) in every layer — paper Fig. 3b; None = no masking.
     phi, sink_masks, profile_hidden and the records stay on the model's device until `run.generate` collects them.
-    observe: called as observe(layer, weights) with every layer call's attention [1, H, Q, K] as the model uses it
-    (after VAR), for callers that need more than the capture, e.g. its gradient (`var_core.explain`).
+    capture_layers: the layers whose text→visual attention is captured (None = all; only with `capture`).
+    observe: called as observe(layer, weights) with every layer call's attention [1, H, Q, K] float32 as the model
+    uses it (after VAR), for callers that need more than the capture (`var_core.explain`).
+    attention_gradient: when set and autograd tracks the attention, each layer's attention is recomputed in the
+    backward pass instead of being kept (`_RecomputedAttention`), and attention_gradient(layer, weights, gradient)
+    receives that layer's [1, H, T, T] attention and its gradient there, one layer at a time.
     """
 
     visual_mask: torch.Tensor
@@ -118,6 +146,8 @@ class RunState:
     grid_positions: torch.Tensor | None = None  # [N_grid] token indices whose attention is captured
     var_layers: frozenset[int] = frozenset()
     capture: bool = True
+    capture_layers: frozenset[int] | None = None
+    model_name: str = "this model"
     profile_layer: int | None = None
     mask_positions: torch.Tensor | None = None
     sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
@@ -127,6 +157,17 @@ class RunState:
     shared: dict[torch.device, RunKeys] = field(default_factory=dict)
     layers: dict[int, LayerRecord] = field(default_factory=dict)
     observe: Callable[[int, torch.Tensor], None] | None = None
+    attention_gradient: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+
+    def captures(self, layer: int) -> bool:
+        """Whether this run records `layer`'s text→visual attention."""
+        return self.capture and (self.capture_layers is None or layer in self.capture_layers)
+
+    def explicit(self, layer: int) -> bool:
+        """Whether `layer` needs explicit attention weights (VAR, capture, masking or an observer), else sdpa runs."""
+        return (self.captures(layer) or (self.var is not None and layer in self.var_layers)
+                or self.mask_positions is not None or self.observe is not None
+                or self.attention_gradient is not None)
 
     def __post_init__(self):
         if self.visual_mask.dim() != 2 or self.visual_mask.shape[0] != 1:
@@ -190,14 +231,16 @@ def _build_plan(state: RunState, layer: int, device: torch.device) -> LayerPlan:
     return LayerPlan(kinds=kinds, shared=state.shared[device], has_visual_sinks=bool((kinds == VISUAL_SINK).any()))
 
 
-def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -> torch.Tensor:
-    """VAR (in place) on the selected rows of this layer if it acts here, and capture of the text→visual rows.
+def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor, record: bool = True) -> torch.Tensor:
+    """VAR (in place) on the selected rows of this layer if it acts here, and, when `record`, capture of the
+    text→visual rows (a recomputation in the backward pass redistributes again but records nothing).
 
     Only the rows after the image are touched (at prefill the text after it, at decode the new token); one
     matmul gives the masses that selection, redistribution and capture share.
     """
     acting = state.var is not None and layer in state.var_layers
-    if not (state.capture or acting):
+    capturing = record and state.captures(layer)
+    if not (capturing or acting):
         return weights  # nothing to record and nothing to redistribute: plain eager attention
     plan = state.plans.get(layer)
     if plan is None:
@@ -205,12 +248,12 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
     redistributing = acting and (plan.has_visual_sinks or not state.var.select_heads)  # the ablation acts anyway
     queries, keys = weights.shape[-2:]
     first_row = max(0, state.query_start - (keys - queries))  # acted-on rows are the contiguous tail
-    if first_row >= queries or not (state.capture or redistributing):
+    if first_row >= queries or not (capturing or redistributing):
         return weights
     rows = weights[:, :, first_row:] if first_row else weights
     columns, deltas = plan.for_keys(keys)
-    masses = torch.matmul(rows if rows.dtype == torch.float32 else rows.float(), columns)  # [1, H, Q, 6], before VAR
-    if state.capture:
+    masses = torch.matmul(rows, columns)  # [1, H, Q, 6] float32, before VAR
+    if capturing:
         record = state.layers.get(layer) or state.layers.setdefault(layer, LayerRecord())
         record.masses.append(masses[0])
         captured = plan.shared.grid_columns(rows[0])
@@ -220,13 +263,13 @@ def _apply_var_and_capture(state: RunState, layer: int, weights: torch.Tensor) -
         active = (masses >= plan.shared.floors).all(-1, keepdim=True)
         coefficients = row_coefficients(masses, RECEIVERS, active)
         if rows.requires_grad:  # autograd keeps softmax's output for its backward: redistribute out of place
-            rows = rows.addcmul(rows, torch.matmul(coefficients, deltas).to(rows.dtype))
+            rows = rows.addcmul(rows, torch.matmul(coefficients, deltas))
             weights = torch.cat([weights[:, :, :first_row], rows], dim=2)
         else:
             rescale_(rows, coefficients, deltas)
-        if state.capture:
+        if capturing:
             captured = plan.shared.grid_columns(rows[0])
-    if state.capture:
+    if capturing:
         record.attn_to_visual.append(captured)
     return weights
 
@@ -241,26 +284,92 @@ def _mask_keys(state: RunState, scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(rows[:, None] & columns[None, :], torch.finfo(scores.dtype).min)
 
 
-def var_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Eager attention (same contract as transformers' `eager_attention_forward`) with VAR + capture."""
+def _refuse_unsupported(state: RunState, module, arguments: dict) -> None:
+    """Raise `UnsupportedAttention` for an argument in use (not None) that changes the attention and is not
+    implemented here, naming the model and the argument."""
+    for name, value in arguments.items():
+        if value is None or name in HARMLESS_ARGUMENTS:
+            continue
+        what = UNSUPPORTED_ARGUMENTS.get(name, "an argument the VAR hook does not know")
+        raise UnsupportedAttention(
+            f"{state.model_name} passes `{name}` ({what}) to its attention ({type(module).__name__}); the VAR hook "
+            "does not implement it, so traced attention would be wrong. This model cannot be traced.")
+
+
+def _attend(state: RunState, module, query, key, value, attention_mask, scaling: float, record: bool):
+    """softmax(QKᵀ·scaling + mask) in float32, VAR (and, when `record`, capture and observation), then ·V in the
+    value's dtype. Returns (output [B, Q, H, D], weights [B, H, Q, K] float32 as used)."""
     key_states = repeat_kv(key, module.num_key_value_groups)
     value_states = repeat_kv(value, module.num_key_value_groups)
-    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    scores = torch.matmul(query.float(), key_states.float().transpose(2, 3)).mul_(scaling)
     if attention_mask is not None:
-        weights = weights + attention_mask[:, :, :, : key_states.shape[-2]]
-    state = _ACTIVE_RUN.get()
-    if state is not None and state.mask_positions is not None:
-        weights = _mask_keys(state, weights)
-    weights = torch.nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-
-    if state is not None:
-        weights = _apply_var_and_capture(state, module.layer_idx, weights)
-        if state.observe is not None:
-            state.observe(module.layer_idx, weights)
-
-    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()
+        scores.add_(attention_mask[:, :, :, : key_states.shape[-2]])
+    if state.mask_positions is not None:
+        scores = _mask_keys(state, scores)
+    weights = torch.nn.functional.softmax(scores, dim=-1)
+    del scores
+    weights = _apply_var_and_capture(state, module.layer_idx, weights, record)
+    if record and state.observe is not None:
+        state.observe(module.layer_idx, weights)
+    output = torch.matmul(weights.to(value_states.dtype), value_states).transpose(1, 2).contiguous()
     return output, weights
+
+
+class _RecomputedAttention(torch.autograd.Function):
+    """Attention whose weights are not kept for the backward: only q, k, v are saved; the backward recomputes the
+    layer's attention (VAR included), hands it and its gradient to `state.attention_gradient`, and propagates.
+    Attention-sized memory is then one layer's at a time instead of growing with depth."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, attend):
+        ctx.attend = attend
+        ctx.save_for_backward(query, key, value)
+        output, _ = attend(query, key, value, True)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        query, key, value = (tensor.detach().requires_grad_() for tensor in ctx.saved_tensors)
+        with torch.enable_grad():
+            output, weights = ctx.attend(query, key, value, False)
+            *gradients, weights_gradient = torch.autograd.grad(output, (query, key, value, weights), grad_output)
+        ctx.attend.state.attention_gradient(ctx.attend.layer, weights.detach(), weights_gradient)
+        return *gradients, None
+
+
+@dataclass
+class _Attend:
+    """`_attend` bound to one layer call's state, module, mask and scaling (what the recomputation needs)."""
+
+    state: RunState
+    module: torch.nn.Module
+    attention_mask: torch.Tensor | None
+    scaling: float
+
+    @property
+    def layer(self) -> int:
+        return self.module.layer_idx
+
+    def __call__(self, query, key, value, record: bool):
+        return _attend(self.state, self.module, query, key, value, self.attention_mask, self.scaling, record)
+
+
+def var_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Attention with the contract of transformers' `eager_attention_forward`: explicit float32 attention with
+    VAR + capture where the run needs it, transformers' sdpa elsewhere."""
+    state = _ACTIVE_RUN.get()
+    if state is None or not state.explicit(module.layer_idx):
+        if state is not None:
+            _refuse_unsupported(state, module, kwargs)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    _refuse_unsupported(state, module, kwargs)
+    if dropout and module.training:
+        raise UnsupportedAttention(f"{state.model_name} is in training mode with attention dropout: trace it in eval mode")
+    attend = _Attend(state, module, attention_mask, scaling)
+    if state.attention_gradient is not None and torch.is_grad_enabled() and query.requires_grad:
+        return _RecomputedAttention.apply(query, key, value, attend), None
+    return attend(query, key, value, True)
 
 
 AttentionInterface.register(ATTENTION_NAME, var_attention_forward)

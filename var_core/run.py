@@ -19,6 +19,7 @@ from var_core.trace import Trace
 
 MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
+ATTENTION_NUMERICS = "scores and softmax in float32; layers without VAR or capture run sdpa"
 
 
 class GenerationStopped(RuntimeError):
@@ -61,23 +62,24 @@ def _to_host(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([tensor.to(device) for tensor in tensors]).cpu()
 
 
-def _layer_arrays(state: RunState, num_layers: int, num_heads: int, n_visual: int) -> dict[str, np.ndarray | None]:
-    """The hook's per-call records as [L, H, Q, ...] arrays; ratio and the image-centric rows follow from the
-    captured masses by the same rule the hook applied while running."""
+def _layer_arrays(state: RunState, layers: list[int], num_heads: int, n_visual: int) -> dict[str, np.ndarray | None]:
+    """The hook's per-call records of the captured `layers` as [k, H, Q, ...] arrays (attention in the hook's
+    CAPTURE_DTYPE, masses float32); ratio and the image-centric rows follow from the captured masses by the same
+    rule the hook applied while running."""
     if not state.layers:  # capture off (or no row after the image): empty query axis
-        empty = {name: np.zeros((num_layers, num_heads, 0, *tail), np.float32)
-                 for name, tail in (("attn_to_visual", (n_visual,)), ("visual_mass", ()), ("sink_mass", ()),
-                                    ("ratio", ()))}
-        return {**empty, "attn_to_visual_raw": None, "selected": np.zeros((num_layers, num_heads, 0), bool)}
-    records = [state.layers[layer] for layer in range(num_layers)]
+        empty = {name: np.zeros((len(layers), num_heads, 0, *tail), dtype)
+                 for name, tail, dtype in (("attn_to_visual", (n_visual,), np.float16), ("visual_mass", (), np.float32),
+                                           ("sink_mass", (), np.float32), ("ratio", (), np.float32))}
+        return {**empty, "attn_to_visual_raw": None, "selected": np.zeros((len(layers), num_heads, 0), bool)}
+    records = [state.layers[layer] for layer in layers]
 
     def stacked(name: str) -> torch.Tensor:
-        return _to_host([torch.cat(getattr(record, name), dim=1) for record in records]).float()
+        return _to_host([torch.cat(getattr(record, name), dim=1) for record in records])
 
     masses = stacked("masses")
     visual_mass, non_sink, sink_mass = masses[..., VISUAL], masses[..., NON_SINK], masses[..., SINKS]
     ratio = non_sink_ratio(visual_mass, non_sink)
-    has_visual_sinks = torch.tensor([state.plans[layer].has_visual_sinks for layer in range(num_layers)])
+    has_visual_sinks = torch.tensor([state.plans[layer].has_visual_sinks for layer in layers])
     selected = image_centric(visual_mass, masses[..., RHO_MARGIN], state.selection.min_visual_mass)
     return {"attn_to_visual": stacked("attn_to_visual").numpy(),
             "attn_to_visual_raw": stacked("attn_to_visual_raw").numpy() if state.var is not None else None,
@@ -107,6 +109,21 @@ def _mask_tensor(positions, n_prompt: int, device) -> torch.Tensor | None:
     return tensor.to(device)
 
 
+def checked_capture_layers(layers, num_layers: int) -> list[int]:
+    """`layers` (ints, None = all) as a sorted list of distinct existing layers; a short ValueError otherwise."""
+    if layers is None:
+        return list(range(num_layers))
+    try:
+        chosen = sorted({int(layer) for layer in layers})
+    except (TypeError, ValueError):
+        raise ValueError("capture_layers must be layer numbers (integers), or None for all layers") from None
+    bad = [layer for layer in chosen if not 0 <= layer < num_layers]
+    if bad or not chosen:
+        shown = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "") if bad else "none"
+        raise ValueError(f"capture_layers: {shown} — choose among the model's layers 0 … {num_layers - 1}")
+    return chosen
+
+
 def _raise_if_stopped(stop: threading.Event | None) -> None:
     if stop is not None and stop.is_set():
         raise GenerationStopped("stopped before the answer was complete")
@@ -114,7 +131,7 @@ def _raise_if_stopped(stop: threading.Event | None) -> None:
 
 def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                 measure: VARConfig | None = None, capture: bool = True,
-                mask_positions=None) -> tuple[PreparedInputs, RunState]:
+                mask_positions=None, capture_layers=None) -> tuple[PreparedInputs, RunState]:
     """Validate the request and build its model inputs and the hook's `RunState` (see `generate` for the arguments);
     shared by `generate` and the single forward passes of `var_core.explain`."""
     image = check_image_and_prompt(image, prompt)
@@ -124,6 +141,7 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
     tau = selection.tau if selection.tau is not None else backbone.tau
     validate_tau(tau, bundle.text_config.hidden_size)
     num_layers = bundle.num_layers
+    captured = checked_capture_layers(capture_layers, num_layers)
     prepared = bundle.adapter.prepare(bundle, image, clean_prompt(prompt))
     input_ids = prepared.inputs["input_ids"]
     grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
@@ -134,7 +152,8 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
                      grid_positions=grid_positions.to(bundle.device),
                      sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
                      var_layers=frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset(),
-                     capture=capture, profile_layer=num_layers // 2,
+                     capture=capture, capture_layers=None if capture_layers is None else frozenset(captured),
+                     model_name=bundle.name, profile_layer=num_layers // 2,
                      mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device))
     return prepared, state
 
@@ -142,7 +161,7 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
 @torch.inference_mode()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
              max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
-             mask_positions=None, stop: threading.Event | None = None) -> Trace:
+             mask_positions=None, stop: threading.Event | None = None, capture_layers=None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
     config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
@@ -152,10 +171,13 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     tokens may not attend to, in every layer (pre-softmax −∞; paper Fig. 3b); None = no masking.
     stop: a cancel signal (anything with `is_set()`); once set, decoding ends after the current token and
     `GenerationStopped` is raised, so a request the user abandoned frees the model within one decoding step.
+    capture_layers: the layers whose text→visual attention the Trace keeps (None = all); the other layers run
+    transformers' sdpa unless VAR acts there, and capture memory is ∝ their count: k·H·Q·N_vis·2 bytes (float16),
+    twice that with VAR (the raw copy).
     """
     if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
-    prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions)
+    prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions, capture_layers)
     prompt = clean_prompt(prompt)
     selection, num_layers, num_heads = state.selection, bundle.num_layers, bundle.num_heads
     input_ids = prepared.inputs["input_ids"]
@@ -173,7 +195,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     n_prompt = input_ids.shape[1]
     answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()
     n_queries_prompt = n_prompt - state.query_start
-    layer_arrays = _layer_arrays(state, num_layers, num_heads, len(visual_positions))
+    captured = checked_capture_layers(capture_layers, num_layers)
+    layer_arrays = _layer_arrays(state, captured, num_heads, len(visual_positions))
     n_queries = layer_arrays["visual_mass"].shape[2]
     profile_hidden, profile_tokens = _profile(state, visual_positions)
     return Trace(
@@ -185,11 +208,14 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         phi=_to_host([state.phi[layer][0] for layer in range(num_layers)]).numpy(),
         sink_mask=_to_host([state.sink_masks[layer][0] for layer in range(num_layers)]).numpy(),
         profile_hidden=profile_hidden, profile_tokens=profile_tokens, profile_layer=state.profile_layer,
+        captured_layers=captured,
         settings={"model": bundle.name, "sink_dims": list(state.sink_dims), "tau": state.tau, "rho": selection.rho,
                   "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
                   "var_layers": sorted(state.var_layers), "recycle_text_sinks": selection.recycle_text_sinks,
                   "select_heads": selection.select_heads, "budget_to": selection.budget_to,
                   "mask_positions": None if mask_positions is None else np.asarray(mask_positions).reshape(-1).tolist(),
-                  "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt},
+                  "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt,
+                  "capture_layers": captured, "dtype": str(bundle.model.dtype).removeprefix("torch."),
+                  "attention": ATTENTION_NUMERICS, "seen": dict(getattr(prepared, "seen", None) or {})},
         **layer_arrays,
     )

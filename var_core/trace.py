@@ -27,10 +27,11 @@ class Trace:
     (N_vis = rows·cols); image_token_positions: every visual token, incl. tiles not drawn. query_positions: [Q] token index of each
     captured query row (prompt text after the image, then each decoded token that was fed back).
     phi, sink_mask: [L, T_prompt] φ(x) entering each layer and φ > τ, over all prompt tokens.
-    attn_to_visual: [L, H, Q, N_vis] attention the model used; attn_to_visual_raw: same before VAR
-    (None in a run without VAR). visual_mass, sink_mass, ratio: [L, H, Q] attention to the image, to all
-    sink tokens, and visual non-sink ratio r, before VAR. selected: [L, H, Q] image-centric rows (the rule is
-    applied in baseline runs too, so a baseline shows which heads VAR would touch).
+    attn_to_visual: [k, H, Q, N_vis] float16 attention the model used, over the k `captured_layers` in order;
+    attn_to_visual_raw: same before VAR (None in a run without VAR). visual_mass, sink_mass, ratio: [k, H, Q]
+    attention to the image, to all sink tokens, and visual non-sink ratio r, before VAR. selected: [k, H, Q]
+    image-centric rows (the rule is applied in baseline runs too, so a baseline shows which heads VAR would touch).
+    captured_layers: the model layers those arrays cover (None: all, as traces saved before it existed).
     profile_hidden: [3, D] |x|/RMS(x) at `profile_layer` for the tokens `profile_tokens` (BOS, the strongest
     visual sink candidate, a typical visual token) — the massive-activation view.
     settings: model name, sink dims, τ, ρ, p (None = baseline), VAR layers, etc.
@@ -58,10 +59,25 @@ class Trace:
     settings: dict = field(default_factory=dict)
     image_token_positions: np.ndarray | None = None
     attn_to_visual_raw: np.ndarray | None = None
+    captured_layers: list[int] | None = None
 
     @property
     def num_layers(self) -> int:
-        return self.attn_to_visual.shape[0]
+        """The model's layer count (φ is recorded entering every layer; attention only at `layers_captured`)."""
+        return self.phi.shape[0]
+
+    @property
+    def layers_captured(self) -> list[int]:
+        """The layers the captured arrays cover, in their order."""
+        return list(range(self.num_layers)) if self.captured_layers is None else list(self.captured_layers)
+
+    def layer_slot(self, layer: int) -> int:
+        """Index of model layer `layer` on the captured arrays' first axis; a ValueError if it was not captured."""
+        layers = self.layers_captured
+        if layer in layers:
+            return layers.index(layer)
+        shown = ", ".join(map(str, layers[:8])) + (" …" if len(layers) > 8 else "")
+        raise ValueError(f"layer {layer} was not captured (captured: {shown}); analyze again capturing it")
 
     @property
     def num_heads(self) -> int:

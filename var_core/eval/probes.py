@@ -72,7 +72,8 @@ def contribution_compute(bundle, sample, settings, done) -> dict:
     layers = settings["layers"]
     decoder = bundle.adapter.decoder_layers(bundle.model)
     with attention_inputs({layer: decoder[layer].self_attn for layer in layers}) as seen:
-        trace = generate(bundle, sample.image(), sample.question, capture=False, max_new_tokens=1,
+        # capturing these layers makes the hook compute their explicit attention weights (other layers run sdpa)
+        trace = generate(bundle, sample.image(), sample.question, capture_layers=layers, max_new_tokens=1,
                          measure=VARConfig(tau=settings["tau"]))
     keys = torch.as_tensor(trace.image_token_positions)
     rows = torch.arange(int(keys.max()) + 1, trace.n_prompt)

@@ -71,8 +71,11 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     `image`: anything `var_core.images.prepare_image` accepts (a path, PIL image or array).
 
     gradients=True also takes the gradient of the answer token's logit with respect to every layer's attention
-    (one backward pass) and reduces it at once to Chefer's per-layer Ā [T, T]: beyond what autograd keeps for the
-    backward, that is L·T² floats, never every layer's full [H, T, T] attention and gradient together.
+    (one backward pass). No layer's attention is kept for it: the hook saves q, k, v and recomputes each layer's
+    attention in the backward, one layer at a time, where its gradient is reduced at once to Chefer's Ā [T, T].
+    Memory beyond a plain forward: what autograd keeps for the other ops (≈ L·T·D·c activations), L·T² float32 for
+    the Ā, and one layer's recomputation (≈ 16·H·T² bytes: float32 scores, softmax, VAR's copy, their gradient),
+    whatever the depth (`tests/test_explain_memory.py`).
     """
     prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False)
     grid = state.grid_positions
@@ -80,11 +83,14 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     products: dict[int, torch.Tensor] = {}
 
     def observe(layer: int, weights: torch.Tensor) -> None:
-        attention[layer] = weights[0, :, -1].detach().index_select(-1, grid).float().mean(0)
-        if weights.requires_grad:
-            weights.register_hook(lambda gradient: products.__setitem__(layer, head_mean_product(gradient, weights)))
+        attention[layer] = weights[0, :, -1].detach().index_select(-1, grid.to(weights.device)).float().mean(0).cpu()
+
+    def attention_gradient(layer: int, weights: torch.Tensor, gradient: torch.Tensor) -> None:
+        products[layer] = head_mean_product(gradient, weights)
 
     state.observe = observe
+    if gradients:
+        state.attention_gradient = attention_gradient
     layers = bundle.adapter.decoder_layers(bundle.model)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     leaves: list[torch.Tensor] = []
@@ -94,14 +100,16 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
         token = answer_id(bundle, logits[-1].detach(), answer)
         if gradients:
             torch.autograd.grad(logits[-1, token], leaves)
+    grid = grid.cpu()
     relevancy = None
-    if gradients:
-        relevancy = relevancy_row([products[layer] for layer in range(len(layers))], -1)[grid].cpu()
+    if gradients:  # layers may sit on several devices: Ā products meet on the first one
+        device = products[0].device
+        relevancy = relevancy_row([products[layer].to(device) for layer in range(len(layers))], -1).cpu()[grid]
     var_layers = state.selection.resolve_layers(bundle.num_layers)  # the run's VAR layers, or the default ones
-    sinks = torch.stack([state.sink_masks[layer][0] for layer in var_layers]).any(0) if var_layers else None
+    sinks = torch.stack([state.sink_masks[layer][0].cpu() for layer in var_layers]).any(0) if var_layers else None
     return AnswerForward(
         answer_id=token, answer_token=bundle.tokenizer.decode([token]),
-        attention=torch.stack([attention[layer] for layer in range(len(layers))]).cpu(),
-        logits=logits.detach()[grid, token].float().cpu(), relevancy=relevancy,
+        attention=torch.stack([attention[layer] for layer in range(len(layers))]),
+        logits=logits.detach()[grid.to(logits.device), token].float().cpu(), relevancy=relevancy,
         sink_patches=(sinks[grid] if sinks is not None else torch.zeros(len(grid), dtype=torch.bool)).cpu(),
         grid=tuple(prepared.grid), image=prepared.image)
