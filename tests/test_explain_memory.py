@@ -1,0 +1,48 @@
+"""Relevancy's autograd memory: attention-sized saved tensors must not grow with depth (each layer's attention is
+recomputed in the backward), measured with autograd's saved-tensor hooks."""
+
+import weakref
+
+import torch
+
+from tests.tiny_llava import tiny_llava
+from var_core.config import VARConfig
+from var_core.explain import relevancy
+
+PROMPT = "what colour is the square ?"
+VAR = VARConfig(p=0.6, tau=1.0, rho=0.0, min_visual_mass=0.0, layers=(0, 1, 2, 3))
+
+
+class SavedAttentionBytes:
+    """Live and peak bytes of [.., T, T] tensors that autograd holds for a backward (freed when autograd drops them)."""
+
+    def __init__(self, tokens: int):
+        self.tokens, self.live, self.peak, self.count = tokens, 0, 0, 0
+
+    def _free(self, size: int) -> None:
+        self.live -= size
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2] == self.tokens:
+            size = tensor.numel() * tensor.element_size()
+            self.live, self.count = self.live + size, self.count + 1
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(tensor, self._free, size)
+        return tensor
+
+
+def peak_saved_attention(layers: int, noise_image, config=None) -> tuple[int, int]:
+    bundle = tiny_llava(layers=layers)
+    tokens = bundle.adapter.prepare(bundle, noise_image, PROMPT).inputs["input_ids"].shape[1]
+    saved = SavedAttentionBytes(tokens)
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda tensor: tensor):
+        relevancy(bundle, noise_image, PROMPT, config)
+    return saved.peak, saved.count
+
+
+def test_relevancy_keeps_one_layers_attention_at_a_time(noise_image):
+    for config in (None, VAR):
+        shallow, counted = peak_saved_attention(4, noise_image, config)
+        deep, _ = peak_saved_attention(16, noise_image, config)
+        assert counted > 0  # the hooks see the recomputation's attention-sized tensors
+        assert deep <= 1.5 * shallow, (shallow, deep)

@@ -1,0 +1,87 @@
+"""Which kernel each layer runs, capture limited to chosen layers, and attention arguments the hook refuses."""
+
+import numpy as np
+import pytest
+import torch
+
+import var_core.hook as hook
+from var_core.config import VARConfig
+from var_core.hook import RunState, UnsupportedAttention, var_attention_forward
+from var_core.run import generate
+
+PROMPT = "what colour is the square ?"
+VAR = VARConfig(p=0.6, tau=1.0, rho=0.0, min_visual_mass=0.0, layers=(1, 2))
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Layer indices of every sdpa call and every explicit-attention call during a run."""
+    calls = {"sdpa": [], "explicit": []}
+    sdpa, explicit = hook.sdpa_attention_forward, hook._attend
+
+    def counted_sdpa(module, *args, **kwargs):
+        calls["sdpa"].append(module.layer_idx)
+        return sdpa(module, *args, **kwargs)
+
+    def counted_explicit(state, module, *args):
+        calls["explicit"].append(module.layer_idx)
+        return explicit(state, module, *args)
+    monkeypatch.setattr(hook, "sdpa_attention_forward", counted_sdpa)
+    monkeypatch.setattr(hook, "_attend", counted_explicit)
+    return calls
+
+
+def test_layers_without_var_or_capture_run_sdpa(tiny_bundle, noise_image, kernel_calls):
+    full = generate(tiny_bundle, noise_image, PROMPT, VAR, max_new_tokens=3)
+    kernel_calls["sdpa"].clear(), kernel_calls["explicit"].clear()
+    part = generate(tiny_bundle, noise_image, PROMPT, VAR, max_new_tokens=3, capture_layers=[2, 3])
+    assert set(kernel_calls["sdpa"]) == {0} and set(kernel_calls["explicit"]) == {1, 2, 3}  # VAR in 1, 2; capture 2, 3
+    assert part.tokens == full.tokens and part.captured_layers == [2, 3]
+    # equal up to float rounding: layer 0's sdpa and explicit kernels differ in the last bits
+    for name in ("attn_to_visual", "attn_to_visual_raw", "visual_mass", "ratio"):
+        np.testing.assert_allclose(getattr(part, name).astype(np.float32),
+                                   getattr(full, name)[2:].astype(np.float32), rtol=2 ** -10, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(part.selected, full.selected[2:])
+    assert part.attn_to_visual.nbytes * 2 == full.attn_to_visual.nbytes  # capture memory ∝ captured layers
+    assert (part.attn_to_visual != part.attn_to_visual_raw).any()  # VAR acted in a captured layer
+    assert part.layer_slot(3) == 1
+    with pytest.raises(ValueError, match="layer 1 was not captured"):
+        part.layer_slot(1)
+
+
+def test_a_run_without_var_or_capture_is_all_sdpa(tiny_bundle, noise_image, kernel_calls):
+    generate(tiny_bundle, noise_image, PROMPT, capture=False, max_new_tokens=2)
+    assert kernel_calls["explicit"] == [] and set(kernel_calls["sdpa"]) == set(range(tiny_bundle.num_layers))
+
+
+def test_bad_capture_layers_get_a_short_message(tiny_bundle, noise_image):
+    with pytest.raises(ValueError, match=r"capture_layers: 4, 5, 6, 7, 8 … — choose among the model's layers 0 … 3"):
+        generate(tiny_bundle, noise_image, PROMPT, capture_layers=range(10 ** 6))
+    with pytest.raises(ValueError, match="integers"):
+        generate(tiny_bundle, noise_image, PROMPT, capture_layers=["two"])
+
+
+def hooked_call(bundle, **arguments):
+    """One attention call of layer 0 under an active run, with extra interface arguments."""
+    module = bundle.adapter.decoder_layers(bundle.model)[0].self_attn
+    heads, kv_heads, dim = 4, 2, module.head_dim
+    query, key = torch.randn(1, heads, 5, dim), torch.randn(1, kv_heads, 5, dim)
+    state = RunState(visual_mask=torch.zeros(1, 5, dtype=torch.bool), query_start=5, sink_dims=(1,), tau=1.0,
+                     selection=VARConfig(), capture=False, model_name="gpt-oss-like test model")
+    token = hook._ACTIVE_RUN.set(state)
+    try:
+        return var_attention_forward(module, query, key, key.clone(), None, module.scaling, **arguments)
+    finally:
+        hook._ACTIVE_RUN.reset(token)
+
+
+@pytest.mark.parametrize("name, value", [("s_aux", torch.zeros(4)), ("softcap", 50.0), ("alibi_slopes", torch.ones(4))])
+def test_arguments_that_change_attention_are_refused_with_the_model_and_argument(tiny_bundle, name, value):
+    with pytest.raises(UnsupportedAttention, match=rf"gpt-oss-like test model passes `{name}`"):
+        hooked_call(tiny_bundle, **{name: value})
+
+
+def test_bookkeeping_arguments_and_unused_ones_pass(tiny_bundle):
+    output, _ = hooked_call(tiny_bundle, softcap=None, s_aux=None, sliding_window=4096, position_ids=torch.arange(5),
+                            use_cache=True)
+    assert output.shape == (1, 5, 4, tiny_bundle.adapter.decoder_layers(tiny_bundle.model)[0].self_attn.head_dim)
