@@ -42,15 +42,16 @@ class Analysis:
 
 def analyze(bundle: ModelBundle, image, prompt: str, config: VARConfig, max_new_tokens: int = 32,
             on_step: Callable[[str], None] | None = None, max_time: float | None = None,
-            stop: threading.Event | None = None) -> Analysis:
+            stop: threading.Event | None = None, capture_layers=None) -> Analysis:
     """Run the baseline then VAR (greedy, same settings otherwise); `on_step` hears each step's name;
-    `max_time` bounds each run's decoding in seconds; setting `stop` ends either run (`GenerationStopped`)."""
+    `max_time` bounds each run's decoding in seconds; setting `stop` ends either run (`GenerationStopped`);
+    `capture_layers`: the layers both Traces keep attention for (None = all; see `var_core.run.generate`)."""
     image = prepare_image(image)
     notify = on_step or (lambda step: None)
     notify("baseline")
     baseline = generate(bundle, image, prompt, config=None, max_new_tokens=max_new_tokens, measure=config,
-                        max_time=max_time, stop=stop)
+                        max_time=max_time, stop=stop, capture_layers=capture_layers)
     notify("VAR")
     with_var = generate(bundle, image, prompt, config=config, max_new_tokens=max_new_tokens, max_time=max_time,
-                        stop=stop)
+                        stop=stop, capture_layers=capture_layers)
     return Analysis(baseline=baseline, var=with_var)

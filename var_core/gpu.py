@@ -7,7 +7,10 @@ import `var_core.gpu` early (app.py does so before loading any model).
 
 `device_choice()` picks where hub models run: CUDA in bfloat16 (float16 on GPUs older than Ampere, which have no
 native bfloat16) spread by accelerate (`device_map="auto"`), else Apple's MPS in float16, else the CPU in float32.
-`VAR_DEVICE` (cuda | mps | cpu) and `VAR_DTYPE` (bfloat16 | float16 | float32) override the choice.
+`VAR_DEVICE` (cuda | mps | cpu) and `VAR_DTYPE` (bfloat16 | float16 | float32) override the choice. Half precision
+is safe with the hook: it forms attention scores and softmax in float32 whatever the model's dtype (Qwen2-family q/k
+biases overflow float16 otherwise), and layers it does not trace run transformers' sdpa, which accumulates in
+float32 too (`tests/test_half_precision.py`).
 """
 
 from __future__ import annotations

@@ -31,17 +31,20 @@ def sink_mask(hidden: torch.Tensor, sink_dims, tau: float) -> torch.Tensor:
 def discover_sink_dims(hidden_states, top_k: int = 2) -> list[int]:
     """Find a model's sink dimensions: where massive activations concentrate.
 
-    hidden_states: a sequence of [B, T, D] tensors (one per layer, e.g. `output_hidden_states`) or one
-    [L, B, T, D] / [B, T, D] tensor. Each token's |x|/RMS(x) is taken, and for every dimension we keep its
-    largest value over tokens, per layer; a dim is scored by the median of that over layers, so a dim must be
-    massive in most layers (not one outlier). Returns the top_k dims, strongest first.
+    hidden_states: a sequence of [B, T, D] tensors (one per layer, e.g. `output_hidden_states`; each may sit on
+    its own device when the model is split across GPUs) or one [L, B, T, D] / [B, T, D] tensor. Each token's
+    |x|/RMS(x) is taken, and for every dimension we keep its largest value over tokens, per layer (on that layer's
+    device; only the [D] result moves to the CPU); a dim is scored by the median of that over layers, so a dim must
+    be massive in most layers (not one outlier). Returns the top_k dims, strongest first.
     """
     if isinstance(hidden_states, torch.Tensor):
-        stacked = hidden_states if hidden_states.dim() == 4 else hidden_states.unsqueeze(0)
-    else:
-        stacked = torch.stack([h.float() for h in hidden_states])
-    x = stacked.float()
-    normalised = x.abs() * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)  # [L, B, T, D]
-    per_layer = normalised.flatten(1, 2).amax(1)  # [L, D]
+        hidden_states = hidden_states if hidden_states.dim() == 4 else hidden_states.unsqueeze(0)
+    per_layer = torch.stack([_largest_normalised(hidden).cpu() for hidden in hidden_states])  # [L, D]
     score = per_layer.median(0).values  # [D]
     return score.topk(min(top_k, score.numel())).indices.tolist()
+
+
+def _largest_normalised(hidden: torch.Tensor) -> torch.Tensor:
+    """[D] the largest |x|/RMS(x) of each dimension over all tokens of one layer's [B, T, D] hidden states."""
+    x = hidden.float()
+    return (x.abs() * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)).flatten(0, -2).amax(0)
