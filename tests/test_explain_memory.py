@@ -1,13 +1,14 @@
 """Relevancy's autograd memory: attention-sized saved tensors must not grow with depth (each layer's attention is
 recomputed in the backward), measured with autograd's saved-tensor hooks."""
 
+import gc
 import weakref
 
 import torch
 
 from tests.tiny_llava import tiny_llava
 from var_core.config import VARConfig
-from var_core.explain import relevancy
+from var_core.explain import explain, relevancy
 
 PROMPT = "what colour is the square ?"
 VAR = VARConfig(p=0.6, tau=1.0, rho=0.0, min_visual_mass=0.0, layers=(0, 1, 2, 3))
@@ -46,3 +47,19 @@ def test_relevancy_keeps_one_layers_attention_at_a_time(noise_image):
         deep, _ = peak_saved_attention(16, noise_image, config)
         assert counted > 0  # the hooks see the recomputation's attention-sized tensors
         assert deep <= 1.5 * shallow, (shallow, deep)
+
+
+def live_tensors() -> int:
+    gc.collect()
+    return sum(1 for item in gc.get_objects() if isinstance(item, torch.Tensor))
+
+
+def test_explanations_leave_no_tensor_behind(tiny_bundle, noise_image):
+    """Every explanation's autograd graph and run state are freed (they once formed an uncollectable cycle:
+    ≈ 20 MiB kept per explanation of the default model)."""
+    for config in (None, VAR):
+        explain(tiny_bundle, noise_image, PROMPT, config)
+        before = live_tensors()
+        for _ in range(10):
+            explain(tiny_bundle, noise_image, PROMPT, config)
+        assert live_tensors() == before

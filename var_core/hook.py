@@ -179,12 +179,15 @@ _ACTIVE_RUN: ContextVar[RunState | None] = ContextVar("var_active_run", default=
 
 
 def _record_sinks(state: RunState, layer: int, hidden: torch.Tensor) -> None:
-    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer` (left on the device)."""
+    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer` (left on the device). Detached:
+    the run state must hold no autograd graph (a graph that reaches the state through `_RecomputedAttention` is a
+    reference cycle Python cannot collect)."""
+    hidden = hidden.detach()
     values = phi(hidden, state.sink_dims)
     state.phi[layer] = values
     state.sink_masks[layer] = values > state.tau
     if layer == state.profile_layer:
-        state.profile_hidden = hidden.detach().float()
+        state.profile_hidden = hidden.float()
 
 
 def _sink_pre_hook(layer: int):
@@ -334,6 +337,7 @@ class _RecomputedAttention(torch.autograd.Function):
             output, weights = ctx.attend(query, key, value, False)
             *gradients, weights_gradient = torch.autograd.grad(output, (query, key, value, weights), grad_output)
         ctx.attend.state.attention_gradient(ctx.attend.layer, weights.detach(), weights_gradient)
+        ctx.attend = None  # the graph no longer reaches the run state
         return *gradients, None
 
 
