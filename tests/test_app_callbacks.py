@@ -144,7 +144,7 @@ def test_explain_a_given_answer_over_chosen_layers():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"prompt": "  "}, "prompt is empty"),
-    ({"map_first_layer": 12, "map_last_layer": 40}, r"layers \[30, .*0 … 29"),
+    ({"map_first_layer": 12, "map_last_layer": 40}, r"layers: 30, 31, 32, 33, 34 … — .*0 … 29"),
     ({"tau": 99}, "must be in"),
 ])
 def test_explain_turns_bad_input_into_a_clear_error(kwargs, message):

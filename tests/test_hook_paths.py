@@ -57,7 +57,7 @@ def test_a_run_without_var_or_capture_is_all_sdpa(tiny_bundle, noise_image, kern
 def test_bad_capture_layers_get_a_short_message(tiny_bundle, noise_image):
     with pytest.raises(ValueError, match=r"capture_layers: 4, 5, 6, 7, 8 … — choose among the model's layers 0 … 3"):
         generate(tiny_bundle, noise_image, PROMPT, capture_layers=range(10 ** 6))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ValueError, match="capture_layers must be layer numbers"):
         generate(tiny_bundle, noise_image, PROMPT, capture_layers=["two"])
 
 

@@ -6,6 +6,23 @@ import math
 from dataclasses import dataclass
 
 BUDGET_TARGETS = ("visual", "text")
+SHOWN_BAD_LAYERS = 5  # an error names at most this many bad layers (a request for 10⁷ layers gets a short message)
+
+
+def checked_layers(layers, count: int, what: str = "layers") -> list[int]:
+    """`layers` (integers; None = all `count`) as a sorted list of distinct existing layers; otherwise a short
+    ValueError naming `what`, a few bad values and the valid range."""
+    if layers is None:
+        return list(range(count))
+    try:
+        chosen = sorted({int(layer) for layer in layers})
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} must be layer numbers (integers)") from None
+    bad = [layer for layer in chosen if not 0 <= layer < count]
+    if bad or not chosen:
+        shown = ", ".join(map(str, bad[:SHOWN_BAD_LAYERS])) + (" …" if len(bad) > SHOWN_BAD_LAYERS else "")
+        raise ValueError(f"{what}: {shown or 'none given'} — choose among the model's layers 0 … {count - 1}")
+    return chosen
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from var_core.config import VARConfig
+from var_core.config import VARConfig, checked_layers
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
 from var_core.models.bundle import ModelBundle, PreparedInputs
@@ -109,21 +109,6 @@ def _mask_tensor(positions, n_prompt: int, device) -> torch.Tensor | None:
     return tensor.to(device)
 
 
-def checked_capture_layers(layers, num_layers: int) -> list[int]:
-    """`layers` (ints, None = all) as a sorted list of distinct existing layers; a short ValueError otherwise."""
-    if layers is None:
-        return list(range(num_layers))
-    try:
-        chosen = sorted({int(layer) for layer in layers})
-    except (TypeError, ValueError):
-        raise ValueError("capture_layers must be layer numbers (integers), or None for all layers") from None
-    bad = [layer for layer in chosen if not 0 <= layer < num_layers]
-    if bad or not chosen:
-        shown = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "") if bad else "none"
-        raise ValueError(f"capture_layers: {shown} — choose among the model's layers 0 … {num_layers - 1}")
-    return chosen
-
-
 def _raise_if_stopped(stop: threading.Event | None) -> None:
     if stop is not None and stop.is_set():
         raise GenerationStopped("stopped before the answer was complete")
@@ -141,7 +126,7 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
     tau = selection.tau if selection.tau is not None else backbone.tau
     validate_tau(tau, bundle.text_config.hidden_size)
     num_layers = bundle.num_layers
-    captured = checked_capture_layers(capture_layers, num_layers)
+    captured = checked_layers(capture_layers, num_layers, "capture_layers")
     prepared = bundle.adapter.prepare(bundle, image, clean_prompt(prompt))
     input_ids = prepared.inputs["input_ids"]
     grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
@@ -195,7 +180,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     n_prompt = input_ids.shape[1]
     answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()
     n_queries_prompt = n_prompt - state.query_start
-    captured = checked_capture_layers(capture_layers, num_layers)
+    captured = checked_layers(capture_layers, num_layers, "capture_layers")
     layer_arrays = _layer_arrays(state, captured, num_heads, len(visual_positions))
     n_queries = layer_arrays["visual_mass"].shape[2]
     profile_hidden, profile_tokens = _profile(state, visual_positions)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from var_core.config import VARConfig
+from var_core.config import VARConfig, checked_layers
 from var_core.explain.forward import AnswerForward, answer_forward
 from var_core.explain.rules import normalised, relative
 from var_core.models.bundle import ModelBundle
@@ -24,15 +24,6 @@ from var_core.models.bundle import ModelBundle
 GENERIC_PROMPT = "Write a general description of the image."
 RELATIVE_FLOOR = 0.01  # the generic attention is floored at 1 % of its mean before dividing
 METHODS = ("raw attention", "relevancy", "relative attention", "activation map")
-
-
-def _checked_layers(layers: Sequence[int] | None, count: int) -> list[int]:
-    """`layers` as a list (None = all `count`); ValueError unless a non-empty choice of existing layers."""
-    layers = list(range(count)) if layers is None else [int(layer) for layer in layers]
-    bad = [layer for layer in layers if not 0 <= layer < count]
-    if bad or not layers:
-        raise ValueError(f"layers {bad or '[]'} must be a non-empty choice of the model's layers 0 … {count - 1}")
-    return layers
 
 
 def _layer_rows(forward: AnswerForward, layers: list[int]) -> torch.Tensor:
@@ -60,7 +51,7 @@ def relative_attention(bundle: ModelBundle, image, prompt: str, config: VARConfi
     default all) divided element-wise by the same under `generic_prompt`, renormalised; attention that does not
     depend on the question (sinks among it) cancels. The answer token does not change an attention row; `answer`
     is accepted for a uniform signature. Cost: two forward passes without gradients."""
-    layers = _checked_layers(layers, bundle.num_layers)
+    layers = checked_layers(layers, bundle.num_layers)
     question = answer_forward(bundle, image, prompt, config, answer)
     generic = answer_forward(bundle, image, generic_prompt, config)
     return _grid_map(relative(_layer_rows(question, layers), _layer_rows(generic, layers), RELATIVE_FLOOR),
@@ -112,7 +103,7 @@ def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = 
             generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None) -> Explanation:
     """All four maps of one run at the cost of two forward passes and one backward pass: the question's pass
     gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention."""
-    layers = _checked_layers(layers, bundle.num_layers)
+    layers = checked_layers(layers, bundle.num_layers)
     question = answer_forward(bundle, image, prompt, config, answer, gradients=True)
     generic = answer_forward(bundle, image, generic_prompt, config)
     rows = _layer_rows(question, layers)
