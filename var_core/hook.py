@@ -47,10 +47,13 @@ VISUAL, RHO_MARGIN, RECEIVERS, RECYCLED, NON_SINK, SINKS = range(len(MASS_COLUMN
 VISUAL_SINK = 3  # the key kind `visual + 2·sink` of a visual sink (RunKeys)
 CAPTURE_DTYPE = torch.float16  # captured attention (probabilities in [0, 1]: ~3 significant digits) at half the bytes
 
-# Attention-interface arguments that do not change what the hook computes: caching and position bookkeeping, or
-# facts already in the mask transformers builds (sliding windows, causality).
+# Attention-interface arguments that do not change what the hook computes: caching and position bookkeeping, facts
+# already in the mask transformers builds (sliding windows, causality), and model inputs that transformers forwards
+# down to every layer (InternVL's image_sizes, output flags). Packed-sequence arguments (cu_seq_lens_*) are not here.
 HARMLESS_ARGUMENTS = frozenset({"position_ids", "cache_position", "past_key_values", "past_key_value", "use_cache",
-                                "output_attentions", "position_embeddings", "sliding_window", "is_causal"})
+                                "output_attentions", "output_hidden_states", "output_router_logits", "return_dict",
+                                "position_embeddings", "sliding_window", "is_causal", "image_sizes",
+                                "num_items_in_batch"})
 # Arguments that change the attention and that the hook does not implement, with what they are.
 UNSUPPORTED_ARGUMENTS = {"s_aux": "learned attention sinks (gpt-oss style)",
                          "softcap": "attention-logit soft-capping (Gemma-2 style)",
