@@ -85,3 +85,26 @@ def test_bookkeeping_arguments_and_unused_ones_pass(tiny_bundle):
     output, _ = hooked_call(tiny_bundle, softcap=None, s_aux=None, sliding_window=4096, position_ids=torch.arange(5),
                             use_cache=True)
     assert output.shape == (1, 5, 4, tiny_bundle.adapter.decoder_layers(tiny_bundle.model)[0].self_attn.head_dim)
+
+
+def test_a_real_softcapping_backbone_is_refused_before_any_answer(noise_image):
+    """A LLaVA on a Gemma-2 text model (attention-logit soft-capping 50): the run stops with the reason."""
+    from transformers import CLIPVisionConfig, Gemma2Config, LlavaConfig, LlavaForConditionalGeneration
+
+    from tests.tiny_llava import IMAGE_SIZE, PATCH, tiny_processor
+    from tests.tiny_models import TINY_BACKBONE
+    from var_core.models.bundle import ModelBundle
+    from var_core.models.llava import LlavaAdapter
+
+    processor = tiny_processor()
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=PATCH),
+        text_config=Gemma2Config(vocab_size=len(processor.tokenizer), hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                 attn_logit_softcapping=50.0, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+        image_token_id=processor.tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1)
+    bundle = ModelBundle(model=LlavaForConditionalGeneration(config).eval(), processor=processor,
+                         name="tiny-gemma2-llava", backbone=TINY_BACKBONE, adapter=LlavaAdapter())
+    with pytest.raises(UnsupportedAttention, match="tiny-gemma2-llava passes `softcap`"):
+        generate(bundle, noise_image, PROMPT, max_new_tokens=2)
