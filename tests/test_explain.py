@@ -194,3 +194,12 @@ def test_explain_gives_all_four_maps_consistent_with_the_single_method_calls(bun
 def test_an_empty_answer_is_refused_with_a_message(bundle, noise_image):
     with pytest.raises(ValueError, match="answer is empty"):
         activation_map(bundle, noise_image, PROMPT, answer="  ")
+
+
+def test_control_characters_in_a_given_answer_are_dropped(bundle, noise_image):
+    from var_core.explain.forward import answer_id
+
+    clean = answer_id(bundle, torch.zeros(1), "red")
+    assert answer_id(bundle, torch.zeros(1), "\x00\x1b red\x07") == clean
+    with pytest.raises(ValueError, match="answer is empty"):
+        answer_id(bundle, torch.zeros(1), "\x00\x1b")

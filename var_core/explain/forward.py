@@ -13,7 +13,7 @@ from var_core.explain.rules import head_mean_product, relevancy_row
 from var_core.hook import attention_hook
 from var_core.images import prepare_image
 from var_core.models.bundle import ModelBundle
-from var_core.run import prepare_run
+from var_core.run import clean_prompt, prepare_run
 
 
 @dataclass
@@ -38,10 +38,11 @@ class AnswerForward:
 
 
 def answer_id(bundle: ModelBundle, logits: torch.Tensor, answer: str | None) -> int:
-    """The first answer token: the greedy choice from `logits` [V], or the first token of `answer`."""
+    """The first answer token: the greedy choice from `logits` [V], or the first token of `answer` (control
+    characters dropped, as from prompts)."""
     if answer is None:
         return int(logits.argmax())
-    ids = bundle.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+    ids = bundle.tokenizer(clean_prompt(answer).strip(), add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError("the answer is empty: give the answer text to explain, or None for the model's own")
     return int(ids[0])
