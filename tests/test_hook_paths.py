@@ -108,3 +108,16 @@ def test_a_real_softcapping_backbone_is_refused_before_any_answer(noise_image):
                          name="tiny-gemma2-llava", backbone=TINY_BACKBONE, adapter=LlavaAdapter())
     with pytest.raises(UnsupportedAttention, match="tiny-gemma2-llava passes `softcap`"):
         generate(bundle, noise_image, PROMPT, max_new_tokens=2)
+
+
+def test_a_request_that_cannot_fit_is_refused_before_the_model_runs(tiny_bundle, noise_image, monkeypatch,
+                                                                    kernel_calls):
+    from var_core import memory
+    from var_core.explain import explain
+
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1000)
+    with pytest.raises(memory.InsufficientMemory, match="This request needs about .* but cpu has 0.0 GB free"):
+        generate(tiny_bundle, noise_image, PROMPT, VAR, max_new_tokens=3)
+    with pytest.raises(memory.InsufficientMemory, match="or skip the explanation"):
+        explain(tiny_bundle, noise_image, PROMPT)
+    assert kernel_calls == {"sdpa": [], "explicit": []}

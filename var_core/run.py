@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from var_core import memory
 from var_core.config import VARConfig, checked_layers
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
@@ -114,11 +115,21 @@ def _raise_if_stopped(stop: threading.Event | None) -> None:
         raise GenerationStopped("stopped before the answer was complete")
 
 
+def _model_shape(bundle: ModelBundle) -> memory.ModelShape:
+    """The bundle's `memory.ModelShape`, computed once per bundle."""
+    if "memory_shape" not in bundle.extra:
+        bundle.extra["memory_shape"] = memory.model_shape(bundle.model)
+    return bundle.extra["memory_shape"]
+
+
 def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                 measure: VARConfig | None = None, capture: bool = True,
-                mask_positions=None, capture_layers=None) -> tuple[PreparedInputs, RunState]:
+                mask_positions=None, capture_layers=None, max_new_tokens: int = 0,
+                explanation: bool = False) -> tuple[PreparedInputs, RunState]:
     """Validate the request and build its model inputs and the hook's `RunState` (see `generate` for the arguments);
-    shared by `generate` and the single forward passes of `var_core.explain`."""
+    shared by `generate` and the single forward passes of `var_core.explain` (`explanation`: a backward pass
+    follows). Before any model code runs, the request's peak memory is estimated (`var_core.memory`) and a request
+    that cannot fit on the model's device is refused with `InsufficientMemory`."""
     image = check_image_and_prompt(image, prompt)
     selection = config or measure or VARConfig()
     backbone = bundle.backbone
@@ -129,6 +140,9 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
     captured = checked_layers(capture_layers, num_layers, "capture_layers")
     prepared = bundle.adapter.prepare(bundle, image, clean_prompt(prompt))
     input_ids = prepared.inputs["input_ids"]
+    needs = memory.estimate(_model_shape(bundle), input_ids.shape[1], len(prepared.visual_positions), max_new_tokens,
+                            len(captured) if capture else 0, var=config is not None, explanation=explanation)
+    memory.check_fits(needs, bundle.device)
     grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
     visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     visual_mask[0, prepared.visual_positions] = True
@@ -162,7 +176,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     """
     if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
-    prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions, capture_layers)
+    prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions, capture_layers,
+                                  max_new_tokens)
     prompt = clean_prompt(prompt)
     selection, num_layers, num_heads = state.selection, bundle.num_layers, bundle.num_heads
     input_ids = prepared.inputs["input_ids"]

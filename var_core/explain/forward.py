@@ -78,7 +78,7 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     the Ā, and one layer's recomputation (≈ 16·H·T² bytes: float32 scores, softmax, VAR's copy, their gradient),
     whatever the depth (`tests/test_explain_memory.py`).
     """
-    prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False)
+    prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False, explanation=gradients)
     grid = state.grid_positions
     attention: dict[int, torch.Tensor] = {}
     products: dict[int, torch.Tensor] = {}
