@@ -37,7 +37,8 @@ def prepare_image(image) -> Image.Image:
     """Validate and normalise a user image (PIL, numpy array or file path) to an RGB PIL image.
 
     Honours EXIF rotation, takes the first frame of animations, refuses images over MAX_PIXELS or under
-    MIN_SIDE px, downscales anything over MAX_SIDE px. Raises ValueError with a user-facing message.
+    MIN_SIDE px, downscales anything over MAX_SIDE px (its size before is kept in `image.info["upload_size"]` for
+    "what the model saw"). Raises ValueError with a user-facing message.
     """
     if image is None:
         raise ValueError("No image: upload an image or pick one of the examples.")
@@ -61,5 +62,7 @@ def prepare_image(image) -> Image.Image:
     if min(image.size) < MIN_SIDE:
         raise ValueError(f"The image is {image.width}×{image.height}; it must be at least {MIN_SIDE} px on each side.")
     if max(image.size) > MAX_SIDE:
+        upload_size = image.size
         image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        image.info["upload_size"] = upload_size
     return image

@@ -24,6 +24,10 @@ class PreparedInputs:
         `visual_positions` (a plain single-grid model). Tiled models (extra tiles, thumbnails, row separators)
         draw one grid and keep the other visual tokens in VAR only.
     image: [H, W, 3] uint8, the image as the model sees it (after resize/crop), for overlays.
+    seen: what the model saw, for the UI and `Trace.settings["seen"]` (`var_core.models.common.seen_record`):
+        original_size and input_size [w, h] (the drawn view; tiled models add "tiles"), resized (bool), cropped and
+        padded (None or a sentence), visual_tokens, visual_token_budget, preset ("hub" or "paper");
+        `var_core.models.common.describe_seen` turns it into one sentence.
     """
 
     inputs: dict[str, torch.Tensor]
@@ -31,6 +35,7 @@ class PreparedInputs:
     grid: tuple[int, int]
     image: np.ndarray
     grid_positions: torch.Tensor | None = None
+    seen: dict = field(default_factory=dict)
 
     def __post_init__(self):
         drawn = self.visual_positions if self.grid_positions is None else self.grid_positions

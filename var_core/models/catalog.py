@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from var_core.models.bundle import ModelBundle
-from var_core.models.common import image_only
+from var_core.models.common import PRESET_SETTING, check_preset, image_only
 from var_core.registry import BACKBONES, Backbone, default_tau
 
 DEFAULT_MODEL_ID = "visual-sink-lens/smollm2-llava-organism"
@@ -209,15 +209,23 @@ def load_processor(source: str, model_type: str):
         return image_only(getattr(transformers, PROCESSOR_CLASS[model_type])).from_pretrained(source)
 
 
+def set_preset(bundle: ModelBundle, preset: str) -> ModelBundle:
+    """Record `preset` ("hub" or "paper") in `bundle.extra`; a ValueError if unknown or not for this model."""
+    bundle.extra[PRESET_SETTING] = check_preset(bundle, preset)
+    return bundle
+
+
 def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims=None, tau: float | None = None,
-         name: str | None = None) -> ModelBundle:
+         name: str | None = None, preset: str = "hub") -> ModelBundle:
     """A `ModelBundle` for a transformers model you loaded yourself (a fine-tune, a local folder, a quantised model),
     so generate, analyze, eval and the explanation maps run on it.
 
     family: the adapter (default: from `model.config.model_type`); sink_dims / tau: the backbone's sink facts
     (default: the registry's when `name`, default the config's `_name_or_path`, is an allow-listed model, else
-    discovered once with a calibration forward and cached, as for hub ids). The model is put in eval mode.
-    Raises ValueError naming the supported architectures when the model is not one of them.
+    discovered once with a calibration forward and cached, as for hub ids). preset: "hub" (the processor and chat
+    template as published) or "paper" (LLaVA-1.5 as the VAR authors ran it; var_core.models.llava). The model is
+    put in eval mode. Raises ValueError naming the supported architectures when the model is not one of them, and
+    for a preset the model cannot run.
     """
     model_type = model.config.model_type
     family = family or FAMILY_OF_MODEL_TYPE.get(model_type)
@@ -241,6 +249,7 @@ def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims
                          adapter=adapter_for(family),
                          extra={"family": family, "model_type": model_type, "llm": entry.llm if entry else None,
                                 "backbone_discovered": known is None})
+    set_preset(bundle, preset)
     if known is None:
         bundle.backbone, path, from_cache = discover_backbone(bundle, backbone_name)
         bundle.extra.update(sink_cache=str(path), sink_dims_from_cache=from_cache)
@@ -249,7 +258,7 @@ def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims
     return bundle
 
 
-def _load_hub_model(model_id: str, entry: CatalogEntry | None) -> ModelBundle:
+def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> ModelBundle:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
@@ -266,15 +275,17 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None) -> ModelBundle:
     if device_map is None:
         model = model.to(device)
     try:
-        return wrap(model, load_processor(model_id, config.model_type), family, name=model_id)
+        return wrap(model, load_processor(model_id, config.model_type), family, name=model_id, preset=preset)
     except ValueError as error:  # a catalog entry that does not match the model
         raise ModelLoadError(str(error)) from error
 
 
-def load_model(model_id: str, allow_any: bool = False) -> ModelBundle:
+def load_model(model_id: str, allow_any: bool = False, preset: str = "hub") -> ModelBundle:
     """Load an allow-listed model (any hub id or local folder of a supported architecture with allow_any=True).
 
-    Raises ModelLoadError, never anything else, so the app can report it and keep its current model.
+    preset: "hub" (default) or "paper" (LLaVA-1.5 only: pad to square + vicuna_v1 prompt, as the VAR authors ran
+    it), kept in `bundle.extra["preset"]`. Raises ModelLoadError, never anything else, so the app can report it and
+    keep its current model.
     """
     model_id = (model_id or "").strip()
     if not model_id:
@@ -285,10 +296,13 @@ def load_model(model_id: str, allow_any: bool = False) -> ModelBundle:
                              f"--allow-any-model to load other models of a supported architecture")
     try:
         if entry is not None and entry.family == "default":
+            if preset != "hub":
+                raise ModelLoadError(f"preset {preset!r} does not apply to the default model (trained with its own "
+                                     f'chat template); use preset "hub"')
             from var_core.models.default import load_default_model  # lazily: written separately, heavy
 
             return load_default_model()
-        return _load_hub_model(model_id, entry)
+        return _load_hub_model(model_id, entry, preset)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 — every failure becomes one message the UI can show

@@ -68,7 +68,7 @@ def image_only(processor_class: type) -> type:
                  "__doc__": image_only.__doc__})
 
 
-def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels):
+def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels, seen: dict):
     """PreparedInputs for tiled models whose last `per_tile` image tokens form the drawn square grid (InternVL's
     thumbnail, Idefics3's global image); `pixels` [3, H, W] is that tile. All image tokens stay in VAR."""
     from var_core.models.bundle import PreparedInputs
@@ -79,4 +79,69 @@ def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels):
         grid=square_grid(per_tile),
         grid_positions=positions[-per_tile:],
         image=pixels_to_image(pixels, bundle.processor.image_processor),
+        seen=seen,
     )
+
+
+# ---------------------------------------------------------------- presets
+PRESETS = ("hub", "paper")  # hub: the processor and chat template as published; paper: the VAR authors' LLaVA-1.5
+PRESET_SETTING = "preset"  # the key in ModelBundle.extra
+
+
+def paper_preset_problem(bundle) -> str | None:
+    """Why `bundle` cannot run the "paper" preset, or None: it reproduces the authors' LLaVA-1.5 (Vicuna) only."""
+    if bundle.adapter.family != "llava":
+        return f"{bundle.name} is a {bundle.adapter.family} model"
+    if not getattr(bundle.adapter, "paper_preset", False):
+        return f"{bundle.name} was trained with its own chat template"
+    if bundle.text_config.model_type != "llama":
+        return f"{bundle.name} has a {bundle.text_config.model_type} language model, not Vicuna (LLaMA)"
+    return None
+
+
+def check_preset(bundle, preset: str) -> str:
+    """`preset` when `bundle` can run it; a ValueError for unknown presets and for "paper" outside LLaVA-1.5."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    problem = paper_preset_problem(bundle) if preset == "paper" else None
+    if problem:
+        raise ValueError(f'the "paper" preset (pad to square + vicuna_v1 prompt, as the VAR authors ran LLaVA-1.5) '
+                         f'is for LLaVA-1.5 only: {problem}; use preset "hub"')
+    return preset
+
+
+def preset_of(bundle) -> str:
+    """The preset this request runs: `bundle.extra["preset"]`, default "hub" (checked by `check_preset`)."""
+    return check_preset(bundle, bundle.extra.get(PRESET_SETTING) or "hub")
+
+
+# ---------------------------------------------------------------- what the model saw
+def seen_record(image, input_size, resized: bool, visual_tokens: int, budget: int | None, preset: str,
+                cropped: str | None = None, padded: str | None = None, tiles: int | None = None) -> dict:
+    """`PreparedInputs.seen`: the user's image size, the size of the view the grid is drawn on (`input_size`, the
+    base/global view of tiled models, plus `tiles` high-resolution tiles), and what was done to get there."""
+    seen = {"original_size": [image.width, image.height], "input_size": [int(v) for v in input_size],
+            "resized": bool(resized), "cropped": cropped, "padded": padded, "visual_tokens": int(visual_tokens),
+            "visual_token_budget": budget, "preset": preset}
+    if tiles is not None:
+        seen["tiles"] = int(tiles)
+    if image.info.get("upload_size"):  # var_core.images.prepare_image downscaled the upload before the model
+        seen["upload_size"] = list(image.info["upload_size"])
+    return seen
+
+
+def describe_seen(seen: dict) -> str:
+    """One sentence for the UI: input size, from what, what was done (resized, cropped, padded), token count."""
+    if not seen:
+        return ""
+    width, height = seen["input_size"]
+    tiles = seen.get("tiles") or 0
+    view = f"{width}×{height}" + (f" view + {tiles} tile{'s' * (tiles != 1)}" if tiles else "")
+    source = "{}×{}".format(*seen["original_size"])
+    if seen.get("upload_size"):
+        source = "{}×{} (downscaled to {} on upload)".format(*seen["upload_size"], source)
+    steps = [step for step in ("resized" if seen["resized"] else None, seen["cropped"], seen["padded"]) if step]
+    budget = seen.get("visual_token_budget")
+    tokens = f"{seen['visual_tokens']:,} visual tokens" + (f" (budget {budget:,})" if budget else "")
+    preset = " (paper preset)" if seen.get("preset") == "paper" else ""
+    return f"Model input {view} from {source}{preset}: {', '.join(steps) or 'unchanged'}; {tokens}."

@@ -154,5 +154,6 @@ def load_default_model(device: str | torch.device | None = None, weights: str | 
     if device is not None:
         model.to(device)
     return ModelBundle(model=model, processor=processor, name=NAME, backbone=get_backbone("smollm2-135m"),
-                       adapter=LlavaAdapter(), extra={"load_seconds": round(time.perf_counter() - start, 2),
-                                                      "weights": str(weights), "language_model_cache": str(lm_dir)})
+                       adapter=LlavaAdapter(paper_preset=False),  # trained with its own ChatML template
+                       extra={"load_seconds": round(time.perf_counter() - start, 2), "weights": str(weights),
+                              "language_model_cache": str(lm_dir)})

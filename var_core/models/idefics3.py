@@ -7,17 +7,41 @@ encoder's size and appends a global image (the whole image resized to one tile).
 `<fake_token_around_image>` and `<row_r_col_c>` / `<global-img>` markers (text). Without splitting, only the
 global image is there.
 
+Visual-token budget: the call's `size={"longest_edge": L}` with the largest L (the processor's own, else a multiple
+of the tile) whose frames × `image_seq_len` fit, counted by the image processor's `get_number_of_image_patches`.
+Each tile and the global image are square: both are resized without keeping the aspect ratio.
+
 Grid provided: the global image's tokens (always the last `image_seq_len` `<image>` tokens) as a side × side
 raster over the global image's pixels. The tile tokens are visual tokens for VAR only.
 """
 
 from __future__ import annotations
 
+import math
+
 from PIL import Image
 
+from var_core.budget import check_budget, refuse_below, visual_token_budget
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import check_count, last_tile_inputs
+from var_core.models.common import check_count, last_tile_inputs, preset_of, seen_record
 from var_core.models.llava import encode_chat
+
+
+def frames_at(image_processor, image: Image.Image, longest_edge: int) -> int:
+    """How many frames (tiles + global image, or 1) the processor makes of `image` at this longest edge."""
+    n, _, _ = image_processor.get_number_of_image_patches(image.height, image.width,
+                                                          {"size": {"longest_edge": longest_edge}})
+    return max(n, 1)
+
+
+def budget_longest_edge(processor, image: Image.Image, budget: int, name: str) -> int:
+    """The largest longest edge, up to the processor's own, that keeps `image` within `budget` visual tokens."""
+    image_processor, per_frame = processor.image_processor, processor.image_seq_len
+    refuse_below(budget, per_frame, f"of {name}'s global image")
+    own, tile = image_processor.size["longest_edge"], image_processor.max_image_size["longest_edge"]
+    candidates = [own] + [k * tile for k in range(math.ceil(own / tile) - 1, 0, -1)]
+    # the last candidate is one tile: one frame, within the budget checked above
+    return next(edge for edge in candidates if frames_at(image_processor, image, edge) * per_frame <= budget)
 
 
 class Idefics3Adapter:
@@ -27,11 +51,18 @@ class Idefics3Adapter:
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
         processor = bundle.processor
-        inputs, positions = encode_chat(bundle, [[image]], prompt)
+        preset, budget = preset_of(bundle), visual_token_budget(bundle)
+        size = {"longest_edge": budget_longest_edge(processor, image, budget, bundle.name)}
+        inputs, positions = encode_chat(bundle, [[image]], prompt, size=size)
         frames = inputs["pixel_values"].shape[1]  # [1, frames, 3, H, W]: tiles row by row, then the global image
         per_frame = processor.image_seq_len
         check_count(len(positions), frames * per_frame, f"image tokens for {frames} frame(s)")
-        return last_tile_inputs(bundle, inputs, positions, per_frame, inputs["pixel_values"][0, -1])
+        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
+        global_view = inputs["pixel_values"][0, -1]
+        input_size = (global_view.shape[-1], global_view.shape[-2])
+        seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
+                           tiles=frames - 1)
+        return last_tile_inputs(bundle, inputs, positions, per_frame, global_view, seen)
 
     def decoder_layers(self, model):
         return model.model.text_model.layers

@@ -5,16 +5,27 @@ to the vision tower's input size — as a raster of side × side patch tokens (a
 feature strategy is "full"), then the high-resolution tiles stitched into one unpadded feature map, each of its
 rows closed by an `image_newline` token.
 
+Visual-token budget: processor and model each pick the tile layout from `image_grid_pinpoints` and the image's
+size (`select_best_resolution`), so the pinpoints cannot be changed for one call without the two disagreeing.
+Instead an image over budget is downscaled to fit inside the largest pinpoint whose layout is within the budget
+(counted by the processor's own `_get_num_multimodal_tokens`); a small image makes both pick that pinpoint or a
+smaller one. The count depends on the aspect ratio: at least 576 + two tiles (≈ 1,180 tokens for a square photo,
+≈ 1,370 for 4:3 with llava-v1.6's pinpoints); lower budgets are refused.
+
 Grid provided: the base view (side × side, e.g. 24 × 24 for 336-px CLIP-L/14), drawn over the base view's pixels.
 The tile tokens and newline tokens are visual tokens too (VAR's I_vis) but are not drawn.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
+from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+from transformers.image_utils import ChannelDimension
 
+from var_core.budget import check_budget, refuse_below, visual_token_budget
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, pixels_to_image
+from var_core.models.common import cast_floating, pixels_to_image, preset_of, seen_record
 from var_core.models.llava import encode_chat
 
 
@@ -27,6 +38,44 @@ def base_view_slice(config, processor) -> slice:
     return slice(n_base - side * side, n_base)
 
 
+def tokens_for(processor, size: tuple[int, int]) -> int:
+    """Visual tokens the processor expands a (w, h) image into."""
+    return processor._get_num_multimodal_tokens(image_sizes=[[size[1], size[0]]]).num_image_tokens[0]
+
+
+def fitted_into(size: tuple[int, int], pinpoint) -> tuple[int, int]:
+    """(w, h) of a (w, h) image scaled down (never up) to fit inside a pinpoint (h, w)."""
+    scale = min(pinpoint[0] / size[1], pinpoint[1] / size[0], 1.0)
+    return max(1, int(size[0] * scale)), max(1, int(size[1] * scale))
+
+
+def fit_budget(processor, image: Image.Image, budget: int, name: str) -> Image.Image:
+    """`image`, or `image` downscaled so that its tile layout stays within `budget` visual tokens."""
+    if tokens_for(processor, image.size) <= budget:
+        return image
+    pinpoints = sorted(processor.image_processor.image_grid_pinpoints, key=lambda p: p[0] * p[1], reverse=True)
+    sizes = [fitted_into(image.size, p) for p in pinpoints]
+    counts = [tokens_for(processor, s) for s in sizes]
+    fitting = [s for s, n in zip(sizes, counts) if n <= budget]
+    if not fitting:
+        refuse_below(budget, min(counts), f"{name} needs for a {image.width}×{image.height} image (base view + its "
+                     "smallest tile layout)")
+    return image.resize(fitting[0], Image.Resampling.BICUBIC)
+
+
+def padding_text(processor, size: tuple[int, int]) -> str | None:
+    """A sentence on how the processor padded the high-resolution view of a (w, h) image to its pinpoint."""
+    pinpoint = select_best_resolution((size[1], size[0]), processor.image_processor.image_grid_pinpoints)
+    height, width = get_patch_output_size(np.empty((0, size[1], size[0])), pinpoint, ChannelDimension.FIRST)
+    dy, dx = pinpoint[0] - height, pinpoint[1] - width
+    if not dx and not dy:
+        return None
+    sides = f"{dy // 2} px above and {dy - dy // 2} px below" if dy else \
+        f"{dx // 2} px on the left and {dx - dx // 2} px on the right"
+    return (f"high-resolution view fitted into {pinpoint[1]}×{pinpoint[0]} and padded with black, {sides} "
+            "(the model drops the padded tokens)")
+
+
 class LlavaNextAdapter:
     """Inputs via the processor's chat template; all expanded `image_token_id` positions are visual tokens."""
 
@@ -34,14 +83,22 @@ class LlavaNextAdapter:
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
-        inputs, positions = encode_chat(bundle, image, prompt)
+        preset, budget = preset_of(bundle), visual_token_budget(bundle)
+        fitted = fit_budget(processor, image, budget, bundle.name)
+        inputs, positions = encode_chat(bundle, fitted, prompt)
+        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
         side = config.vision_config.image_size // config.vision_config.patch_size
+        base = inputs["pixel_values"][0, 0]  # tile 0 = base view
+        input_size = (base.shape[-1], base.shape[-2])
+        seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
+                           padded=padding_text(processor, fitted.size), tiles=inputs["pixel_values"].shape[1] - 1)
         return PreparedInputs(
             inputs=cast_floating(dict(inputs), bundle.model.dtype),
             visual_positions=positions,
             grid=(side, side),
             grid_positions=positions[base_view_slice(config, processor)],
-            image=pixels_to_image(inputs["pixel_values"][0, 0], processor.image_processor),  # tile 0 = base view
+            image=pixels_to_image(base, processor.image_processor),
+            seen=seen,
         )
 
     def decoder_layers(self, model):

@@ -5,6 +5,10 @@ within its pixel budget, cuts it into patch × patch pixels and the vision tower
 patches into one token. The prompt's `<|vision_start|><|image_pad|><|vision_end|>` is expanded to one
 `<|image_pad|>` per merged token; those are the visual tokens (the start/end markers are text).
 
+Visual-token budget: one token per (patch · merge)² pixels, so the call's `size` caps the pixels at
+budget · (patch · merge)² (`longest_edge` is max_pixels in these processors) — never above the processor's own cap —
+and keeps its `shortest_edge` (min_pixels: 3,136 px = 4 tokens for the hub models).
+
 Grid provided: all visual tokens, (h / merge, w / merge) rows × cols from `image_grid_thw`, raster order (the
 vision tower emits merged tokens row by row; Qwen2.5-VL's window attention restores that order at its output),
 drawn over the resized image rebuilt from `pixel_values`. The text model uses 3-D (temporal, height, width) rope
@@ -13,11 +17,14 @@ position ids; the hook does not depend on them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image
 
+from var_core.budget import check_budget, refuse_below, visual_token_budget
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image
+from var_core.models.common import cast_floating, check_count, pixels_to_image, preset_of, seen_record
 from var_core.models.llava import encode_chat
 
 
@@ -30,6 +37,16 @@ def unpatchify(pixel_values: torch.Tensor, grid_thw, patch: int, merge: int, tem
     return x.permute(4, 0, 2, 5, 1, 3, 6).reshape(channels, h * patch, w * patch)
 
 
+def budget_size(image_processor, budget: int, name: str) -> dict:
+    """The `size` (min / max pixels) that keeps one image within `budget` merged tokens; refuses a budget below the
+    processor's minimum (min_pixels rounded up to whole tokens)."""
+    per_token = (image_processor.patch_size * image_processor.merge_size) ** 2
+    min_pixels, max_pixels = image_processor.size.shortest_edge, image_processor.size.longest_edge
+    refuse_below(budget, math.ceil(min_pixels / per_token), f"{name}'s processor needs (min_pixels "
+                 f"{min_pixels:,})")
+    return {"shortest_edge": min_pixels, "longest_edge": min(max_pixels, budget * per_token)}
+
+
 class Qwen2VLAdapter:
     """Inputs via the processor's chat template; visual tokens are the expanded `image_token_id` positions."""
 
@@ -37,19 +54,24 @@ class Qwen2VLAdapter:
 
     def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
-        inputs, positions = encode_chat(bundle, [image], prompt)
+        preset, budget = preset_of(bundle), visual_token_budget(bundle)
         image_processor = processor.image_processor
+        size = budget_size(image_processor, budget, bundle.name)
+        inputs, positions = encode_chat(bundle, [image], prompt, size=size)
         merge = config.vision_config.spatial_merge_size
         grid_thw = inputs["image_grid_thw"][0]
         rows, cols = int(grid_thw[1]) // merge, int(grid_thw[2]) // merge
         check_count(len(positions), rows * cols, "image tokens")
-        pixels = unpatchify(inputs["pixel_values"], grid_thw, config.vision_config.patch_size, merge,
-                            config.vision_config.temporal_patch_size)
+        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
+        patch = config.vision_config.patch_size
+        pixels = unpatchify(inputs["pixel_values"], grid_thw, patch, merge, config.vision_config.temporal_patch_size)
+        input_size = (int(grid_thw[2]) * patch, int(grid_thw[1]) * patch)
         return PreparedInputs(
             inputs=cast_floating(dict(inputs), bundle.model.dtype),
             visual_positions=positions,
             grid=(rows, cols),
             image=pixels_to_image(pixels, image_processor),
+            seen=seen_record(image, input_size, input_size != image.size, len(positions), budget, preset),
         )
 
     def decoder_layers(self, model):
