@@ -11,8 +11,10 @@ import asyncio
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 from var_core.gpu import describe as describe_devices, gpu_task, on_zero_gpu  # first: `spaces` must precede CUDA
@@ -23,16 +25,17 @@ import pandas as pd
 
 from var_core import __version__
 from var_core.analysis import Analysis, analyze
-from var_core.config import VARConfig
-from var_core.deploy import default_host, default_port, ensure_default_model_wheel
+from var_core.config import VARConfig, checked_layers
+from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
+from var_core.sessions import MB, Dropped, Held, SessionResults
 from var_core.shipped import shipped
-from var_core.run import MAX_PROMPT_CHARS, GenerationStopped
+from var_core.run import ATTENTION_NUMERICS, MAX_PROMPT_CHARS, GenerationStopped
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
@@ -46,12 +49,20 @@ from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
 
+try:  # one sentence per run, being written in var_core.models.common; until it lands, `seen_facts` words it here
+    from var_core.models.common import describe_seen
+except ImportError:
+    describe_seen = None
+
 LOG = logging.getLogger("visual_sink_lens")
 EXAMPLES_DIR = shipped("assets") / "examples"
 MAX_NEW_TOKENS_UI = 128
 RUN_TIME_LIMIT_S = 60  # decoding of each of the two runs stops after this long
 GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per request (two runs + load, rendering)
 SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
+FULL_CAPTURE_LAYERS, FULL_CAPTURE_HIDDEN, CAPTURE_STRIDE = 16, 1024, 4  # see default_capture
+MAX_CAPTURE_CHARS = 200
+AGAIN = {"analysis": "Analyze", "explanation": "the Explain button"}  # what re-creates dropped results
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
 QUERY_MODES = [("mean over answer tokens", "answer"), ("mean over prompt text", "prompt"),
@@ -85,9 +96,15 @@ EXPLAIN = {
     "evidence": "The paper's evidence on this input: sinks draw high attention (scatter), they carry a massive "
                 "activation in fixed dimensions (profile), and how attention to sinks compares per layer.",
 }
-CSS = "#status {font-size: 0.9em} .gradio-container {max-width: 1500px !important}"
+CAPTURE_HELP = ("Whose attention the views keep: all, a range 0-7, a list 0,4,8 or both (0-3,8,12). Layers left out "
+                "run the model's fast attention unless VAR acts there; φ and sinks are kept for every layer. Default: "
+                f"all for models up to {FULL_CAPTURE_LAYERS} layers or hidden size {FULL_CAPTURE_HIDDEN} (the default "
+                f"model), else every {CAPTURE_STRIDE}th layer from 0 and the last.")
+CSS = ("#status {font-size: 0.9em} #model-saw, #model-info {font-size: 0.85em} "
+       ".gradio-container {max-width: 1500px !important}")
 
 slot = ModelSlot()
+store = SessionResults(int(session_memory_mb() * MB), SESSION_TTL_S)  # every session's results, under one cap
 
 
 class UploadedImage(gr.Image):
@@ -121,18 +138,61 @@ def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, re
                      recycle_text_sinks=bool(recycle_text_sinks))
 
 
+def default_capture(bundle) -> str:
+    """The 'layers to capture' a model starts with: all for a small model (≤ 16 layers or hidden size ≤ 1024, e.g.
+    the default model), else every 4th layer from 0 and the last (9 of a 7B model's 32): capture memory is ∝ the
+    layers kept."""
+    layers = bundle.num_layers
+    if layers <= FULL_CAPTURE_LAYERS or bundle.text_config.hidden_size <= FULL_CAPTURE_HIDDEN:
+        return "all"
+    return ",".join(map(str, sorted({*range(0, layers, CAPTURE_STRIDE), layers - 1})))
+
+
+def capture_layers(spec, num_layers: int) -> list[int] | None:
+    """The 'layers to capture' text (all, 0-7, 0,4,8 or a mix) as sorted layer numbers, None for all; ValueError
+    naming the part that is not a layer or a range of this model's layers."""
+    text = str(spec).replace(" ", "")
+    if text.lower() == "all":
+        return None
+    if len(text) > MAX_CAPTURE_CHARS:
+        raise ValueError(f"layers to capture: {len(text)} characters; write at most {MAX_CAPTURE_CHARS}, e.g. 0-7")
+    layers = []
+    for part in text.split(","):
+        match = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part)
+        if match is None:
+            raise ValueError(f"layers to capture: {part!r} is not a layer or a range — write all, 0-7 or 0,4,8")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if first > last:
+            raise ValueError(f"layers to capture: the range {part} runs backwards — write {last}-{first}")
+        if last >= num_layers:
+            raise ValueError(f"layers to capture: {last} — this model's layers are 0 … {num_layers - 1}")
+        layers.extend(range(first, last + 1))
+    return checked_layers(layers, num_layers, "layers to capture")
+
+
+def captured_text(layers: list[int], num_layers: int) -> str:
+    """'all 30' or '0, 4, 8 … 31 (9 of 32)': which layers' attention a Trace holds, for labels and the status."""
+    if len(layers) == num_layers:
+        return f"all {num_layers}"
+    shown = ", ".join(map(str, layers[:6])) + (f" … {layers[-1]}" if len(layers) > 6 else "")
+    return f"{shown} ({len(layers)} of {num_layers})"
+
+
 @gpu_task(duration=GPU_DURATION_S)  # spaces.GPU on Hugging Face Spaces (ZeroGPU); a no-op elsewhere
-def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, progress, stop) -> tuple[dict, Analysis]:
-    """The model part of a request: load (or reuse) the model, check the settings, answer without and with VAR."""
+def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, capture, progress,
+                 stop) -> tuple[dict, Analysis]:
+    """The model part of a request: load (or reuse) the model, check the settings, answer without and with VAR,
+    capturing attention in the `capture` layers (text; empty: the model's default)."""
     LOG.info("analysis started: model=%s prompt=%r", model_id, str(prompt)[:80])
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
     if not (isinstance(max_new_tokens, (int, float)) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_UI):
         raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
+    layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
     steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
     result = analyze(bundle, image, prompt, config, int(max_new_tokens), on_step=lambda _: progress(*next(steps)),
-                     max_time=RUN_TIME_LIMIT_S, stop=stop)
+                     max_time=RUN_TIME_LIMIT_S, stop=stop, capture_layers=layers)
     LOG.info("analysis done: model=%s prompt=%r baseline=%r var=%r", slot.current_id, prompt[:80],
              result.baseline.answer[:80], result.var.answer[:80])
     progress(0.95, desc="Rendering views")
@@ -169,27 +229,46 @@ class RunningRequests:
 running = RunningRequests()
 
 
+def session_of(request: gr.Request | None) -> str:
+    """The Gradio session of a request; a call without one (in-process) gets a fresh id, so its results are its own."""
+    return getattr(request, "session_hash", None) or f"call-{uuid.uuid4().hex}"
+
+
+def stored(held: Held | None):
+    """The results `held` names (None when there are none yet); a clear message when they were dropped."""
+    if held is None:
+        return None
+    try:
+        return store.get(held)
+    except Dropped:
+        raise gr.Error(f"This session's results were dropped to free memory (the server keeps at most "
+                       f"{store.cap_bytes / MB:.0f} MB of results); press {AGAIN[held.kind]} again.") from None
+
+
 async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                           min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
-                          first_layer=None, last_layer=None, recycle_text_sinks=True, request: gr.Request = None,
-                          progress=gr.Progress()):
+                          first_layer=None, last_layer=None, recycle_text_sinks=True, capture_layers=None,
+                          request: gr.Request = None, progress=gr.Progress()):
     """Answer `prompt` about `image` without and with VAR (greedy decoding).
 
     Returns a JSON summary: baseline_answer, var_answer, sinks (per layer: count and positions of visual sink
-    tokens), heads (selected image-centric heads with r), settings. Settings left empty take the model's
-    defaults (τ from its registry entry, VAR layers 2 … L−2).
+    tokens), heads (selected image-centric heads with r, in the captured layers), settings. Settings left empty
+    take the model's defaults (τ from its registry entry, VAR layers 2 … L−2, capture_layers as `default_capture`:
+    "all", "0-7" or "0,4,8").
     """
     settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
                 "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
-    session = getattr(request, "session_hash", None) or f"call-{id(settings)}"
+    session = session_of(request)
     # ZeroGPU runs `run_analysis` in a worker process, which this process's stop signal cannot reach
     signal = running.start(session)
     stop = None if on_zero_gpu() else signal
     try:
         # on the model thread (see var_core.models.slot); a cancelled request returns at once and its decoding
         # ends at the next token
-        return await asyncio.wrap_future(slot.submit(run_analysis, image, prompt, model_id or DEFAULT_MODEL_ID,
-                                                     settings, max_new_tokens, progress, stop))
+        summary, result = await asyncio.wrap_future(slot.submit(run_analysis, image, prompt,
+                                                                model_id or DEFAULT_MODEL_ID, settings, max_new_tokens,
+                                                                capture_layers, progress, stop))
+        return summary, store.keep(session, "analysis", result)
     except asyncio.CancelledError:
         signal.set()
         raise
@@ -230,7 +309,7 @@ def explanation_summary(explanations: dict[str, Explanation]) -> dict:
 async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                           min_visual_mass=DEFAULTS["min_visual_mass"], first_layer=None, last_layer=None,
                           recycle_text_sinks=True, answer=None, map_first_layer=None, map_last_layer=None,
-                          progress=gr.Progress()):
+                          request: gr.Request = None, progress=gr.Progress()):
     """Where did the model look for its first answer token? Four maps over the image's patch grid (raw attention,
     relevancy, relative attention, activation map), without and with VAR.
 
@@ -245,9 +324,9 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
                                                              model_id or DEFAULT_MODEL_ID, settings, answer,
                                                              (map_first_layer, map_last_layer), progress))
+        return explanation_summary(explanations), store.keep(session_of(request), "explanation", explanations)
     except (ValueError, ModelLoadError) as error:
         raise gr.Error(str(error)) from None
-    return explanation_summary(explanations), explanations
 
 
 def stop_session(request: gr.Request) -> None:
@@ -257,16 +336,18 @@ def stop_session(request: gr.Request) -> None:
 
 
 def _status(result: Analysis) -> str:
-    """One line naming the model, τ, sink dims, the VAR convention actually used and the layers with visual sinks;
-    when no visual token is a sink in the VAR layers, a hint that VAR had nothing to act on and which τ would
-    change that."""
+    """One line naming the model, its dtype and attention numerics, τ, sink dims, the VAR convention actually used,
+    the captured layers and the layers with visual sinks; when no visual token is a sink in the VAR layers, a hint
+    that VAR had nothing to act on and which τ would change that."""
     trace = result.var
     s = trace.settings
     layers = s["var_layers"]
-    line = (f"**{s['model']}** · sink dims {s['sink_dims']} · τ = {s['tau']:g} · ρ = {s['rho']:g} · "
+    line = (f"**{s['model']}** · {s.get('dtype', 'float32')} · attention {s.get('attention', ATTENTION_NUMERICS)} · "
+            f"sink dims {s['sink_dims']} · τ = {s['tau']:g} · ρ = {s['rho']:g} · "
             f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
-            f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs")
+            f"attention captured in layers {captured_text(trace.layers_captured, trace.num_layers)} · "
+            f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs in them")
     visual_phi = trace.phi[np.ix_(layers, trace.all_image_positions)]
     largest, sinks = float(visual_phi.max()), visual_phi > s["tau"]
     sink_layers = [layer for layer, row in zip(layers, sinks) if row.any()]
@@ -277,6 +358,53 @@ def _status(result: Analysis) -> str:
         line += (f"  \n**No visual token is a sink here** (largest visual φ in the VAR layers: {largest:.1f} ≤ τ), "
                  f"so VAR changed nothing. Set τ below {largest:.1f} in *VAR settings* to see it act.")
     return line
+
+
+def _size(value) -> str:
+    """(width, height) → '640×480'; anything else as it is."""
+    return "×".join(str(int(side)) for side in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def seen_facts(seen: dict) -> str:
+    """A run's `settings["seen"]` (input size, resizing, cropping, padding, visual tokens vs budget, preset) as one
+    sentence; each fact only when the run recorded it."""
+    line = f"The model saw the image at {_size(seen.get('input_size', '?'))} px"
+    if seen.get("original_size") is not None:
+        line += f" (uploaded: {_size(seen['original_size'])})"
+    changes = [name if value is True else str(value) for name in ("resized", "cropped", "padded")
+               if (value := seen.get(name))]  # True, or a sentence saying what was done
+    line += f", {'; '.join(changes)}" if changes else ", unchanged"
+    if seen.get("visual_tokens") is not None:
+        budget = seen.get("visual_token_budget")
+        line += f" · {seen['visual_tokens']} visual tokens" + (f" of a {budget} budget" if budget else "")
+    return line + (f" · preset: {seen['preset']}" if seen.get("preset") else "") + "."
+
+
+def seen_sentence(trace) -> str:
+    """What the model saw, under the image: `describe_seen` of the run when it exists, else `seen_facts`, else the
+    size and visual tokens the Trace itself holds."""
+    seen = trace.settings.get("seen") or {}
+    if seen:
+        return describe_seen(seen) if describe_seen is not None else seen_facts(seen)
+    height, width = trace.image.shape[:2]
+    tokens, (rows, cols) = len(trace.all_image_positions), trace.grid
+    return (f"The model saw the image at {width}×{height} px as {tokens} visual tokens"
+            f"{'' if tokens == rows * cols else f', {rows}×{cols} of them drawn as the grid'}.")
+
+
+def model_info(bundle) -> str:
+    """Depth, width, dtype, device and attention numerics of the loaded model, under the model picker."""
+    dtype = str(bundle.model.dtype).removeprefix("torch.")
+    return (f"{bundle.num_layers} layers × {bundle.num_heads} heads · {dtype} on {bundle.device} · "
+            f"attention {ATTENTION_NUMERICS}")
+
+
+def layer_update(trace, layer) -> dict:
+    """The layer picker fitted to a Trace: only its captured layers, `layer` or the captured one nearest to it."""
+    layers = trace.layers_captured
+    value = min(layers, key=lambda captured: (abs(captured - int(layer)), captured))
+    return gr.update(choices=[(str(captured), captured) for captured in layers], value=value,
+                     label=f"Layer (captured: {captured_text(layers, trace.num_layers)})")
 
 
 def _head(head) -> int | None:
@@ -306,12 +434,14 @@ def reverse_views(result: Analysis, patch, layer, head, source):
     return tokens_attending(trace, int(patch), int(layer), _head(head)), patch_layer_head(trace, int(patch))
 
 
-def render_all(result: Analysis | None, layer, head, query, source, log_scale):
-    """Every view of a fresh analysis, and the selectors fitted to this model and these tokens."""
+def render_all(held: Held | None, layer, head, query, source, log_scale):
+    """Every view of a fresh analysis, what the model saw, and the selectors fitted to this model and these tokens."""
+    result = stored(held)
     if result is None:
         raise gr.Error("Run an analysis first.")
     trace = result.var
-    layer = min(int(layer), trace.num_layers - 1)
+    layer_choice = layer_update(trace, layer if layer is not None else 0)
+    layer = layer_choice["value"]
     head = head if head is not None and int(head) < trace.num_heads else MEAN_HEADS
     query = query if query in dict(QUERY_MODES).values() else "answer"
     baseline_diff, var_diff = answer_diff(result.baseline.answer, result.var.answer)
@@ -324,8 +454,7 @@ def render_all(result: Analysis | None, layer, head, query, source, log_scale):
         query = "all"
         selected = selection_views(result, layer, head, query, source, bool(log_scale))
     patch = int(visual_by_phi(trace)[-1])  # the reverse view opens on the strongest visual sink
-    return (baseline_diff, var_diff, _status(result),
-            gr.update(maximum=trace.num_layers - 1, value=layer),
+    return (baseline_diff, var_diff, _status(result), seen_sentence(trace), layer_choice,
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query),
             gr.update(maximum=trace.num_layers - 1), *sink_views(result, layer), phi_by_layer(trace),
             head_ranking(trace), top_heads_table(trace),
@@ -335,9 +464,10 @@ def render_all(result: Analysis | None, layer, head, query, source, log_scale):
             *reverse_views(result, patch, layer, head, source))
 
 
-def render_selection(result: Analysis | None, layer, head, query, source, log_scale):
+def render_selection(held: Held | None, layer, head, query, source, log_scale):
     """Re-render the selection-dependent views from the stored Traces (no model run)."""
-    if result is None:
+    result = stored(held)
+    if result is None or layer is None:
         return [gr.skip()] * 4
     try:
         return selection_views(result, layer, head, query, source, bool(log_scale))
@@ -345,14 +475,16 @@ def render_selection(result: Analysis | None, layer, head, query, source, log_sc
         raise gr.Error(str(error)) from None
 
 
-def render_sinks(result: Analysis | None, layer):
+def render_sinks(held: Held | None, layer):
     """φ overlay and sink strip for another layer."""
+    result = stored(held)
     return [gr.skip()] * 2 if result is None else sink_views(result, layer)
 
 
-def render_reverse(result: Analysis | None, patch, layer, head, source):
+def render_reverse(held: Held | None, patch, layer, head, source):
     """Re-render the reverse view for another patch, layer, head or run (no model run)."""
-    if result is None or patch is None:
+    result = stored(held)
+    if result is None or patch is None or layer is None:
         return [gr.skip()] * 2
     try:
         return reverse_views(result, patch, layer, head, source)
@@ -360,9 +492,10 @@ def render_reverse(result: Analysis | None, patch, layer, head, source):
         raise gr.Error(str(error)) from None
 
 
-def pick_patch(result: Analysis | None, layer, head, source, evt: gr.SelectData):
+def pick_patch(held: Held | None, layer, head, source, evt: gr.SelectData):
     """Clicking the heatmap selects the patch under the pointer and fills the reverse view (the title and colour
     bar select nothing)."""
+    result = stored(held)
     trace = None if result is None else _trace(result, source)
     patch = None if trace is None else heatmap_cell(trace.image.shape, trace.grid, evt.index)
     if patch is None:
@@ -370,8 +503,9 @@ def pick_patch(result: Analysis | None, layer, head, source, evt: gr.SelectData)
     return (patch, *reverse_views(result, patch, layer, head, source))
 
 
-def render_explanation(explanations: dict[str, Explanation] | None, prompt):
+def render_explanation(held: Held | None, prompt):
     """The method × run grid, each map's share on visual sinks, and downloads (PNG + NPZ) of stored maps."""
+    explanations: dict[str, Explanation] | None = stored(held)
     if explanations is None:
         raise gr.Error("Press the button to compute the explanation maps first.")
     first = next(iter(explanations.values()))
@@ -392,8 +526,9 @@ def render_explanation(explanations: dict[str, Explanation] | None, prompt):
     return status, picture, shares, [str(path) for path in files]
 
 
-def pick_token(result: Analysis | None, evt: gr.SelectData):
+def pick_token(held: Held | None, evt: gr.SelectData):
     """Clicking a token in the strip selects that query row (tokens that are not queries do nothing)."""
+    result = stored(held)
     if result is None:
         return gr.skip()
     rows = strip_rows(result.var)
@@ -402,7 +537,8 @@ def pick_token(result: Analysis | None, evt: gr.SelectData):
 
 
 def model_settings(model_id):
-    """Load the chosen model; fill τ and the VAR layer range from its registry entry and depth."""
+    """Load the chosen model; fill τ, the VAR layer range and the layers to capture from its registry entry and
+    depth, and describe it under the picker."""
     try:
         bundle = slot.get(model_id)
     except ModelLoadError as error:
@@ -412,11 +548,14 @@ def model_settings(model_id):
                                                        f"{phi_bound(bundle.text_config.hidden_size):.1f})"),
             gr.update(value=2, maximum=bundle.num_layers - 1),
             gr.update(value=bundle.num_layers - 2, maximum=bundle.num_layers - 1),
-            gr.update(value=slot.current_id))
+            gr.update(value=slot.current_id), model_info(bundle),
+            gr.update(value=default_capture(bundle),
+                      label=f"Layers to capture (this model: 0 … {bundle.num_layers - 1})"))
 
 
-def make_downloads(result: Analysis | None, layer, head, query, source, log_scale):
+def make_downloads(held: Held | None, layer, head, query, source, log_scale):
     """Every figure as PNG, both Traces as .npz, and a JSON of settings + answers, in a fresh temp folder."""
+    result = stored(held)
     if result is None:
         raise gr.Error("Run an analysis first.")
     folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-"))
@@ -476,19 +615,24 @@ def examples() -> list[list[str]]:
 
 def build_demo() -> gr.Blocks:
     """The page: inputs on the left, answers and views on the right; then the events."""
-    last = slot.current.num_layers - 1
+    bundle = slot.current
+    last = bundle.num_layers - 1
+    captured = capture_layers(default_capture(bundle), bundle.num_layers) or list(range(bundle.num_layers))
     with gr.Blocks(title="Visual Sink Lens") as demo:
-        result = gr.State(None, time_to_live=SESSION_TTL_S)
-        explanations = gr.State(None, time_to_live=SESSION_TTL_S)
+        # tickets for this session's results, which live in `store` under one memory cap for all sessions
+        result = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=store.release)
+        explanations = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=store.release)
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
                 image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
                                       elem_id="input-image", height=280)
+                seen = gr.Markdown(elem_id="model-saw")
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
                 model_id = gr.Dropdown(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
                                        elem_id="model", allow_custom_value=slot.allow_any)
+                info = gr.Markdown(model_info(bundle), elem_id="model-info")
                 with gr.Accordion("VAR settings", open=False):
                     p = gr.Slider(0, 1, DEFAULTS["p"], step=0.05, label="p — fraction of sink attention moved",
                                   info="paper convention; the official config's 'p: 0.6' (kept) is p = 0.4 here")
@@ -502,6 +646,9 @@ def build_demo() -> gr.Blocks:
                         first_layer = gr.Number(2, precision=0, label="VAR from layer", minimum=0)
                         last_layer = gr.Number(None, precision=0, label="to layer", minimum=0)
                     recycle = gr.Checkbox(True, label="recycle text sinks (BOS) too — official behaviour")
+                    capture = gr.Textbox(default_capture(bundle), label=f"Layers to capture (this model: 0 … {last})",
+                                         info=CAPTURE_HELP, elem_id="capture-layers", max_lines=1,
+                                         max_length=MAX_CAPTURE_CHARS)
                 with gr.Row():
                     run = gr.Button("Analyze", variant="primary", elem_id="run", scale=3)
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
@@ -515,7 +662,10 @@ def build_demo() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=140)
-                    layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="layer", min_width=200)
+                    layer = gr.Dropdown([(str(captured_layer), captured_layer) for captured_layer in captured],
+                                        value=min(captured, key=lambda captured_layer: abs(captured_layer - 5)),
+                                        label=f"Layer (captured: {captured_text(captured, bundle.num_layers)})",
+                                        elem_id="layer", min_width=200)
                     head = gr.Dropdown([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
                                        min_width=170)
                     query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=240)
@@ -592,12 +742,12 @@ def build_demo() -> gr.Blocks:
 
         # ------------------------------------------------------------ events
         var_settings = [p, rho, tau, min_mass]
-        settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle]
+        settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture]
         selection = [result, layer, head, query, source, log_scale]
         selection_outputs = [heatmap, grid, compare, tokens]
         reverse = [result, patch, layer, head, source]
         reverse_outputs = [reverse_tokens, patch_tile]
-        all_outputs = [baseline_answer, var_answer, status, layer, head, query, sink_layer, phi_map, sink_strip,
+        all_outputs = [baseline_answer, var_answer, status, seen, layer, head, query, sink_layer, phi_map, sink_strip,
                        phi_layers, ranking, ranking_table, scatter, profile, sink_share, *selection_outputs, patch,
                        *reverse_outputs]
         private = {"api_visibility": "private"}
@@ -623,7 +773,7 @@ def build_demo() -> gr.Blocks:
                          **private)
         tokens.select(pick_token, [result], [query], **private).success(
             render_selection, selection, selection_outputs, **private)
-        model_outputs = [tau, first_layer, last_layer, model_id]
+        model_outputs = [tau, first_layer, last_layer, model_id, info, capture]
         model_id.input(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
                        **private)
         demo.load(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,

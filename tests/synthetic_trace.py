@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 
 from var_core.trace import Trace
+
+CAPTURED = ("attn_to_visual", "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected")  # [k, …] arrays
 
 PROMPT_WORDS = ["what", "colour", "is", "the", "square", "?", "ASSISTANT", ":"]
 ANSWER_WORDS = ["the", "square", "is", "red", "</s>"]
@@ -92,3 +97,27 @@ def synthetic_trace(layers: int = 4, heads: int = 3, grid: tuple[int, int] = (3,
         settings={"model": "synthetic", "sink_dims": [5, 17], "tau": tau, "rho": 0.5, "min_visual_mass": 0.2,
                   "p": 0.5 if var else None, "var_layers": list(range(1, layers)), "recycle_text_sinks": True},
     )
+
+
+def partial_trace(trace: Trace, layers: Sequence[int]) -> Trace:
+    """`trace` as `generate(..., capture_layers=layers)` would have kept it: the captured arrays cut to `layers` (in
+    that order), attention in float16; φ, sinks and the layer count stay those of every layer."""
+    layers = list(layers)
+    cut = {name: getattr(trace, name)[layers] for name in CAPTURED if getattr(trace, name) is not None}
+    for name in ("attn_to_visual", "attn_to_visual_raw"):
+        if name in cut:
+            cut[name] = cut[name].astype(np.float16)
+    return dataclasses.replace(trace, **cut, captured_layers=layers)
+
+
+def layer_marked_trace(layers: int = 4, captured: Sequence[int] = (1, 3), **options) -> Trace:
+    """A partial `synthetic_trace` whose attention says which layer it came from: at model layer l every head and
+    query puts 0.9 of its visual attention on visual token l (0.1 spread over the rest), so a view that picks the
+    wrong layer shows the wrong bright patch."""
+    full = synthetic_trace(layers=layers, **options)
+    n_vis = full.attn_to_visual.shape[-1]
+    marked = np.full(full.attn_to_visual.shape, 0.1 / (n_vis - 1), dtype=np.float32)
+    for layer in range(layers):
+        marked[layer, ..., layer] = 0.9
+    raw = None if full.attn_to_visual_raw is None else marked.copy()
+    return partial_trace(dataclasses.replace(full, attn_to_visual=marked, attn_to_visual_raw=raw), captured)

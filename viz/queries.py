@@ -3,6 +3,8 @@
 `query` is one of: an int (a row of `query_positions`), "all" (mean over every captured row), "answer" (rows that
 predict answer tokens: position ≥ n_prompt − 1, i.e. the last prompt token and each fed-back generated token) or
 "prompt" (the prompt text after the image, excluding that last token). `head` is an int or None (mean over heads).
+`layer` is a model layer; the attention arrays hold only the Trace's captured layers, so every view goes through
+`captured_slot` (and computes in float32: the Trace stores attention in float16).
 """
 
 from __future__ import annotations
@@ -67,6 +69,22 @@ def check_layer_head(trace: Trace, layer: int, head: int | None = None) -> None:
         raise ValueError(f"head={head} does not exist: the trace has heads 0 … {trace.num_heads - 1}")
 
 
+def captured_slot(trace: Trace, layer: int, head: int | None = None) -> int:
+    """Index of model layer `layer` on the captured arrays' first axis, after `check_layer_head`; ValueError naming
+    the captured layers when `layer` exists but its attention was not captured."""
+    check_layer_head(trace, layer, head)
+    return trace.layer_slot(int(layer))
+
+
+def layers_note(trace: Trace) -> str:
+    """'' when every layer was captured, else ' (captured layers: 1, 3)' for titles of views over layers."""
+    layers = trace.layers_captured
+    if len(layers) == trace.num_layers:
+        return ""
+    shown = ", ".join(map(str, layers[:8])) + (f" … {layers[-1]}" if len(layers) > 8 else "")
+    return f" (captured layers: {shown})"
+
+
 def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """[..., N_vis] raster-order values → [..., rows, cols]; ValueError if N_vis ≠ rows·cols."""
     rows, cols = grid
@@ -83,7 +101,7 @@ def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
-    """[L, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
+    """[k, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
     if raw and trace.attn_to_visual_raw is not None:
         return trace.attn_to_visual_raw
     return trace.attn_to_visual
@@ -92,23 +110,26 @@ def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
 def attention_map(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
                   raw: bool = False) -> np.ndarray:
     """[rows, cols] text→visual attention at `layer`, for `head` (None = mean) and `query`, on the patch grid."""
-    check_layer_head(trace, layer, head)
-    attn = take_rows(attention_source(trace, raw)[layer:layer + 1], query_rows(trace, query))[0].mean(1)
+    slot = captured_slot(trace, layer, head)
+    rows = query_rows(trace, query)
+    attn = take_rows(attention_source(trace, raw)[slot:slot + 1], rows)[0].mean(1, dtype=np.float32)
     attn = attn.mean(0) if head is None else attn[head]
     return to_grid(attn, trace.grid)
 
 
 def head_maps(trace: Trace, query: int | str = "all", raw: bool = False) -> np.ndarray:
-    """[L, H, rows, cols] every head's map for `query`."""
-    return to_grid(take_rows(attention_source(trace, raw), query_rows(trace, query)).mean(2), trace.grid)
+    """[k, H, rows, cols] every head's map for `query`, over the captured layers (`trace.layers_captured`)."""
+    return to_grid(take_rows(attention_source(trace, raw), query_rows(trace, query)).mean(2, dtype=np.float32),
+                   trace.grid)
 
 
 def selected_heads(trace: Trace, query: int | str = "all") -> np.ndarray:
-    """[L, H] bool: heads selected as image-centric in at least one of the `query` rows."""
+    """[k, H] bool: heads of the captured layers selected as image-centric in at least one of the `query` rows."""
     return take_rows(trace.selected, query_rows(trace, query)).any(-1)
 
 
 def head_stats(trace: Trace, query: int | str = "all") -> tuple[np.ndarray, np.ndarray]:
-    """([L, H] mean ratio r, [L, H] mean visual mass) over the `query` rows (before VAR)."""
+    """([k, H] mean ratio r, [k, H] mean visual mass) of the captured layers over the `query` rows (before VAR)."""
     rows = query_rows(trace, query)
-    return take_rows(trace.ratio, rows).mean(-1), take_rows(trace.visual_mass, rows).mean(-1)
+    return (take_rows(trace.ratio, rows).mean(-1, dtype=np.float32),
+            take_rows(trace.visual_mass, rows).mean(-1, dtype=np.float32))

@@ -7,22 +7,24 @@ from matplotlib.figure import Figure
 
 from var_core.trace import Trace
 from viz.figures import NEUTRAL, SELECTED, bars, new_figure, reference_line, styled
-from viz.queries import head_stats, query_label, selected_heads
+from viz.queries import head_stats, layers_note, query_label, selected_heads
 
 TABLE_HEADERS = ["rank", "layer", "head", "r", "visual mass", "selected"]
 
 
 def ranked_heads(trace: Trace, query: int | str = "all") -> list[dict]:
-    """Every (layer, head), best first: heads with visual mass ≥ min_visual_mass before the rest (r means little
-    when a head hardly looks at the image), then r descending, then visual mass descending; over `query` rows."""
+    """Every (layer, head) of the captured layers, best first: heads with visual mass ≥ min_visual_mass before the
+    rest (r means little when a head hardly looks at the image), then r descending, then visual mass descending;
+    over `query` rows. "layer" is the model layer."""
     ratio, mass = head_stats(trace, query)
     chosen = selected_heads(trace, query)
     looks = mass >= trace.settings.get("min_visual_mass", 0.2)
     order = np.lexsort((-mass.ravel(), -ratio.ravel(), ~looks.ravel()))
-    layers, heads = np.unravel_index(order, ratio.shape)
-    return [{"layer": int(layer), "head": int(head), "r": float(ratio[layer, head]),
-             "visual_mass": float(mass[layer, head]), "selected": bool(chosen[layer, head])}
-            for layer, head in zip(layers, heads)]
+    slots, heads = np.unravel_index(order, ratio.shape)
+    layers = trace.layers_captured
+    return [{"layer": int(layers[slot]), "head": int(head), "r": float(ratio[slot, head]),
+             "visual_mass": float(mass[slot, head]), "selected": bool(chosen[slot, head])}
+            for slot, head in zip(slots, heads)]
 
 
 def top_heads_table(trace: Trace, k: int = 10, query: int | str = "all") -> list[list]:
@@ -54,7 +56,8 @@ def head_ranking(trace: Trace, query: int | str = "all", top: int = 24) -> Figur
                   fontsize=8, transform=axes.get_xaxis_transform())
     count = sum(row["selected"] for row in ranked)
     scope = f"top {len(shown)} of {len(ranked)}" if len(shown) < len(ranked) else f"all {len(ranked)}"
-    figure.text(0.01, 0.99, f"Heads ranked by r, those with visual mass ≥ {min_mass:g} first ({scope})\n"
+    figure.text(0.01, 0.99, f"Heads ranked by r, those with visual mass ≥ {min_mass:g} first ({scope})"
+                f"{layers_note(trace)}\n"
                 f"{query_label(trace, query)}; vermillion = image-centric (selected), {count} heads",
                 va="top", fontsize=10)
     return figure

@@ -3,6 +3,8 @@ heads. `patch` is a raster index into `trace.grid` (cell (patch // cols, patch %
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -10,7 +12,7 @@ from var_core.trace import Trace
 from viz.canvas import BACKGROUND, INK, colorbar, display_size, font, hstack, text_size, titled
 from viz.colors import OUTLINE, value_range
 from viz.grid import mosaic
-from viz.queries import check_layer_head
+from viz.queries import captured_slot, layers_note
 from viz.sinks import frame_cells
 from viz.tokens import scored_entries
 
@@ -27,11 +29,11 @@ def check_patch(trace: Trace, patch: int) -> None:
 
 def patch_scores(trace: Trace, patch: int, layer: int | None = None, head: int | None = None) -> np.ndarray:
     """[Q] attention each captured query row gives visual token `patch` (the attention the model used), at `layer`
-    (None = mean over layers) and `head` (None = mean over heads)."""
+    (None = mean over the captured layers) and `head` (None = mean over heads)."""
     check_patch(trace, patch)
-    check_layer_head(trace, 0 if layer is None else layer, head)
+    slot = captured_slot(trace, trace.layers_captured[0] if layer is None else layer, head)
     attn = trace.attn_to_visual[:, :, :, patch]
-    attn = (attn if layer is None else attn[layer:layer + 1]).mean(0)
+    attn = (attn if layer is None else attn[slot:slot + 1]).mean(0, dtype=np.float32)
     return attn.mean(0) if head is None else attn[head]
 
 
@@ -45,8 +47,8 @@ def tokens_attending(trace: Trace, patch: int, layer: int | None = None,
 
 
 def sink_marks(draw: ImageDraw.ImageDraw, x: int, top: int, own: np.ndarray, other: np.ndarray) -> None:
-    """A diamond per layer row at column `x`: filled where the patch itself is a visual sink (`own` [L]), hollow
-    where only other visual tokens are (`other` [L])."""
+    """A diamond per layer row at column `x`: filled where the patch itself is a visual sink (`own` [rows]), hollow
+    where only other visual tokens are (`other` [rows])."""
     radius = CELL // 2 - 2
     for layer in np.nonzero(own | other)[0]:
         cx, cy = x + (CELL + GAP) // 2, top + layer * (CELL + GAP) + (CELL + GAP) // 2
@@ -64,36 +66,41 @@ def locator(trace: Trace, patch: int, short_side: int = 120) -> Image.Image:
 
 
 def layer_head_cells(values: np.ndarray, outlined: np.ndarray, own: np.ndarray, other: np.ndarray, vmin: float,
-                     vmax: float, cmap: str = "viridis", log: bool = False) -> Image.Image:
-    """Plain arrays: one `CELL`-px cell per layer (row) and head (column) coloured by `values` [L, H], cells where
-    `outlined` [L, H] is True framed, `sink_marks` (`own`, `other` [L]) right of the rows, L/H labels."""
+                     vmax: float, cmap: str = "viridis", log: bool = False,
+                     layers: Sequence[int] | None = None) -> Image.Image:
+    """Plain arrays: one `CELL`-px cell per layer (row) and head (column) coloured by `values` [rows, H], cells where
+    `outlined` [rows, H] is True framed, `sink_marks` (`own`, `other` [rows]) right of the rows, L/H labels (`layers`:
+    the model layer of each row; None: 0, 1, …)."""
     body = mosaic(values[:, :, None, None], outlined, CELL, GAP, cmap, vmin, vmax, log)
-    layers, heads = values.shape
+    heads = values.shape[1]
+    names = [f"L{layer}" for layer in (range(len(values)) if layers is None else layers)]
     size, pitch = 12, CELL + GAP
-    left, top = text_size(f"L{layers - 1}", size)[0] + 10, text_size("H0", size)[1] + 10
+    left, top = max(text_size(name, size)[0] for name in names) + 10, text_size("H0", size)[1] + 10
     out = Image.new("RGB", (left + body.width + pitch, top + body.height), BACKGROUND)
     out.paste(body, (left, top))
     draw = ImageDraw.Draw(out)
     step = max(1, int(np.ceil(text_size(f"H{heads - 1}", size)[0] / pitch * 1.2)))
     for head in range(0, heads, step):
         draw.text((left + head * pitch + pitch // 2, top - 4), f"H{head}", fill=INK, font=font(size), anchor="mb")
-    for layer in range(layers):
-        draw.text((left - 5, top + layer * pitch + pitch // 2), f"L{layer}", fill=INK, font=font(size), anchor="rm")
+    for row, name in enumerate(names):
+        draw.text((left - 5, top + row * pitch + pitch // 2), name, fill=INK, font=font(size), anchor="rm")
     sink_marks(draw, left + body.width, top, own, other)
     return out
 
 
 def patch_layer_head(trace: Trace, patch: int, log: bool = False, cmap: str = "viridis") -> Image.Image:
-    """Layers × heads cells coloured by the attention `patch` receives (mean over the captured query rows, the
-    attention the model used, one scale for all cells); image-centric heads framed in vermillion; a diamond at the
-    right end of a layer's row where the patch is a visual sink (filled) or only other visual tokens are (hollow);
-    beside them the colour bar and the image with the patch framed."""
+    """Captured layers × heads cells coloured by the attention `patch` receives (mean over the captured query rows,
+    the attention the model used, one scale for all cells); image-centric heads framed in vermillion; a diamond at
+    the right end of a layer's row where the patch is a visual sink (filled) or only other visual tokens are
+    (hollow); beside them the colour bar and the image with the patch framed."""
     check_patch(trace, patch)
-    values = trace.attn_to_visual[:, :, :, patch].mean(2)
+    values = trace.attn_to_visual[:, :, :, patch].mean(2, dtype=np.float32)
     outlined = trace.selected.any(-1)
-    sinks = trace.visual_sinks
+    layers = trace.layers_captured
+    sinks = trace.visual_sinks[layers]
     vmin, vmax = value_range(values, None if log else 0.0, None, log)
-    cells = layer_head_cells(values, outlined, sinks[:, patch], sinks.any(1) & ~sinks[:, patch], vmin, vmax, cmap, log)
+    cells = layer_head_cells(values, outlined, sinks[:, patch], sinks.any(1) & ~sinks[:, patch], vmin, vmax, cmap, log,
+                             layers)
     top = cells.height - len(values) * (CELL + GAP)  # the head labels' band: the bar and the locator start below it
     label = "attention" + (" (log)" if log else "")
     bar = colorbar(max(120, min(cells.height - top, 400)), vmin, vmax, cmap, log, label)
@@ -104,6 +111,6 @@ def patch_layer_head(trace: Trace, patch: int, log: bool = False, cmap: str = "v
     rows, cols = trace.grid
     key = (f"framed: image-centric heads ({int(outlined.sum())} of {outlined.size}); ◆ this patch is a visual sink "
            f"at that layer, ◇ only other visual tokens are (φ > τ = {trace.settings.get('tau', float('nan')):g})")
-    title = (f"Attention to patch {patch} (row {patch // cols}, col {patch % cols}) per layer × head, mean over all "
-             "text queries")
+    title = (f"Attention to patch {patch} (row {patch // cols}, col {patch % cols}) per layer × head"
+             f"{layers_note(trace)}, mean over all text queries")
     return titled(titled(full, key, 12), title)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from var_core.trace import Trace
-from viz.queries import check_layer_head
+from viz.queries import captured_slot
 
 
 def entries(trace: Trace) -> list[tuple[str, int | None]]:
@@ -30,9 +30,10 @@ def entries(trace: Trace) -> list[tuple[str, int | None]]:
 
 
 def strip_scores(trace: Trace, layer: int | None = None, head: int | None = None) -> np.ndarray:
-    """[Q] visual mass of each query row at `layer` (None = mean over layers), `head` (None = mean over heads)."""
-    check_layer_head(trace, 0 if layer is None else layer, head)
-    mass = (trace.visual_mass if layer is None else trace.visual_mass[layer:layer + 1]).mean(0)
+    """[Q] visual mass of each query row at `layer` (None = mean over the captured layers), `head` (None = mean over
+    heads)."""
+    slot = captured_slot(trace, trace.layers_captured[0] if layer is None else layer, head)
+    mass = (trace.visual_mass if layer is None else trace.visual_mass[slot:slot + 1]).mean(0, dtype=np.float32)
     return mass.mean(0) if head is None else mass[head]
 
 
