@@ -665,10 +665,10 @@ def build_demo() -> gr.Blocks:
                     layer = gr.Dropdown([(str(captured_layer), captured_layer) for captured_layer in captured],
                                         value=min(captured, key=lambda captured_layer: abs(captured_layer - 5)),
                                         label=f"Layer (captured: {captured_text(captured, bundle.num_layers)})",
-                                        elem_id="layer", min_width=200)
+                                        elem_id="layer", min_width=170)
                     head = gr.Dropdown([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
                                        min_width=170)
-                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=240)
+                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=210)
                     log_scale = gr.Checkbox(False, label="log scale", min_width=100)
                 tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
                                                   "see where it looks", elem_id="tokens", show_legend=False)
