@@ -26,6 +26,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: E402
 from bench.common import RESULTS, bench_device, changed_rows, plain_generate, write  # noqa: E402
 from tests.tiny_llava import tiny_llava  # noqa: E402
 from var_core.config import VARConfig  # noqa: E402
+from var_core.memory import trace_bytes  # noqa: E402
 from var_core.models.bundle import PreparedInputs  # noqa: E402
 from var_core.models.common import pixels_to_image, token_positions  # noqa: E402
 from var_core.models.llava import LlavaAdapter  # noqa: E402
@@ -133,6 +134,7 @@ def measure_size(n_visual: int, device, dtype) -> dict:
     return {"n_visual": n_visual, "tokens": tokens, "heads": bundle.num_heads, "query_rows": len(capture.query_positions),
             "prefill_s": {m: statistics.median(prefill[m]) for m in MODES},
             "decode_ms_per_token": {m: 1000 * statistics.median(per_token[m]) for m in MODES},
+            "decode_ms_spread": {m: 1000 * (max(per_token[m]) - min(per_token[m])) for m in MODES},
             "var_changed_rows_per_step": changed_rows(with_var) / len(with_var.query_positions),
             "var_rows_per_step": len(with_var.settings["var_layers"]) * with_var.num_heads,
             "captured_mib": captured_bytes(capture) / 2**20,
@@ -145,6 +147,13 @@ def extra_per_visual(rows: dict, mode: str, n_visual: int) -> float:
     return (row[mode] - row["hook, VAR off"]) / n_visual
 
 
+def noise_per_visual(rows: dict, mode: str, n_visual: int) -> float:
+    """The spread over rounds of `mode` and of the hook with VAR off (ms per token), per visual token: an extra
+    time below it is not resolved, so a ratio to it would divide by noise (576 tokens once gave 0.00 µs)."""
+    spread = rows[n_visual]["decode_ms_spread"]
+    return (spread[mode] + spread["hook, VAR off"]) / n_visual
+
+
 def plot(rows: dict, device: str):
     sizes = sorted(rows)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -152,7 +161,7 @@ def plot(rows: dict, device: str):
         left.plot(sizes, [rows[n]["decode_ms_per_token"][mode] for n in sizes], "o-", label=mode)
     left.set(xlabel="visual tokens", ylabel="ms per generated token", title=f"Decoding, tiny random LLaVA\n{device}")
     left.legend()
-    right.plot(sizes, [rows[n]["captured_mib"] for n in sizes], "o-", label="captured (L·H·Q·N_vis)")
+    right.plot(sizes, [rows[n]["captured_mib"] for n in sizes], "o-", label="captured (L·H·Q·N_vis, float16)")
     right.plot(sizes, [rows[n]["full_attention_mib"] for n in sizes], "s--", label="full T×T attention, every layer")
     right.set(xlabel="visual tokens", ylabel="MiB", yscale="log", title=f"Capture memory\n({LAYERS} layers, "
               f"{1 + DECODE} new tokens)")
@@ -175,18 +184,20 @@ def main() -> dict:
             f"{mode} {row['decode_ms_per_token'][mode]:6.2f} ms/token" for mode in MODES) +
             f"  VAR changed {row['var_changed_rows_per_step']:.0f}/{row['var_rows_per_step']} rows/step"
             f"  captured {row['captured_mib']:.1f} MiB (T×T: {row['full_attention_mib']:.0f} MiB)")
-    # what capture keeps per (layer, head, query row): N_vis float32 weights, 3 float32 statistics, 1 bool
-    expected = {n: LAYERS * rows[n]["heads"] * rows[n]["query_rows"] * (4 * n + 13) / 2**20 for n in SIZES}
+    # what capture keeps per (layer, head, query row): N_vis float16 weights, 3 float32 statistics, 1 bool
+    expected = {n: trace_bytes(rows[n]["heads"], rows[n]["query_rows"], n, LAYERS, var=False) / 2**20 for n in SIZES}
     checks = [{"figure": f"scaling: VAR changes rows at {n} visual tokens", "target": "> 0 (VAR acts)",
                "measured": f"{rows[n]['var_changed_rows_per_step']:.0f} of {rows[n]['var_rows_per_step']} per step",
                "pass": rows[n]["var_changed_rows_per_step"] > 0} for n in SIZES]
     for mode, name in (("VAR (τ = 0.5)", "VAR"), ("capture (VAR off)", "capture")):
         small, large = extra_per_visual(rows, mode, 576), extra_per_visual(rows, mode, 2880)
+        base = max(small, noise_per_visual(rows, mode, 576))
         checks.append({"figure": f"scaling: {name}'s extra decode time per visual token, 576 → 2,880 tokens",
-                       "target": f"≤ {LINEAR_SLACK}× (linear)", "measured": f"{1000 * small:.2f} → {1000 * large:.2f} "
-                       f"µs ({large / small:.2f}×)" if small > 0 else f"{1000 * small:.2f} → {1000 * large:.2f} µs",
-                       "pass": small > 0 and large <= LINEAR_SLACK * small})
-    checks.append({"figure": "scaling: capture memory = L·H·Q·(4·N_vis + 13) bytes at 64 / 576 / 2,880 visual tokens",
+                       "target": f"≤ {LINEAR_SLACK}× (linear) the larger of the 576 figure and its noise",
+                       "measured": f"{1000 * small:.2f} (noise {1000 * noise_per_visual(rows, mode, 576):.2f}) → "
+                                   f"{1000 * large:.2f} µs ({large / base:.2f}×)",
+                       "pass": large <= LINEAR_SLACK * base})
+    checks.append({"figure": "scaling: capture memory = L·H·Q·(2·N_vis + 13) bytes at 64 / 576 / 2,880 visual tokens",
                    "target": "exact, ≪ L·H·T² ", "measured": " / ".join(f"{rows[n]['captured_mib']:.2f}" for n in SIZES)
                    + f" MiB (full T×T attention of every layer at 2,880: {rows[2880]['full_attention_mib']:.0f} MiB)",
                    "pass": all(abs(rows[n]["captured_mib"] - expected[n]) < 1e-9 for n in SIZES)})
