@@ -48,11 +48,8 @@ from viz.ranking import TABLE_HEADERS, head_ranking, top_heads_table
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
+from var_core.models.common import describe_seen
 
-try:  # one sentence per run, being written in var_core.models.common; until it lands, `seen_facts` words it here
-    from var_core.models.common import describe_seen
-except ImportError:
-    describe_seen = None
 
 LOG = logging.getLogger("visual_sink_lens")
 EXAMPLES_DIR = shipped("assets") / "examples"
@@ -360,32 +357,12 @@ def _status(result: Analysis) -> str:
     return line
 
 
-def _size(value) -> str:
-    """(width, height) → '640×480'; anything else as it is."""
-    return "×".join(str(int(side)) for side in value) if isinstance(value, (list, tuple)) else str(value)
-
-
-def seen_facts(seen: dict) -> str:
-    """A run's `settings["seen"]` (input size, resizing, cropping, padding, visual tokens vs budget, preset) as one
-    sentence; each fact only when the run recorded it."""
-    line = f"The model saw the image at {_size(seen.get('input_size', '?'))} px"
-    if seen.get("original_size") is not None:
-        line += f" (uploaded: {_size(seen['original_size'])})"
-    changes = [name if value is True else str(value) for name in ("resized", "cropped", "padded")
-               if (value := seen.get(name))]  # True, or a sentence saying what was done
-    line += f", {'; '.join(changes)}" if changes else ", unchanged"
-    if seen.get("visual_tokens") is not None:
-        budget = seen.get("visual_token_budget")
-        line += f" · {seen['visual_tokens']} visual tokens" + (f" of a {budget} budget" if budget else "")
-    return line + (f" · preset: {seen['preset']}" if seen.get("preset") else "") + "."
-
-
 def seen_sentence(trace) -> str:
-    """What the model saw, under the image: `describe_seen` of the run when it exists, else `seen_facts`, else the
-    size and visual tokens the Trace itself holds."""
+    """What the model saw, under the image: the run's `describe_seen` sentence, or for a Trace saved before runs
+    recorded it, the size and visual tokens the Trace itself holds."""
     seen = trace.settings.get("seen") or {}
     if seen:
-        return describe_seen(seen) if describe_seen is not None else seen_facts(seen)
+        return describe_seen(seen)
     height, width = trace.image.shape[:2]
     tokens, (rows, cols) = len(trace.all_image_positions), trace.grid
     return (f"The model saw the image at {width}×{height} px as {tokens} visual tokens"

@@ -288,14 +288,18 @@ def test_capturing_some_layers_offers_only_those_and_refuses_the_others(monkeypa
     assert app.render_sinks(held, 5)  # φ is kept for every layer
 
 
-def test_the_model_saw_sentence_words_every_recorded_fact():
+def test_the_model_saw_sentence_words_the_run_or_the_trace_itself():
     seen = {"original_size": [1024, 768], "input_size": [336, 336], "resized": True,
-            "cropped": "centre-cropped: 128 px cut left and right", "padded": None, "visual_tokens": 576,
-            "visual_token_budget": 1280, "preset": "hub"}
-    assert app.seen_facts(seen) == ("The model saw the image at 336×336 px (uploaded: 1024×768), resized; "
-                                    "centre-cropped: 128 px cut left and right · 576 visual tokens of a 1280 budget · "
-                                    "preset: hub.")
-    assert app.seen_facts({"input_size": [64, 64]}) == "The model saw the image at 64×64 px, unchanged."
+            "cropped": "centre-cropped to 336×336, cutting 112 px from the left and 112 px from the right",
+            "padded": None, "visual_tokens": 576, "visual_token_budget": 1280, "preset": "hub"}
+    trace = SimpleNamespace(settings={"seen": seen})
+    assert app.seen_sentence(trace) == ("Model input 336×336 from 1024×768: resized, centre-cropped to 336×336, "
+                                        "cutting 112 px from the left and 112 px from the right; 576 visual tokens "
+                                        "(budget 1,280).")
+    saved_before = SimpleNamespace(settings={}, image=np.zeros((64, 48, 3), np.uint8), grid=(4, 4),
+                                   all_image_positions=np.arange(20))
+    assert app.seen_sentence(saved_before) == ("The model saw the image at 48×64 px as 20 visual tokens, 4×4 of them "
+                                               "drawn as the grid.")
 
 
 def test_model_info_names_dtype_and_attention_numerics():

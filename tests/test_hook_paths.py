@@ -121,3 +121,12 @@ def test_a_request_that_cannot_fit_is_refused_before_the_model_runs(tiny_bundle,
     with pytest.raises(memory.InsufficientMemory, match="or skip the explanation"):
         explain(tiny_bundle, noise_image, PROMPT)
     assert kernel_calls == {"sdpa": [], "explicit": []}
+
+
+def test_a_partial_traces_summary_names_model_layers(tiny_bundle, noise_image):
+    full = generate(tiny_bundle, noise_image, PROMPT, VAR, max_new_tokens=2)
+    part = generate(tiny_bundle, noise_image, PROMPT, VAR, max_new_tokens=2, capture_layers=[2, 3])
+    heads = part.summary()["heads"]
+    assert heads and {head["layer"] for head in heads} <= {2, 3}
+    assert [(h["layer"], h["head"]) for h in heads] == [(h["layer"], h["head"]) for h in full.summary()["heads"]
+                                                        if h["layer"] in (2, 3)]

@@ -130,14 +130,16 @@ class Trace:
         return trace_html(self)
 
     def summary(self) -> dict:
-        """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads with r."""
+        """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads (model layer, head)
+        with r, over the captured layers."""
         image_tokens = self.all_image_positions
         heads = []
-        for layer, head in zip(*np.nonzero(self.selected.any(-1))):
-            rows = self.selected[layer, head]
-            heads.append({"layer": int(layer), "head": int(head), "rows": int(rows.sum()),
-                          "r": float(self.ratio[layer, head][rows].mean()),
-                          "visual_mass": float(self.visual_mass[layer, head][rows].mean())})
+        layers = self.layers_captured
+        for slot, head in zip(*np.nonzero(self.selected.any(-1))):
+            rows = self.selected[slot, head]
+            heads.append({"layer": layers[slot], "head": int(head), "rows": int(rows.sum()),
+                          "r": float(self.ratio[slot, head][rows].mean()),
+                          "visual_mass": float(self.visual_mass[slot, head][rows].mean())})
         sinks = []
         for layer in range(self.num_layers):
             positions = image_tokens[self.sink_mask[layer, image_tokens]]
