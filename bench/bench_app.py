@@ -58,7 +58,7 @@ def request_seconds(reps: int = 5) -> tuple[list[float], list[float], list[float
                                                         progress=lambda *a, **k: None))
             app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
             times.append(time.perf_counter() - start)
-            changed.append(changed_rows(result.var))
+            changed.append(changed_rows(app.store.get(result).var))  # the session's ticket → its Analysis
             start = time.perf_counter()
             app.render_selection(result, 10 + rep, app.MEAN_HEADS, "answer", "VAR", False)
             rerender.append(time.perf_counter() - start)
