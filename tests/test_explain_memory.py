@@ -63,3 +63,25 @@ def test_explanations_leave_no_tensor_behind(tiny_bundle, noise_image):
         for _ in range(10):
             explain(tiny_bundle, noise_image, PROMPT, config)
         assert live_tensors() == before
+
+
+def saved_bytes(bundle, noise_image) -> int:
+    """All bytes autograd is handed to keep during one relevancy."""
+    sizes = []
+
+    def pack(tensor):
+        sizes.append(tensor.numel() * tensor.element_size())
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        relevancy(bundle, noise_image, PROMPT)
+    return sum(sizes)
+
+
+def test_trainable_weights_are_frozen_for_the_backward_and_restored(noise_image):
+    """A model a user wrapped with trainable weights (the hub loader does not freeze them) keeps no more for the
+    backward than a frozen one (no vision-tower activations), and is trainable again afterwards."""
+    bundle = tiny_llava()
+    frozen = saved_bytes(bundle.model.requires_grad_(False) and bundle, noise_image)
+    bundle.model.requires_grad_(True)
+    assert saved_bytes(bundle, noise_image) == frozen
+    assert all(parameter.requires_grad for parameter in bundle.model.parameters())

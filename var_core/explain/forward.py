@@ -49,6 +49,20 @@ def answer_id(bundle: ModelBundle, logits: torch.Tensor, answer: str | None) -> 
 
 
 @contextmanager
+def _weights_frozen(model: torch.nn.Module):
+    """No weight requires grad for the duration (restored after): the backward then keeps and computes only what
+    the attention gradients need, not the vision tower's activations or any weight gradient."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
+@contextmanager
 def _gradient_leaf(first_layer: torch.nn.Module, leaves: list):
     """Make the hidden states entering the first decoder layer a leaf that requires grad, so every attention map
     above it joins the autograd graph (also when the weights are frozen); the leaf goes into `leaves`."""
@@ -96,7 +110,7 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     leaves: list[torch.Tensor] = []
     grad_mode = _gradient_leaf(layers[0], leaves) if gradients else torch.inference_mode()
-    with bundle.lock, attention_hook(bundle.model, layers, state), grad_mode:
+    with bundle.lock, _weights_frozen(bundle.model), attention_hook(bundle.model, layers, state), grad_mode:
         logits = bundle.model(**inputs).logits[0]
         token = answer_id(bundle, logits[-1].detach(), answer)
         if gradients:
