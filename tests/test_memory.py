@@ -91,8 +91,8 @@ def test_llava_7b_parts_by_hand(llava_7b):
     assert estimate.scores == 98_406_400 + 768_800 + 40_632_320
     # Q = 44 + 64 = 108 rows: 32·32·108·(2·576·2 + 24) + 2·32·32·108·2·576
     assert estimate.trace == 110_592 * 2_328 + 2 * 110_592 * 1_152 == 512_262_144
-    # saved 32·620·((4·4096 + 2·4096 + 3·11008)·2 + 8·4096) > Ā 4·32·620²; + 16·32·620² + 2·620·32,064·2
-    assert estimate.explanation == 2_935_685_120 + 196_812_800 + 79_518_720
+    # saved 32·620·((4·4096 + 2·4096 + 3·11008)·2 + 8·4096) > Ā 4·32·620²; + 16·32·620² + 2·32,064·2
+    assert estimate.explanation == 2_935_685_120 + 196_812_800 + 128_256
     assert estimate.total == estimate.weights + estimate.kv_cache + estimate.explanation
 
 
@@ -184,7 +184,7 @@ def test_check_fits_refuses_with_the_numbers(qwen_7b, monkeypatch):
 
 def test_describe_names_the_explanation_when_it_is_the_larger_phase(llava_7b):
     estimate = memory.estimate(llava_7b, 620, 576, max_new_tokens=64, captured_layers=32, var=True, explanation=True)
-    assert memory.describe(estimate) == "about 17.7 GB (weights 14.1, explanation 3.2, KV cache 0.4)"
+    assert memory.describe(estimate) == "about 17.6 GB (weights 14.1, explanation 3.1, KV cache 0.4)"
 
 
 def test_check_fits_passes_when_the_rest_fits(qwen_7b, monkeypatch):
@@ -197,3 +197,17 @@ def test_check_fits_passes_when_the_rest_fits(qwen_7b, monkeypatch):
 
 def test_free_bytes_on_the_cpu_is_available_memory():
     assert 0 < memory.free_bytes("cpu") <= __import__("psutil").virtual_memory().total
+
+
+@pytest.mark.parametrize("model", ["llava_7b", "qwen_7b"])
+def test_the_default_budget_keeps_a_7b_analyze_and_explanation_within_24_gb(model, request):
+    """At the default visual-token budget (var_core.budget), with the app's default capture for deep models (every
+    4th layer plus the last) and 64 new tokens, Analyze (baseline + VAR) and the explanation fit a 24 GB GPU."""
+    from var_core.budget import DEFAULT_VISUAL_TOKEN_BUDGET
+
+    shape = request.getfixturevalue(model)
+    visual = 576 if model == "llava_7b" else DEFAULT_VISUAL_TOKEN_BUDGET
+    captured = len(range(0, shape.layers, 4)) + 1
+    needs = memory.estimate(shape, visual + 60, visual, max_new_tokens=64, captured_layers=captured, var=True,
+                            explanation=True)
+    assert needs.total <= 24e9, memory.describe(needs)

@@ -17,12 +17,13 @@ the captured attention with VAR (as used and raw), else 1. Every part is in byte
 - trace = k·H·Q·(2·N·c + 24) + 2·k·H·Q·2·N: the captured float16 attention and float32 masses kept on the device
   while decoding, plus a concatenated and a stacked copy of one attention array while the run collects it. The
   Trace then holds k·H·Q·(2·N·c + 13) bytes on the host (`trace_bytes`).
-- explanation (0 without one) = max(L·T·((4·D + 2·G·d + 3·I)·b + 8·D·h), 4·L·T²) + 16·H·T² + 2·T·V·b: what
+- explanation (0 without one) = max(L·T·((4·D + 2·G·d + 3·I)·b + 8·D·h), 4·L·T²) + 16·H·T² + 2·V·b: what
   autograd keeps for the backward through every layer (norm inputs, q and the attention output, k and v, the MLP's
   three I-wide tensors; in half precision (h = 1, else 0) also the norms' float32 copies; the hook saves no
   attention weights), which the backward frees layer by layer while it fills Chefer's Ā [T, T] float32 per layer;
   one layer's attention recomputed in the backward (its weights, their gradient and the Ā product with its clipped
-  copy: 4 float32 [H, T, T]); and the full-sequence logits with their gradient.
+  copy: 4 float32 [H, T, T]); and the answer row's logits with their gradient (the explanation asks the model
+  for that row only: `logits_to_keep=1`).
 
 A layer's attention call and its MLP do not overlap, and Analyze and the explanation run one after the other, so
 total = weights + kv_cache + max(trace + max(activations, scores), explanation).
@@ -120,7 +121,7 @@ def _explanation_bytes(shape: ModelShape, tokens: int) -> int:
     per_token = (4 * s.hidden + 2 * s.kv_heads * s.head_dim + 3 * s.intermediate) * s.dtype_bytes
     saved = s.layers * tokens * (per_token + (8 * s.hidden if s.dtype_bytes < 4 else 0))
     products = 4 * s.layers * tokens**2
-    return max(saved, products) + 16 * s.heads * tokens**2 + 2 * tokens * s.vocab * s.dtype_bytes
+    return max(saved, products) + 16 * s.heads * tokens**2 + 2 * s.vocab * s.dtype_bytes
 
 
 def estimate(shape: ModelShape, prompt_tokens: int, visual_tokens: int, max_new_tokens: int = 0,

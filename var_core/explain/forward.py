@@ -80,6 +80,17 @@ def _gradient_leaf(first_layer: torch.nn.Module, leaves: list):
         handle.remove()
 
 
+def _token_logits(bundle: ModelBundle, hidden: torch.Tensor, grid: torch.Tensor, token: int) -> torch.Tensor:
+    """[N_grid] float32: `token`'s logit read from each grid token's final hidden state [T, D] through the LM head's
+    row for that token (the LM head as a plain linear map, as in every supported family)."""
+    head = bundle.model.get_output_embeddings()
+    with torch.no_grad():
+        values = hidden[grid.to(hidden.device)].float() @ head.weight[token].to(hidden.device).float()
+        if head.bias is not None:
+            values = values + head.bias[token].to(hidden.device).float()
+    return values.cpu()
+
+
 def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                    answer: str | None = None, gradients: bool = False) -> AnswerForward:
     """Run the prompt once (VAR active when `config` is given) and read the answer row's attention and logits.
@@ -110,11 +121,16 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     leaves: list[torch.Tensor] = []
     grad_mode = _gradient_leaf(layers[0], leaves) if gradients else torch.inference_mode()
-    with bundle.lock, _weights_frozen(bundle.model), attention_hook(bundle.model, layers, state), grad_mode:
-        logits = bundle.model(**inputs).logits[0]
-        token = answer_id(bundle, logits[-1].detach(), answer)
-        if gradients:
-            torch.autograd.grad(logits[-1, token], leaves)
+    final: list[torch.Tensor] = []  # the decoder's final (normed) hidden states [1, T, D]
+    norm = bundle.model.get_decoder().norm.register_forward_hook(lambda module, args, output: final.append(output))
+    try:
+        with bundle.lock, _weights_frozen(bundle.model), attention_hook(bundle.model, layers, state), grad_mode:
+            logits = bundle.model(**inputs, logits_to_keep=1).logits[0, -1]  # the answer row only: not T × V logits
+            token = answer_id(bundle, logits.detach(), answer)
+            if gradients:
+                torch.autograd.grad(logits[token], leaves)
+    finally:
+        norm.remove()
     grid = grid.cpu()
     relevancy = None
     if gradients:  # layers may sit on several devices: Ā products meet on the first one
@@ -125,6 +141,6 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     return AnswerForward(
         answer_id=token, answer_token=bundle.tokenizer.decode([token]),
         attention=torch.stack([attention[layer] for layer in range(len(layers))]),
-        logits=logits.detach()[grid.to(logits.device), token].float().cpu(), relevancy=relevancy,
+        logits=_token_logits(bundle, final[0][0].detach(), grid, token), relevancy=relevancy,
         sink_patches=(sinks[grid] if sinks is not None else torch.zeros(len(grid), dtype=torch.bool)).cpu(),
         grid=tuple(prepared.grid), image=prepared.image)
