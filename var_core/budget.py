@@ -1,11 +1,12 @@
 """The visual-token budget: how many visual tokens one image may become, per model family, and how it is chosen.
 
-Why a budget: hooked layers compute explicit attention, ≈ 10·H·T² bytes per layer call (METHOD.md §5), and the
-Trace stores [L, H, Q, N] attention. Qwen2-VL's hub processors accept up to 12.8 Mpx, so a 2048² photo is ≈ 5,300
+Why a budget: hooked layers compute explicit attention, ≈ 8·H·T² bytes per layer call (float32 scores and softmax;
+`var_core.memory`), and the Trace stores [k, H, Q, N] attention. Qwen2-VL's hub processors accept up to 12.8 Mpx, so a 2048² photo is ≈ 5,300
 visual tokens: for Qwen2-VL-7B (28 layers, 28 heads, 16.6 GB of bfloat16 weights) T ≈ 5,500 gives ≈ 8.5 GB of
 transient scores and ≈ 1.2 GB of float16 Trace per stored copy (Q ≈ 150 queries): beyond a 24 GB GPU. At 1,280
 visual tokens (transformers' own Qwen2-VL default, `max_pixels` = 28·28·1280) T ≈ 1,470 with a short prompt and 128 new
-tokens: ≈ 0.6 GB of scores, ≈ 0.3 GB per Trace copy, ≈ 0.1 GB of KV cache, so weights + Analyze stay near 19 GB.
+tokens: ≈ 0.5 GB of scores, ≈ 0.3 GB per Trace copy, ≈ 0.1 GB of KV cache, so weights + Analyze stay near 19 GB and
+Analyze + the explanation near 24 GB (`var_core.memory`'s estimate, tests/test_memory.py).
 
 DEFAULT_VISUAL_TOKEN_BUDGET (1,280) holds for every family except LLaVA-NeXT, whose tile layout cannot go below
 ≈ 1,200–1,750 tokens (576 base view + at least two 336-px tiles, by aspect ratio); its default, 2,928, is the
