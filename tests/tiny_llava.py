@@ -23,8 +23,11 @@ IMAGE_SIZE, PATCH = 32, 8
 TINY_SINK_DIM = 5
 
 
-def tiny_processor(image_size: int = IMAGE_SIZE, patch: int = PATCH) -> LlavaProcessor:
-    vocab = {token: index for index, token in enumerate(SPECIALS + WORDS)}
+def tiny_processor(image_size: int = IMAGE_SIZE, patch: int = PATCH, extra_words=()) -> LlavaProcessor:
+    """The word-level LLaVA processor; `extra_words` get ids after the standard ones (which stay as they are)."""
+    vocab = {}
+    for token in [*SPECIALS, *WORDS, *extra_words]:
+        vocab.setdefault(token, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",

@@ -399,25 +399,12 @@ def tiny_idefics3(seed: int = 0, smolvlm: bool = False) -> ModelBundle:
 def tiny_vicuna_llava(seed: int = 0) -> ModelBundle:
     """tests/tiny_llava.py's LLaVA (32-px CLIP processor: resize + centre-crop, 4 × 4 tokens) whose word-level
     tokenizer also knows every word of LLaVA's vicuna_v1 prompt, so the "paper" preset tokenizes without <unk>."""
-    from transformers import LlavaProcessor
-
-    from tests.tiny_llava import CHAT_TEMPLATE, PATCH, SPECIALS, WORDS, tiny_llava
+    from tests.tiny_llava import tiny_llava, tiny_processor
     from var_core.models.llava import vicuna_v1_prompt
 
     prompt_words = [word for word, _ in pre_tokenizers.Whitespace().pre_tokenize_str(vicuna_v1_prompt(""))]
-    vocab = {}
-    for token in [*SPECIALS, *WORDS, *prompt_words]:
-        vocab.setdefault(token, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                        pad_token="<pad>", unk_token="<unk>",
-                                        extra_special_tokens={"image_token": "<image>"})
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    processor = tiny_processor(extra_words=prompt_words)
     base = tiny_llava(seed)
-    base.model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # new ids after the old: known ids kept
-    processor = LlavaProcessor(image_processor=base.processor.image_processor, tokenizer=tokenizer, patch_size=PATCH,
-                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                               chat_template=CHAT_TEMPLATE)
+    base.model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)  # new ids after the old ones
     return ModelBundle(model=base.model, processor=processor, name="tiny-vicuna-llava", backbone=base.backbone,
                        adapter=base.adapter)
