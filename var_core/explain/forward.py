@@ -59,7 +59,8 @@ def _weights_frozen(model: torch.nn.Module):
         yield
     finally:
         for parameter in trainable:
-            parameter.requires_grad_(True)
+            if not parameter.is_inference():  # accelerate's offload swaps weights in and out under inference mode
+                parameter.requires_grad_(True)
 
 
 @contextmanager
