@@ -1,4 +1,5 @@
-"""Memory stays bounded over 100 sequential requests (Traces are per-session, nothing accumulates globally).
+"""Memory stays bounded over 100 sequential requests of one session (each replaces that session's result in the
+app's store; nothing accumulates globally), and the store stays under its cap.
 
 Run: `python -m bench.bench_soak`. In-process app handler, default model, 4 new tokens per run; RSS sampled
 every 10 requests after a 10-request warm-up. Target: growth after warm-up ≤ 10 %.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from types import SimpleNamespace
 
 import psutil
 from PIL import Image
@@ -23,8 +25,9 @@ def main() -> dict:
     process = psutil.Process()
     image = Image.open(app.EXAMPLES_DIR / "demo_three_shapes.png")
     samples = []
+    session = SimpleNamespace(session_hash="soak")  # one browser session asking again and again
     for index in range(WARMUP + REQUESTS):
-        _, result = asyncio.run(app.analyze_request(image, f"What colour is the square? ({index})",
+        _, result = asyncio.run(app.analyze_request(image, f"What colour is the square? ({index})", request=session,
                                                     max_new_tokens=4, progress=lambda *a, **k: None))
         app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
         del result
