@@ -28,6 +28,7 @@ from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
+from var_core.inputs import number, shown
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
@@ -119,6 +120,19 @@ class UploadedImage(gr.Image):
 
 # ---------------------------------------------------------------- handlers
 
+def checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> dict:
+    """The VAR settings a client sent, parsed and checked before any work (`var_core.inputs.number`); the bounds
+    that depend on the model (τ < √D, the layers) are checked by `var_config` once it is loaded."""
+    if not isinstance(recycle_text_sinks, bool):
+        raise ValueError(f"recycle_text_sinks must be true or false, got {shown(recycle_text_sinks)}")
+    return {"p": number(p, "p", 0, 1), "rho": number(rho, "ρ", 0, 1),
+            "tau": number(tau, "τ", 0, optional=True, low_open=True),
+            "min_visual_mass": number(min_visual_mass, "min visual mass", 0, 1),
+            "first_layer": number(first_layer, "first VAR layer", 0, integer=True, optional=True),
+            "last_layer": number(last_layer, "last VAR layer", 0, integer=True, optional=True),
+            "recycle_text_sinks": recycle_text_sinks}
+
+
 def var_config(bundle, p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> VARConfig:
     """UI/API settings → VARConfig; ValueError with a readable message on bad values."""
     hidden = bundle.text_config.hidden_size
@@ -184,8 +198,6 @@ def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, captur
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
-    if not (isinstance(max_new_tokens, (int, float)) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_UI):
-        raise ValueError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_UI}, got {max_new_tokens}.")
     layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
     steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
     result = analyze(bundle, image, prompt, config, int(max_new_tokens), on_step=lambda _: progress(*next(steps)),
@@ -253,8 +265,11 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     take the model's defaults (τ from its registry entry, VAR layers 2 … L−2, capture_layers as `default_capture`:
     "all", "0-7" or "0,4,8").
     """
-    settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
-                "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
+    try:
+        settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
+        max_new_tokens = number(max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS_UI, integer=True)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
     session = session_of(request)
     # ZeroGPU runs `run_analysis` in a worker process, which this process's stop signal cannot reach
     signal = running.start(session)
@@ -286,8 +301,13 @@ def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers,
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
     first, last = map_layers
-    layers = None if first is None and last is None else range(int(first or 0), int(
-        bundle.num_layers - 1 if last is None else last) + 1)
+    layers = None
+    if first is not None or last is not None:
+        first, last = first or 0, bundle.num_layers - 1 if last is None else last
+        if not first <= last < bundle.num_layers:
+            raise ValueError(f"map layers {first} … {last} are not a range of this model's layers 0 … "
+                             f"{bundle.num_layers - 1}.")
+        layers = range(first, last + 1)
     answer = (answer or "").strip() or None
     progress(0.1, desc="Baseline: forward, backward and the generic prompt")
     baseline = explain(bundle, image, prompt, answer=answer, layers=layers)
@@ -315,12 +335,13 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     `analyze`; `answer`: explain this answer's first token instead of the model's own; map_first_layer /
     map_last_layer: the layers raw and relative attention average over (default: every layer).
     """
-    settings = {"p": p, "rho": rho, "tau": tau, "min_visual_mass": min_visual_mass, "first_layer": first_layer,
-                "last_layer": last_layer, "recycle_text_sinks": recycle_text_sinks}
     try:
+        settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
+        map_layers = tuple(number(layer, name, 0, integer=True, optional=True)
+                           for layer, name in ((map_first_layer, "first map layer"), (map_last_layer, "last map layer")))
         explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
                                                              model_id or DEFAULT_MODEL_ID, settings, answer,
-                                                             (map_first_layer, map_last_layer), progress))
+                                                             map_layers, progress))
         return explanation_summary(explanations), store.keep(session_of(request), "explanation", explanations)
     except (ValueError, ModelLoadError) as error:
         raise gr.Error(str(error)) from None

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import time
 from types import SimpleNamespace
 
@@ -156,7 +157,10 @@ def test_explain_a_given_answer_over_chosen_layers():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"prompt": "  "}, "prompt is empty"),
-    ({"map_first_layer": 12, "map_last_layer": 40}, r"layers: 30, 31, 32, 33, 34 … — .*0 … 29"),
+    ({"map_first_layer": 12, "map_last_layer": 40}, r"map layers 12 … 40 are not a range of this model.s layers 0 … 29"),
+    ({"map_last_layer": math.nan}, "last map layer must be a whole number ≥ 0, got nan"),
+    ({"p": None}, "p is missing"),
+    ({"map_first_layer": 0, "map_last_layer": 10 ** 7}, "map layers 0 … 10000000 are not a range"),
     ({"tau": 99}, "must be in"),
 ])
 def test_explain_turns_bad_input_into_a_clear_error(kwargs, message):
@@ -170,8 +174,8 @@ def test_explain_turns_bad_input_into_a_clear_error(kwargs, message):
     ({"image": None}, "No image"),
     ({"tau": 30.0}, "must be in"),
     ({"first_layer": 20, "last_layer": 3}, "not a range"),
-    ({"max_new_tokens": 0}, "between 1 and"),
-    ({"p": 1.5}, "p=1.5"),
+    ({"max_new_tokens": 0}, r"max new tokens must be in \[1, 128\], got 0"),
+    ({"p": 1.5}, r"p must be in \[0, 1\], got 1.5"),
     ({"model_id": "someone/unknown-model"}, "allow-list"),
 ])
 def test_bad_requests_become_clear_ui_errors(kwargs, message):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from var_core.inputs import shown
 from var_core.models.bundle import ModelBundle
 from var_core.models.common import PRESET_SETTING, check_preset, image_only
 from var_core.registry import BACKBONES, Backbone, default_tau
@@ -292,8 +293,9 @@ def load_model(model_id: str, allow_any: bool = False, preset: str = "hub") -> M
         raise ModelLoadError("no model id given")
     entry = CATALOG.get(model_id)
     if entry is None and not allow_any:
-        raise ModelLoadError(f"{model_id!r} is not on the allow-list ({', '.join(CATALOG)}); start the app with "
-                             f"--allow-any-model to load other models of a supported architecture")
+        raise ModelLoadError(f"{shown(model_id)} is not on the allow-list of {len(CATALOG)} models (the Model list; "
+                             "README 'Supported models'); start the app with --allow-any-model to load other models "
+                             "of a supported architecture")
     try:
         if entry is not None and entry.family == "default":
             if preset != "hub":
