@@ -21,6 +21,7 @@ from var_core.gpu import describe as describe_devices, gpu_task, on_zero_gpu  # 
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 import pandas as pd
 
 from var_core import __version__
@@ -28,6 +29,7 @@ from var_core.analysis import Analysis, analyze
 from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
+from var_core.images import MAX_PIXELS
 from var_core.inputs import number, shown
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
@@ -114,7 +116,9 @@ class UploadedImage(gr.Image):
     def preprocess(self, payload):
         try:
             return super().preprocess(payload)
-        except Exception:  # noqa: BLE001 — any decoding failure is the user's file, not our bug
+        except Image.DecompressionBombError:  # PIL refuses it before decoding: say why
+            raise gr.Error(f"The image is too large to open safely; the limit is {MAX_PIXELS:,} pixels.") from None
+        except Exception:  # noqa: BLE001 — any other decoding failure is the user's file, not our bug
             raise gr.Error("This file could not be read as an image. Upload a PNG, JPEG, WebP or GIF.") from None
 
 

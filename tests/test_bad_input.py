@@ -185,3 +185,12 @@ def test_an_unreadable_upload_is_refused_at_preprocessing(files):
     component = app.UploadedImage(type="filepath")
     with pytest.raises(gr.Error, match="could not be read"):
         component.preprocess(FileData(path=files["text_as_png"], orig_name="notes.png"))
+
+
+def test_a_decompression_bomb_upload_is_refused_as_too_large(tmp_path):
+    from gradio.data_classes import FileData
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (30000, 30000)).save(path)  # 110 kB on disk, 900 M pixels decoded
+    with pytest.raises(gr.Error, match="too large to open safely; the limit is 40,000,000 pixels"):
+        app.UploadedImage(type="filepath").preprocess(FileData(path=str(path), orig_name="bomb.png"))
