@@ -556,6 +556,15 @@ def model_settings(model_id):
                       label=f"Layers to capture (this model: 0 … {bundle.num_layers - 1})"))
 
 
+def page_settings(model_id, capture_text):
+    """`model_settings` when a page opens, keeping a 'layers to capture' the user typed before it ran (the page was
+    built with the model's default; a slow server must not overwrite what was typed meanwhile)."""
+    *settings, capture = model_settings(model_id)
+    if str(capture_text or "").strip():
+        capture = gr.update(value=capture_text, label=capture["label"])
+    return (*settings, capture)
+
+
 def make_downloads(held: Held | None, layer, head, query, source, log_scale):
     """Every figure as PNG, both Traces as .npz, and a JSON of settings + answers, in a fresh temp folder."""
     result = stored(held)
@@ -779,7 +788,7 @@ def build_demo() -> gr.Blocks:
         model_outputs = [tau, first_layer, last_layer, model_id, info, capture]
         model_id.input(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
                        **private)
-        demo.load(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
+        demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)
         run_experiment_button.click(run_experiment, [experiment, n_samples], [experiment_table, experiment_plots],

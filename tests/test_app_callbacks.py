@@ -309,3 +309,10 @@ def test_the_model_saw_sentence_words_the_run_or_the_trace_itself():
 def test_model_info_names_dtype_and_attention_numerics():
     info = app.model_info(app.slot.current)
     assert info.startswith("30 layers × 9 heads · float32 on cpu") and "scores and softmax in float32" in info
+
+
+def test_opening_a_page_keeps_layers_to_capture_typed_before_it_loaded():
+    *_, kept = app.page_settings(app.DEFAULT_MODEL_ID, "0-3, 8")
+    *_, default = app.page_settings(app.DEFAULT_MODEL_ID, "")
+    assert kept["value"] == "0-3, 8" and default["value"] == "all"
+    assert kept["label"] == default["label"] == "Layers to capture (this model: 0 … 29)"
