@@ -365,12 +365,11 @@ def var_attention_forward(module, query, key, value, attention_mask, scaling, dr
     """Attention with the contract of transformers' `eager_attention_forward`: explicit float32 attention with
     VAR + capture where the run needs it, transformers' sdpa elsewhere."""
     state = _ACTIVE_RUN.get()
+    if state is not None:
+        _refuse_unsupported(state, module, kwargs)  # also before sdpa, which would drop `s_aux` silently
     if state is None or not state.explicit(module.layer_idx):
-        if state is not None:
-            _refuse_unsupported(state, module, kwargs)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    _refuse_unsupported(state, module, kwargs)
     if dropout and module.training:
         raise UnsupportedAttention(f"{state.model_name} is in training mode with attention dropout: trace it in eval mode")
     attend = _Attend(state, module, attention_mask, scaling)

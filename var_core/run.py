@@ -195,7 +195,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     n_prompt = input_ids.shape[1]
     answer = tokenizer.decode(sequence[n_prompt:], skip_special_tokens=True).strip()
     n_queries_prompt = n_prompt - state.query_start
-    captured = checked_layers(capture_layers, num_layers, "capture_layers")
+    captured = list(range(num_layers)) if state.capture_layers is None else sorted(state.capture_layers)
     layer_arrays = _layer_arrays(state, captured, num_heads, len(visual_positions))
     n_queries = layer_arrays["visual_mass"].shape[2]
     profile_hidden, profile_tokens = _profile(state, visual_positions)
