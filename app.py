@@ -30,7 +30,7 @@ from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
 from var_core.images import MAX_PIXELS
-from var_core.inputs import number, shown
+from var_core.inputs import listed, number, shown
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
@@ -189,7 +189,7 @@ def captured_text(layers: list[int], num_layers: int) -> str:
     """'all 30' or '0, 4, 8 … 31 (9 of 32)': which layers' attention a Trace holds, for labels and the status."""
     if len(layers) == num_layers:
         return f"all {num_layers}"
-    shown = ", ".join(map(str, layers[:6])) + (f" … {layers[-1]}" if len(layers) > 6 else "")
+    shown = listed(layers, 6, last=True)
     return f"{shown} ({len(layers)} of {num_layers})"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from var_core.inputs import listed
+
 BUDGET_TARGETS = ("visual", "text")
 SHOWN_BAD_LAYERS = 5  # an error names at most this many bad layers (a request for 10⁷ layers gets a short message)
 
@@ -20,7 +22,7 @@ def checked_layers(layers, count: int, what: str = "layers") -> list[int]:
         raise ValueError(f"{what} must be layer numbers (integers)") from None
     bad = [layer for layer in chosen if not 0 <= layer < count]
     if bad or not chosen:
-        shown = ", ".join(map(str, bad[:SHOWN_BAD_LAYERS])) + (" …" if len(bad) > SHOWN_BAD_LAYERS else "")
+        shown = listed(bad, SHOWN_BAD_LAYERS)
         raise ValueError(f"{what}: {shown or 'none given'} — choose among the model's layers 0 … {count - 1}")
     return chosen
 

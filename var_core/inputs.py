@@ -15,6 +15,15 @@ def shown(value) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
+def listed(values, limit: int, last: bool = False) -> str:
+    """'0, 1, 2 …' (or '0, 1, 2 … 29' with `last`): at most `limit` values of a long list, for labels and messages."""
+    values = list(values)
+    text = ", ".join(map(str, values[:limit]))
+    if len(values) > limit:
+        text += f" … {values[-1]}" if last else " …"
+    return text
+
+
 def _bounds(low, high, low_open: bool, high_open: bool) -> str:
     """'in [0, 1]', 'in (0, 1)', '≥ 0' …: the valid range, for messages."""
     if low is not None and high is not None:

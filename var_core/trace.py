@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from var_core.inputs import listed
+
 ARRAY_FIELDS = ("image", "visual_positions", "image_token_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
                 "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected", "profile_hidden",
                 "profile_tokens")
@@ -76,7 +78,7 @@ class Trace:
         layers = self.layers_captured
         if layer in layers:
             return layers.index(layer)
-        shown = ", ".join(map(str, layers[:8])) + (" …" if len(layers) > 8 else "")
+        shown = listed(layers, 8)
         raise ValueError(f"layer {layer} was not captured (captured: {shown}); analyze again capturing it")
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from var_core.inputs import listed
 from var_core.trace import Trace
 
 QUERY_MODES = ("all", "answer", "prompt")
@@ -81,7 +82,7 @@ def layers_note(trace: Trace) -> str:
     layers = trace.layers_captured
     if len(layers) == trace.num_layers:
         return ""
-    shown = ", ".join(map(str, layers[:8])) + (f" … {layers[-1]}" if len(layers) > 8 else "")
+    shown = listed(layers, 8, last=True)
     return f" (captured layers: {shown})"
 
 
