@@ -557,11 +557,12 @@ def model_settings(model_id):
 
 
 def page_settings(model_id, capture_text):
-    """`model_settings` when a page opens, keeping a 'layers to capture' the user typed before it ran (the page was
-    built with the model's default; a slow server must not overwrite what was typed meanwhile)."""
+    """`model_settings` when a page opens, leaving a filled 'layers to capture' as the field holds it when the
+    answer arrives (`capture_text` is its value when the page sent the event: anything typed since must survive a
+    slow server); only an empty field gets the model's default."""
     *settings, capture = model_settings(model_id)
     if str(capture_text or "").strip():
-        capture = gr.update(value=capture_text, label=capture["label"])
+        capture = gr.update(label=capture["label"])
     return (*settings, capture)
 
 

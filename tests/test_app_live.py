@@ -180,6 +180,18 @@ def pick_layer(page, layer: str) -> None:
     page.get_by_role("option", name=layer, exact=True).click()
 
 
+def fill_until_kept(page, selector: str, text: str) -> None:
+    """Type `text` into the field and check it stays: a field just mounted by opening its accordion is sometimes
+    re-rendered with its server value right after the first fill."""
+    field = page.locator(selector)
+    for _ in range(20):
+        field.fill(text)
+        page.wait_for_timeout(300)
+        if field.input_value() == text:
+            return
+    raise AssertionError(f"{selector} did not keep {text!r} (holds {field.input_value()!r})")
+
+
 def test_browser_capture_layers(server):
     """A bad 'layers to capture' is a message naming the model's layers; a good one leaves only those layers to
     pick from."""
@@ -188,11 +200,11 @@ def test_browser_capture_layers(server):
     url, log_path = server
     with page_with_example(url, PROMPT, 1440, 900) as page:
         page.get_by_text("VAR settings").click()
-        page.fill("#capture-layers textarea, #capture-layers input", "0-40")
+        fill_until_kept(page, "#capture-layers textarea, #capture-layers input", "0-40")
         page.click("#run")
         expect(page.locator(".toast-body.error")).to_contain_text("this model's layers are 0 … 29", timeout=30_000)
         before = analyses_run(log_path)
-        page.fill("#capture-layers textarea, #capture-layers input", "0-3, 8")
+        fill_until_kept(page, "#capture-layers textarea, #capture-layers input", "0-3, 8")
         page.click("#run")
         wait_for_log(log_path, "analysis done", before + 1, 120)
         expect(page.locator("#layer")).to_contain_text("captured: 0, 1, 2, 3, 8 (5 of 30)", timeout=30_000)
