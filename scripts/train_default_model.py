@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from var_core.models import default as D
-from var_core.models.llava import chat_messages
+from var_core.models.generic import chat_messages
 from var_core.models.lora import add_lora, load_lora, lora_state
 from var_core.registry import get_backbone
 from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_scene, render

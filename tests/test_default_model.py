@@ -12,7 +12,7 @@ from scripts.make_examples import DEMO_ANSWER, DEMO_PROMPT, DEMO_SCENE
 from var_core.analysis import analyze
 from var_core.config import VARConfig
 from var_core.models import default
-from var_core.models.llava import chat_messages
+from var_core.models.generic import chat_messages
 from var_core.models.lora import PREFIX, PROJECTIONS
 from var_core.scenes import make_scene, render, shape_patches
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 import torch
 
 from var_core.eval.metrics import wilson_interval
-from var_core.models.llava import chat_messages
+from var_core.models.generic import chat_messages
 from var_core.scenes import HELDOUT_SEED_BASE, QA, ask, make_scene, make_shifted_scene, render
 
 FAMILIES = {"training-like": make_scene, "shifted": make_shifted_scene}

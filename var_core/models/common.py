@@ -74,7 +74,7 @@ def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels, seen: dic
     from var_core.models.bundle import PreparedInputs
 
     return PreparedInputs(
-        inputs=cast_floating(dict(inputs), bundle.model.dtype),
+        inputs=inputs,
         visual_positions=positions,
         grid=square_grid(per_tile),
         grid_positions=positions[-per_tile:],

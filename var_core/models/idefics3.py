@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 
+import torch
 from PIL import Image
 
-from var_core.budget import check_budget, refuse_below, visual_token_budget
+from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import check_count, last_tile_inputs, preset_of, seen_record
-from var_core.models.llava import encode_chat
+from var_core.models.common import check_count, last_tile_inputs, seen_record
+from var_core.models.generic import GenericAdapter
 
 
 def frames_at(image_processor, image: Image.Image, longest_edge: int) -> int:
@@ -44,25 +45,24 @@ def budget_longest_edge(processor, image: Image.Image, budget: int, name: str) -
     return next(edge for edge in candidates if frames_at(image_processor, image, edge) * per_frame <= budget)
 
 
-class Idefics3Adapter:
-    """Inputs via the processor's chat template; visual tokens are the expanded `<image>` (`image_token_id`)."""
+class Idefics3Adapter(GenericAdapter):
+    """The generic path with the longest edge capped by the budget; the global image (last frame) is the grid."""
 
     family = "idefics3"
 
-    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
-        processor = bundle.processor
-        preset, budget = preset_of(bundle), visual_token_budget(bundle)
-        size = {"longest_edge": budget_longest_edge(processor, image, budget, bundle.name)}
-        inputs, positions = encode_chat(bundle, [[image]], prompt, size=size)
+    def images(self, bundle: ModelBundle, image: Image.Image, budget: int):
+        return [[image]]
+
+    def image_kwargs(self, bundle: ModelBundle, image: Image.Image, budget: int) -> dict:
+        return {"size": {"longest_edge": budget_longest_edge(bundle.processor, image, budget, bundle.name)}}
+
+    def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
+               budget: int) -> PreparedInputs:
         frames = inputs["pixel_values"].shape[1]  # [1, frames, 3, H, W]: tiles row by row, then the global image
-        per_frame = processor.image_seq_len
+        per_frame = bundle.processor.image_seq_len
         check_count(len(positions), frames * per_frame, f"image tokens for {frames} frame(s)")
-        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
         global_view = inputs["pixel_values"][0, -1]
         input_size = (global_view.shape[-1], global_view.shape[-2])
         seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
                            tiles=frames - 1)
         return last_tile_inputs(bundle, inputs, positions, per_frame, global_view, seen)
-
-    def decoder_layers(self, model):
-        return model.model.text_model.layers

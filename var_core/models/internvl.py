@@ -16,12 +16,13 @@ as a side × side raster drawn over that tile's pixels. The other tiles' tokens 
 
 from __future__ import annotations
 
+import torch
 from PIL import Image
 
-from var_core.budget import check_budget, refuse_below, visual_token_budget
+from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import check_count, last_tile_inputs, preset_of, seen_record
-from var_core.models.llava import encode_chat
+from var_core.models.common import check_count, last_tile_inputs, seen_record
+from var_core.models.generic import GenericAdapter
 
 
 def budget_tiles(image_processor, per_tile: int, budget: int, name: str) -> dict:
@@ -33,25 +34,21 @@ def budget_tiles(image_processor, per_tile: int, budget: int, name: str) -> dict
     return {"max_patches": max_patches, "min_patches": min(image_processor.min_patches, max_patches)}
 
 
-class InternVLAdapter:
-    """Inputs via the processor's chat template; visual tokens are the `<IMG_CONTEXT>` (`image_token_id`) positions."""
+class InternVLAdapter(GenericAdapter):
+    """The generic path with the tile count capped by the budget; the thumbnail (or single tile) is the grid."""
 
     family = "internvl"
 
-    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
-        processor = bundle.processor
-        preset, budget = preset_of(bundle), visual_token_budget(bundle)
-        per_tile = processor.image_seq_length
-        tiling = budget_tiles(processor.image_processor, per_tile, budget, bundle.name)
-        inputs, positions = encode_chat(bundle, [image], prompt, **tiling)
+    def image_kwargs(self, bundle: ModelBundle, image: Image.Image, budget: int) -> dict:
+        return budget_tiles(bundle.processor.image_processor, bundle.processor.image_seq_length, budget, bundle.name)
+
+    def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
+               budget: int) -> PreparedInputs:
+        per_tile = bundle.processor.image_seq_length
         tiles = inputs["pixel_values"].shape[0]  # [tiles, 3, H, W]; the thumbnail is last when tiles > 1
         check_count(len(positions), tiles * per_tile, f"image tokens for {tiles} tile(s)")
-        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
         view = inputs["pixel_values"][-1]
         input_size = (view.shape[-1], view.shape[-2])
         seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
                            tiles=tiles - 1)
         return last_tile_inputs(bundle, inputs, positions, per_tile, view, seen)
-
-    def decoder_layers(self, model):
-        return model.model.language_model.layers

@@ -13,37 +13,17 @@ from PIL import Image
 
 from var_core.budget import refuse_below, visual_token_budget
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import pixels_to_image, preset_of, seen_record, square_grid, token_positions
+from var_core.models.common import pixels_to_image, preset_of, seen_record, square_grid
+from var_core.models.generic import GenericAdapter, encode_chat, encode_text
 
 # conv_templates["vicuna_v1"] of LLaVA's llava/conversation.py (SeparatorStyle.TWO, sep " ", roles USER/ASSISTANT)
 VICUNA_V1_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
                     "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 
 
-def chat_messages(prompt: str) -> list[dict]:
-    """A single user turn with the image first, then the question (LLaVA-1.5's layout)."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-
-
 def vicuna_v1_prompt(prompt: str, image_token: str = "<image>") -> str:
     """The paper's prompt for one question: system, `USER: <image>\\n{prompt}`, then the open `ASSISTANT:` turn."""
     return f"{VICUNA_V1_SYSTEM} USER: {image_token}\n{prompt} ASSISTANT:"
-
-
-def encode_text(bundle: ModelBundle, images, text: str, **image_kwargs):
-    """Processor inputs for `text` (already templated) and `images`, and the positions of the image tokens.
-
-    image_kwargs: size controls for this call's image processor (the visual-token budget)."""
-    inputs = bundle.processor(images=images, text=[text], return_tensors="pt", **image_kwargs)
-    return inputs, token_positions(inputs["input_ids"][0], bundle.model.config.image_token_id)
-
-
-def encode_chat(bundle: ModelBundle, images, prompt: str, **image_kwargs):
-    """Processor inputs for one user turn (image, then `prompt`) in the processor's chat template.
-
-    images: what this family's processor takes for one image (an image, [image] or [[image]])."""
-    text = bundle.processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True)
-    return encode_text(bundle, images, text, **image_kwargs)
 
 
 def mean_colour(image_processor) -> tuple[int, ...]:
@@ -125,7 +105,7 @@ def llava_seen(image: Image.Image, shown: Image.Image, image_processor, pixels, 
                        cropped=crop_text(shown.size, resized, cut, input_size), padded=padded)
 
 
-class LlavaAdapter:
+class LlavaAdapter(GenericAdapter):
     """Inputs via the processor's chat template ("hub") or the paper's pad-to-square + vicuna_v1 prompt ("paper");
     visual tokens are the expanded `image_token_id` positions.
 
@@ -154,6 +134,3 @@ class LlavaAdapter:
             image=pixels_to_image(pixels, processor.image_processor),
             seen=llava_seen(image, shown, processor.image_processor, pixels, len(positions), budget, preset),
         )
-
-    def decoder_layers(self, model):
-        return model.model.language_model.layers

@@ -19,14 +19,15 @@ The tile tokens and newline tokens are visual tokens too (VAR's I_vis) but are n
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
 from transformers.image_utils import ChannelDimension
 
-from var_core.budget import check_budget, refuse_below, visual_token_budget
+from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, pixels_to_image, preset_of, seen_record
-from var_core.models.llava import encode_chat
+from var_core.models.common import pixels_to_image, seen_record
+from var_core.models.generic import GenericAdapter
 
 
 def base_view_slice(config, processor) -> slice:
@@ -76,30 +77,28 @@ def padding_text(processor, size: tuple[int, int]) -> str | None:
             "(the model drops the padded tokens)")
 
 
-class LlavaNextAdapter:
-    """Inputs via the processor's chat template; all expanded `image_token_id` positions are visual tokens."""
+class LlavaNextAdapter(GenericAdapter):
+    """The generic path with the image downscaled to the budget's pinpoint; the base view is the grid."""
 
     family = "llava_next"
 
-    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
+    def images(self, bundle: ModelBundle, image: Image.Image, budget: int):
+        return fit_budget(bundle.processor, image, budget, bundle.name)
+
+    def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
+               budget: int) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
-        preset, budget = preset_of(bundle), visual_token_budget(bundle)
-        fitted = fit_budget(processor, image, budget, bundle.name)
-        inputs, positions = encode_chat(bundle, fitted, prompt)
-        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
         side = config.vision_config.image_size // config.vision_config.patch_size
         base = inputs["pixel_values"][0, 0]  # tile 0 = base view
         input_size = (base.shape[-1], base.shape[-2])
+        fitted = tuple(int(v) for v in inputs["image_sizes"][0].flip(0))  # (w, h) of the image the processor took
         seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
-                           padded=padding_text(processor, fitted.size), tiles=inputs["pixel_values"].shape[1] - 1)
+                           padded=padding_text(processor, fitted), tiles=inputs["pixel_values"].shape[1] - 1)
         return PreparedInputs(
-            inputs=cast_floating(dict(inputs), bundle.model.dtype),
+            inputs=inputs,
             visual_positions=positions,
             grid=(side, side),
             grid_positions=positions[base_view_slice(config, processor)],
             image=pixels_to_image(base, processor.image_processor),
             seen=seen,
         )
-
-    def decoder_layers(self, model):
-        return model.model.language_model.layers

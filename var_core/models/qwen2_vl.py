@@ -22,10 +22,10 @@ import math
 import torch
 from PIL import Image
 
-from var_core.budget import check_budget, refuse_below, visual_token_budget
+from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import cast_floating, check_count, pixels_to_image, preset_of, seen_record
-from var_core.models.llava import encode_chat
+from var_core.models.common import check_count, pixels_to_image, seen_record
+from var_core.models.generic import GenericAdapter
 
 
 def unpatchify(pixel_values: torch.Tensor, grid_thw, patch: int, merge: int, temporal: int) -> torch.Tensor:
@@ -47,32 +47,27 @@ def budget_size(image_processor, budget: int, name: str) -> dict:
     return {"shortest_edge": min_pixels, "longest_edge": min(max_pixels, budget * per_token)}
 
 
-class Qwen2VLAdapter:
-    """Inputs via the processor's chat template; visual tokens are the expanded `image_token_id` positions."""
+class Qwen2VLAdapter(GenericAdapter):
+    """The generic path with the processor's pixel budget and the merged-patch grid from `image_grid_thw`."""
 
     family = "qwen2_vl"
 
-    def prepare(self, bundle: ModelBundle, image: Image.Image, prompt: str) -> PreparedInputs:
-        processor, config = bundle.processor, bundle.model.config
-        preset, budget = preset_of(bundle), visual_token_budget(bundle)
-        image_processor = processor.image_processor
-        size = budget_size(image_processor, budget, bundle.name)
-        inputs, positions = encode_chat(bundle, [image], prompt, size=size)
-        merge = config.vision_config.spatial_merge_size
+    def image_kwargs(self, bundle: ModelBundle, image: Image.Image, budget: int) -> dict:
+        return {"size": budget_size(bundle.processor.image_processor, budget, bundle.name)}
+
+    def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
+               budget: int) -> PreparedInputs:
+        vision = bundle.model.config.vision_config
+        merge, patch = vision.spatial_merge_size, vision.patch_size
         grid_thw = inputs["image_grid_thw"][0]
         rows, cols = int(grid_thw[1]) // merge, int(grid_thw[2]) // merge
         check_count(len(positions), rows * cols, "image tokens")
-        check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
-        patch = config.vision_config.patch_size
-        pixels = unpatchify(inputs["pixel_values"], grid_thw, patch, merge, config.vision_config.temporal_patch_size)
+        pixels = unpatchify(inputs["pixel_values"], grid_thw, patch, merge, vision.temporal_patch_size)
         input_size = (int(grid_thw[2]) * patch, int(grid_thw[1]) * patch)
         return PreparedInputs(
-            inputs=cast_floating(dict(inputs), bundle.model.dtype),
+            inputs=inputs,
             visual_positions=positions,
             grid=(rows, cols),
-            image=pixels_to_image(pixels, image_processor),
+            image=pixels_to_image(pixels, bundle.processor.image_processor),
             seen=seen_record(image, input_size, input_size != image.size, len(positions), budget, preset),
         )
-
-    def decoder_layers(self, model):
-        return model.model.language_model.layers
