@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from var_core.config import VARConfig
 from var_core.inputs import listed
 from var_core.trace import Trace
 
@@ -86,6 +87,18 @@ def layers_note(trace: Trace) -> str:
     return f" (captured layers: {shown})"
 
 
+def layer_spans(layers) -> str:
+    """'2–10, 14' for layers 2 … 10 and 14 (sorted runs), 'none' for no layer: layer sets in titles and notes."""
+    layers = sorted(int(layer) for layer in layers)
+    runs: list[list[int]] = []
+    for layer in layers:
+        if runs and layer == runs[-1][1] + 1:
+            runs[-1][1] = layer
+        else:
+            runs.append([layer, layer])
+    return ", ".join(f"{low}–{high}" if high > low else f"{low}" for low, high in runs) or "none"
+
+
 def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """[..., N_vis] raster-order values → [..., rows, cols]; ValueError if N_vis ≠ rows·cols."""
     rows, cols = grid
@@ -134,3 +147,20 @@ def head_stats(trace: Trace, query: int | str = "all") -> tuple[np.ndarray, np.n
     rows = query_rows(trace, query)
     return (take_rows(trace.ratio, rows).mean(-1, dtype=np.float32),
             take_rows(trace.visual_mass, rows).mean(-1, dtype=np.float32))
+
+
+def var_layers(trace: Trace) -> list[int]:
+    """The layers VAR acts on in this run; a baseline records none, so the default ones (2 … L−2) it would act on."""
+    return list(trace.settings.get("var_layers") or VARConfig().resolve_layers(trace.num_layers))
+
+
+def acting_layers(trace: Trace) -> np.ndarray:
+    """[k] bool over the captured layers: a VAR layer with a visual sink (VAR leaves every other layer untouched)."""
+    layers = trace.layers_captured
+    has_sinks = trace.sink_mask[np.ix_(layers, trace.all_image_positions)].any(1)
+    return np.isin(layers, var_layers(trace)) & has_sinks
+
+
+def var_heads(trace: Trace, query: int | str = "all") -> np.ndarray:
+    """[k, H] bool: the (layer, head) pairs VAR acts on, image-centric in a `query` row of a layer it acts on."""
+    return selected_heads(trace, query) & acting_layers(trace)[:, None]
