@@ -12,11 +12,10 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from var_core.config import VARConfig
 from var_core.eval.metrics import jaccard
-from var_core.eval.plots import grid_map, scatter
+from var_core.eval.plots import grid_map, result_figure, scatter, sized
 from var_core.eval.runner import Experiment
 from var_core.run import generate
 
@@ -123,18 +122,19 @@ def contribution_rows(records, opts):
     return rows
 
 
+@sized
 def contribution_plots(rows, records, opts):
-    figure = Figure(figsize=(8.5, 3.4), layout="constrained")
+    figure = result_figure()
     labels = [row["tokens"] for row in rows]
     for k, (metric, title) in enumerate((("mean_attention", "attention weight α (text → token)"),
                                          ("mean_contribution", "contribution ‖α·v·W_O‖"))):
         axes = figure.add_subplot(1, 2, k + 1)
         values = [row[metric] for row in rows]
         bars = axes.bar(range(len(rows)), values, color=["#d62728", "#ff7f0e", "#1f77b4", "#888888"][:len(rows)])
-        axes.bar_label(bars, fmt="%.3g", fontsize=7)
-        axes.set_xticks(range(len(rows)), labels, rotation=20, fontsize=7, ha="right")
-        axes.set_title(title, fontsize=9)
-    figure.suptitle(f"per visual token, mean over text queries, layers and {len(records)} samples", fontsize=9)
+        axes.bar_label(bars, fmt="%.3g", fontsize=9)
+        axes.set_xticks(range(len(rows)), labels, rotation=35, fontsize=9, ha="right", rotation_mode="anchor")
+        axes.set_title(title.replace(" (", "\n("), fontsize=10)
+    figure.suptitle(f"per visual token, mean over text queries,\nlayers and {len(records)} samples")
     phi, contribution, attention = [], [], []
     for record in records:
         for layer_index in range(len(record["phi"])):
@@ -212,20 +212,21 @@ def sinks_rows(records, opts):
     return rows
 
 
+@sized
 def sinks_plots(rows, records, opts):
-    figure = Figure(figsize=(7.5, 3.4), layout="constrained")
+    figure = result_figure()
     axes = figure.add_subplot()
     jaccard_rows = [row for row in rows if row["comparison"] != rows[-1]["comparison"]]
     labels = [f"{row['set']}\n{row['comparison']}" for row in jaccard_rows]
     values = [0 if np.isnan(row["mean_jaccard"]) else row["mean_jaccard"] for row in jaccard_rows]
     bars = axes.barh(range(len(values)), values, color=["#2ca02c", "#1f77b4", "#888888"] * 2)
-    axes.bar_label(bars, labels=[f"{row['mean_jaccard']:.3f} ({row['pairs']} pairs)" for row in jaccard_rows],
-                   fontsize=7)
-    axes.set_yticks(range(len(values)), labels, fontsize=7)
+    axes.bar_label(bars, labels=[f"{row['mean_jaccard']:.3f}\n({row['pairs']} pairs)" for row in jaccard_rows],
+                   fontsize=9)
+    axes.set_yticks(range(len(values)), labels, fontsize=9)
     axes.invert_yaxis()
-    axes.set_xlim(0, 1.25)
-    axes.set_xlabel("mean Jaccard overlap of (layer, visual token) sets")
-    figure.suptitle("are sink positions fixed?", fontsize=9)
+    axes.set_xlim(0, 1.3)
+    axes.set_xlabel("mean Jaccard overlap of\n(layer, visual token) sets")
+    figure.suptitle("are sink positions fixed?")
     figures = {"sinks_overlap": figure}
     if records:
         rows_, cols = records[0]["grid"]
