@@ -23,13 +23,18 @@ OTHER = "#0072B2"  # Okabe–Ito blue: everything else
 NEUTRAL = "#999999"
 
 
-def styled(view):
-    """Run a figure-making view inside the shared style."""
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(STYLE):
-            return view(*args, **kwargs)
-    return wrapper
+def in_style(style: dict):
+    """A decorator that runs a figure-making function inside the matplotlib settings `style`."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            with matplotlib.rc_context(style):
+                return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+styled = in_style(STYLE)  # the views' shared style
 
 
 def new_figure(width: float, height: float, left: float = 0.8, right: float = 0.2, top: float = 0.4,

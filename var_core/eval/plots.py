@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from viz.figures import in_style
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 SIZE = (6.4, 4.8)  # inches, 4:3 for every plot: a gallery shows each whole, all at one scale
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
          "legend.fontsize": 10}
-
-
-def sized(plot):
-    """Run a plot-making function inside STYLE (fonts readable when a SIZE figure is shown about 400 px wide)."""
-    @functools.wraps(plot)
-    def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(STYLE):
-            return plot(*args, **kwargs)
-    return wrapper
+sized = in_style(STYLE)  # fonts readable when a SIZE figure is shown about 400 px wide
 
 
 def result_figure() -> Figure:
