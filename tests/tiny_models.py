@@ -89,7 +89,7 @@ def tiny_llava_next(seed: int = 0) -> ModelBundle:
 
 
 # ---------------------------------------------------------------- checks shared by every family's tests
-LOCAL_OUTPUTS = {"out_proj", "proj", "projection_layer", "o_proj", "fc2", "down_proj"}
+LOCAL_OUTPUTS = {"out_proj", "proj", "projection_layer", "o_proj", "fc2", "down_proj", "linear_fc2"}
 
 
 def localise_vision_tower(vision: torch.nn.Module) -> int:
@@ -331,7 +331,8 @@ INTERNVL_TEMPLATE = (
 INTERNVL_TILE, INTERNVL_PATCH = 32, 4  # 8 × 8 patches per tile, pixel-shuffled to 4 × 4 = 16 tokens
 
 
-def tiny_internvl(seed: int = 0) -> ModelBundle:
+def tiny_internvl(seed: int = 0, text_config_class=None, **text_extra) -> ModelBundle:
+    """InternVL3-hf (a Qwen2 LM; InternVL3.5-hf passes Qwen3's or GPT-OSS's config class and its extra fields)."""
     from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration,
                               InternVLProcessor, InternVLVisionConfig, Qwen2Config)
 
@@ -348,8 +349,8 @@ def tiny_internvl(seed: int = 0) -> ModelBundle:
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                            intermediate_size=64, image_size=INTERNVL_TILE, patch_size=INTERNVL_PATCH),
-        text_config=Qwen2Config(**text_kwargs(len(tokenizer), pad_token_id=0,
-                                              eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))),
+        text_config=(text_config_class or Qwen2Config)(**text_kwargs(
+            len(tokenizer), pad_token_id=0, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), **text_extra)),
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=16,
     )
     torch.manual_seed(seed)
@@ -368,21 +369,30 @@ IDEFICS_TEMPLATE = (
 IDEFICS_TILE, IDEFICS_PATCH = 32, 4  # 8 × 8 patches per frame, pixel-shuffled by 2 to 4 × 4 = 16 tokens
 
 
-def tiny_idefics3(seed: int = 0, smolvlm: bool = False) -> ModelBundle:
+def idefics_tokenizer():
+    return word_tokenizer(IDEFICS_SPECIALS, eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
+
+
+def idefics_image_processor(image_processor_class):
+    """A 64-px longest edge split into 32-px tiles (Idefics3's and SmolVLM's image processors take the same)."""
+    return image_processor_class(size={"longest_edge": 2 * IDEFICS_TILE}, max_image_size={"longest_edge": IDEFICS_TILE},
+                                 do_image_splitting=True)
+
+
+def tiny_idefics3(seed: int = 0, smolvlm: bool = False, processor=None) -> ModelBundle:
     """Idefics3 (or, with smolvlm=True, SmolVLM's model classes: same image layout): images resized to a 64-px
-    longest edge, split into 2 × 2 tiles of 32 px + a 32-px global image. The processor is Idefics3's in both
-    cases: SmolVLM's own processor differs only for video and needs `num2words`, not installed here."""
+    longest edge, split into 2 × 2 tiles of 32 px + a 32-px global image. The processor is Idefics3's unless one
+    is given (tests/tiny_families.py's SmolVLM2 passes SmolVLM's own)."""
     import transformers
     from transformers import Idefics3ImageProcessorPil, Idefics3Processor, LlamaConfig
 
     from var_core.models.idefics3 import Idefics3Adapter
 
     prefix = "SmolVLM" if smolvlm else "Idefics3"
-    tokenizer = word_tokenizer(IDEFICS_SPECIALS, eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
-    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 2 * IDEFICS_TILE},
-                                                max_image_size={"longest_edge": IDEFICS_TILE}, do_image_splitting=True)
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=16,
-                                  chat_template=IDEFICS_TEMPLATE)
+    processor = processor or Idefics3Processor(image_processor=idefics_image_processor(Idefics3ImageProcessorPil),
+                                               tokenizer=idefics_tokenizer(), image_seq_len=16,
+                                               chat_template=IDEFICS_TEMPLATE)
+    tokenizer = processor.tokenizer
     config = getattr(transformers, f"{prefix}Config")(
         vision_config=getattr(transformers, f"{prefix}VisionConfig")(hidden_size=32, intermediate_size=64,
             num_hidden_layers=2, num_attention_heads=2, image_size=IDEFICS_TILE, patch_size=IDEFICS_PATCH),

@@ -51,9 +51,12 @@ def image_only(processor_class: type) -> type:
     torchvision (even `video_processor=None` fails its class check without it). We only feed images, so this
     subclass — same class name, same behaviour for images — drops that one argument and keeps the others (with
     their defaults: `from_pretrained` only passes saved settings such as `image_seq_length` that `__init__` names);
-    its `from_pretrained` then loads just the image processor and the tokenizer.
+    its `from_pretrained` then loads just the image processor and the tokenizer. It renders chat templates as
+    `ProcessorMixin` does: SmolVLM's own `apply_chat_template` reads the missing video processor's frame settings.
     """
     import inspect
+
+    from transformers import ProcessorMixin
 
     params = [p for name, p in inspect.signature(processor_class.__init__).parameters.items()
               if name not in ("self", "video_processor") and p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -65,7 +68,7 @@ def image_only(processor_class: type) -> type:
          f"    _parent.__init__(self, video_processor=None, {forward}, **kwargs)\n", namespace)
     return type(processor_class.__name__, (processor_class,),
                 {"__init__": namespace["__init__"], "__module__": processor_class.__module__,
-                 "__doc__": image_only.__doc__})
+                 "__doc__": image_only.__doc__, "apply_chat_template": ProcessorMixin.apply_chat_template})
 
 
 def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels, seen: dict):

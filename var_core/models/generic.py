@@ -18,6 +18,7 @@ from PIL import Image
 from var_core.budget import check_budget, visual_token_budget
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.models.common import cast_floating, preset_of, seen_record, token_positions
+from var_core.run import MAX_NEW_TOKENS_LIMIT
 
 STRIP_NOTE = ("no patch grid is known for this architecture: its visual tokens are drawn as a 1-D strip in token "
               "order over the image as given, not at their places on the image")
@@ -46,6 +47,23 @@ def generic_problem(model: torch.nn.Module) -> str | None:
     if not attends_through_interface(model):
         return "its text model does not attend through transformers' AttentionInterface"
     return None
+
+
+def sliding_window(text_config) -> int | None:
+    """The text model's attention window where some layer uses one (Gemma 3's local layers, Mistral v0.1), else None."""
+    window = getattr(text_config, "sliding_window", None)
+    layer_types = getattr(text_config, "layer_types", None)
+    return window if window and (layer_types is None or "sliding_attention" in layer_types) else None
+
+
+def check_window(bundle: ModelBundle, prompt_tokens: int) -> None:
+    """Refuse a prompt that, with the longest answer `generate` allows, could outgrow a sliding window: past it the
+    cache drops the oldest keys, and the hook, which reads key index as token position, would trace wrong keys."""
+    window = sliding_window(bundle.text_config)
+    if window is not None and prompt_tokens + MAX_NEW_TOKENS_LIMIT > window:
+        raise ValueError(f"{bundle.name} attends within a sliding window of {window:,} tokens in some layers; this "
+                         f"prompt is {prompt_tokens:,} tokens and an answer may add {MAX_NEW_TOKENS_LIMIT}, past which "
+                         "the VAR hook cannot follow the cache: shorten the question or lower the visual-token budget")
 
 
 def chat_messages(prompt: str) -> list[dict]:
@@ -89,6 +107,7 @@ class GenericAdapter:
         inputs, positions = encode_chat(bundle, self.images(bundle, image, budget), prompt,
                                         **self.image_kwargs(bundle, image, budget))
         check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
+        check_window(bundle, inputs["input_ids"].shape[1])
         prepared = self.layout(bundle, image, dict(inputs), positions, preset_of(bundle), budget)
         prepared.inputs = cast_floating(prepared.inputs, bundle.model.dtype)  # after `layout` read the pixels
         return prepared

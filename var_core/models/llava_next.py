@@ -102,3 +102,10 @@ class LlavaNextAdapter(GenericAdapter):
             image=pixels_to_image(base, processor.image_processor),
             seen=seen,
         )
+
+
+class LlavaOnevisionAdapter(LlavaNextAdapter):
+    """LLaVA-OneVision (`LlavaOnevisionForConditionalGeneration`): LLaVA-NeXT's anyres layout (base view first, no
+    CLS token with SigLIP; tile features bilinearly shrunk beyond `anyres_max_9`), its own budget default."""
+
+    family = "llava_onevision"

@@ -1,0 +1,144 @@
+"""The families added on the generic path, on tiny random models through their real transformers classes: Qwen3-VL
+(dense and MoE), Gemma 3, SmolVLM2 with SmolVLM's own processor, InternVL3.5-hf (Qwen3 dense and MoE LMs), and
+LLaVA-OneVision (refused by the hook today: see its test)."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+import torch
+from transformers import Qwen3Config, Qwen3MoeConfig
+
+from tests.tiny_families import tiny_gemma3, tiny_llava_onevision, tiny_qwen3_vl, tiny_smolvlm2
+from tests.tiny_models import (check_p_zero_hook_equals_eager, check_p_zero_hook_exact_through_generate,
+                               check_var_changes_logits_after_the_image_only, localise_vision_tower,
+                               most_changed_grid_cell, noise_image, replaced_positions, tiny_internvl)
+from var_core.config import VARConfig
+from var_core.hook import UnsupportedAttention
+from var_core.run import generate
+
+PROMPT = "what colour is the square ?"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One tiny family: how to build it, the image it gets, what the processor must make of it."""
+
+    build: Callable
+    size: tuple[int, int]  # (height, width) of the noise image
+    grid: tuple[int, int]
+    visual: int  # every visual token (grid + tiles + newlines)
+    before: str  # the text token just before the first visual token
+    attention: str  # the LM's attention class: the only one the hook may see
+    tower: str  # attribute of model.model holding the vision tower
+
+
+FAMILIES = {
+    "qwen3_vl": Family(tiny_qwen3_vl, (32, 48), (4, 6), 24, "<|vision_start|>", "Qwen3VLTextAttention", "visual"),
+    "qwen3_vl_moe": Family(lambda: tiny_qwen3_vl(moe=True), (32, 48), (4, 6), 24, "<|vision_start|>",
+                           "Qwen3VLMoeTextAttention", "visual"),
+    "gemma3": Family(tiny_gemma3, (40, 24), (4, 4), 16, "<start_of_image>", "Gemma3Attention", "vision_tower"),
+    "smolvlm2": Family(tiny_smolvlm2, (64, 64), (4, 4), 5 * 16, "<row_1_col_1>", "LlamaAttention", "vision_model"),
+    "internvl3_5": Family(lambda: tiny_internvl(text_config_class=Qwen3Config, head_dim=16), (64, 64), (4, 4),
+                          5 * 16, "<img>", "Qwen3Attention", "vision_tower"),
+    "internvl3_5_moe": Family(lambda: tiny_internvl(text_config_class=Qwen3MoeConfig, head_dim=16, num_experts=4,
+                                                    num_experts_per_tok=2, moe_intermediate_size=32),
+                              (64, 64), (4, 4), 5 * 16, "<img>", "Qwen3MoeAttention", "vision_tower"),
+}
+# LLaVA-OneVision: base view 4 × 4, then 1 × 2 tiles (4 × 8 tokens) with a newline per row
+ONEVISION = Family(tiny_llava_onevision, (32, 64), (4, 4), 16 + 32 + 4, ":", "Qwen2Attention", "vision_tower")
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request):
+    return FAMILIES[request.param]
+
+
+@pytest.fixture(scope="module")
+def tiny(family):
+    return family.build()
+
+
+@pytest.fixture(scope="module")
+def image(family):
+    return noise_image(*family.size)
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny, image):
+    return tiny.adapter.prepare(tiny, image, PROMPT)
+
+
+def check_positions_and_grid(tiny, family: Family, prepared) -> None:
+    """Visual positions = where the model put image features = the processor's expansion; the grid's size."""
+    ids = prepared.inputs["input_ids"][0]
+    tokens = tiny.processor.tokenizer.convert_ids_to_tokens(ids)
+    assert len(prepared.visual_positions) == family.visual and prepared.grid == family.grid
+    assert tokens[prepared.visual_positions[0] - 1] == family.before
+    assert torch.equal(prepared.visual_positions, replaced_positions(tiny, prepared.inputs))
+    drawn = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    assert len(drawn) == family.grid[0] * family.grid[1] and prepared.image.dtype.name == "uint8"
+
+
+def check_cells(family: Family) -> None:
+    """With a local vision tower, perturbing grid cell (r, c) of the image moves grid token r · cols + c most."""
+    local = family.build()
+    assert localise_vision_tower(getattr(local.model.model, family.tower)) > 0
+    rows, cols = family.grid
+    image = noise_image(*family.size)
+    for row, col in [(0, cols - 1), (rows - 1, 0), (rows // 2, cols // 2)]:
+        assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * cols + col
+
+
+def test_visual_positions_are_the_processors_expansion_and_the_grid_is_whole(tiny, family, prepared):
+    check_positions_and_grid(tiny, family, prepared)
+
+
+def test_each_grid_token_sees_its_own_cell(family):
+    check_cells(family)
+
+
+def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(tiny, family, prepared):
+    check_p_zero_hook_equals_eager(tiny, prepared, family.attention)
+
+
+def test_hook_is_exact_through_generate_decode_steps(tiny, prepared):
+    check_p_zero_hook_exact_through_generate(tiny, prepared)
+
+
+def test_var_changes_logits_after_the_image_only(tiny, prepared):
+    check_var_changes_logits_after_the_image_only(tiny, prepared)
+
+
+def test_generate_traces_the_grid(tiny, family, image):
+    trace = generate(tiny, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
+    cells = family.grid[0] * family.grid[1]
+    assert trace.grid == family.grid and len(trace.image_token_positions) == family.visual
+    assert trace.attn_to_visual.shape == (tiny.num_layers, tiny.num_heads, len(trace.query_positions), cells)
+    assert trace.phi.shape == (tiny.num_layers, trace.n_prompt) and len(trace.tokens) == trace.n_prompt + 3
+
+
+def test_gemma3_draws_the_whole_image_squashed_to_its_square_input():
+    tiny = tiny_gemma3()
+    prepared = tiny.adapter.prepare(tiny, noise_image(40, 24), PROMPT)
+    assert prepared.image.shape == (32, 32, 3) and prepared.seen["original_size"] == [24, 40]
+    assert prepared.seen["resized"] and torch.equal(prepared.grid_positions, prepared.visual_positions)
+
+
+def test_llava_onevision_lays_out_like_llava_next_but_the_hook_refuses_its_logits_to_keep():
+    """OneVision's model forwards `logits_to_keep` down to every attention call; the hook does not know it (it is
+    harmless: transformers uses it after the decoder), so every hooked run is refused, naming it."""
+    tiny = ONEVISION.build()
+    prepared = tiny.adapter.prepare(tiny, noise_image(*ONEVISION.size), PROMPT)
+    check_positions_and_grid(tiny, ONEVISION, prepared)
+    assert torch.equal(prepared.grid_positions, prepared.visual_positions[:16])  # base view first, no CLS
+    check_cells(ONEVISION)
+    with pytest.raises(UnsupportedAttention, match="logits_to_keep"):
+        generate(tiny, noise_image(*ONEVISION.size), PROMPT, max_new_tokens=1)
+
+
+def test_a_prompt_that_could_outgrow_a_sliding_window_is_refused():
+    """Past the window the cache drops the oldest keys and the hook would trace the wrong ones."""
+    tiny = tiny_gemma3(sliding_window=64)
+    with pytest.raises(ValueError, match="sliding window of 64 tokens"):
+        tiny.adapter.prepare(tiny, noise_image(32, 32), PROMPT)

@@ -1,0 +1,125 @@
+"""Tiny random models of the families added on the generic path (Qwen3-VL dense and MoE, Gemma 3, LLaVA-OneVision,
+SmolVLM2, Mistral-3, InternVL3.5), built like tests/tiny_models.py's: config classes, local word-level tokenizers,
+the family's own processor classes, no download."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.tiny_models import (IDEFICS_TEMPLATE, NEXT_TEMPLATE, QWEN_MERGE, QWEN_PATCH, bundle, qwen_ids, qwen_processor, qwen_text, text_kwargs,
+                               idefics_image_processor, idefics_tokenizer, tiny_idefics3, word_tokenizer)
+from var_core.models.common import image_only
+
+
+# ---------------------------------------------------------------- Qwen3-VL (dense and MoE)
+def tiny_qwen3_vl(seed: int = 0, moe: bool = False):
+    """Qwen3-VL: Qwen2-VL's merged-patch layout, a learned position embedding in the tower and DeepStack features
+    (tower layer 0) added to the first decoder layer's visual positions; with moe=True, 4 experts (2 per token)."""
+    import transformers
+    from transformers import Qwen3VLProcessor
+
+    from var_core.models.qwen2_vl import Qwen2VLAdapter
+
+    prefix = "Qwen3VLMoe" if moe else "Qwen3VL"
+    processor = qwen_processor(Qwen3VLProcessor)
+    text = qwen_text(processor.tokenizer) | {"head_dim": 16}
+    if moe:
+        text |= {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "decoder_sparse_step": 1}
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=QWEN_PATCH,
+                           spatial_merge_size=QWEN_MERGE, temporal_patch_size=2, out_hidden_size=64,
+                           num_position_embeddings=64, deepstack_visual_indexes=[0]),
+        text_config=text, **qwen_ids(processor.tokenizer))
+    torch.manual_seed(seed)
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
+    return bundle(model, processor, f"tiny-{prefix.lower()}", Qwen2VLAdapter())
+
+
+# ---------------------------------------------------------------- Gemma 3
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+                  "<end_of_image>", "<image_soft_token>", "\n\n"]
+GEMMA_TEMPLATE = (
+    "<bos>{% for message in messages %}<start_of_turn>{{ message['role'] }} "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<start_of_image>"
+    "{% else %}{{ part['text'] }} {% endif %}{% endfor %}<end_of_turn> {% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model {% endif %}"
+)
+GEMMA_SIZE, GEMMA_PATCH, GEMMA_TOKENS = 32, 4, 16  # 8 × 8 patches average-pooled 2 × 2 → 4 × 4 = 16 tokens
+
+
+def tiny_gemma3(seed: int = 0, sliding_window: int = 600):
+    """Gemma 3: a SigLIP tower, patches average-pooled to 4 × 4 soft tokens between <start_of_image> and
+    <end_of_image>; layers alternate sliding-window and full attention (the window holds a prompt and the longest
+    answer, as Gemma-3-4B's 1,024 does for one image); image tokens attend bidirectionally."""
+    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor,
+                              Gemma3TextConfig, SiglipVisionConfig)
+
+    from var_core.models.gemma3 import Gemma3Adapter
+
+    tokenizer = word_tokenizer(GEMMA_SPECIALS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                               extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                                     "image_token": "<image_soft_token>"})
+    image_processor = Gemma3ImageProcessorPil(size={"height": GEMMA_SIZE, "width": GEMMA_SIZE})
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=GEMMA_TOKENS,
+                                chat_template=GEMMA_TEMPLATE)
+    ids = tokenizer.convert_tokens_to_ids
+    text = Gemma3TextConfig(**text_kwargs(len(tokenizer), head_dim=16, query_pre_attn_scalar=16,
+                                          sliding_window=sliding_window,
+                                          layer_types=["sliding_attention", "full_attention"] * 2, pad_token_id=0,
+                                          eos_token_id=ids("<end_of_turn>"), bos_token_id=ids("<bos>")))
+    config = Gemma3Config(
+        text_config=text,
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=GEMMA_SIZE, patch_size=GEMMA_PATCH),
+        mm_tokens_per_image=GEMMA_TOKENS, boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"), image_token_index=ids("<image_soft_token>"))
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config)
+    torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight)  # zeros by its init
+    return bundle(model, processor, "tiny-gemma3", Gemma3Adapter())
+
+
+# ---------------------------------------------------------------- LLaVA-OneVision
+ONEVISION_SPECIALS = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+ONEVISION_SIZE, ONEVISION_PATCH = 32, 8  # base view 4 × 4 patches (SigLIP: no CLS token)
+ONEVISION_PINPOINTS = [[32, 32], [32, 64], [64, 32], [64, 64]]
+
+
+def tiny_llava_onevision(seed: int = 0):
+    """LLaVA-OneVision: LLaVA-NeXT's anyres layout (base view, then the unpadded tiles with a newline per row) on a
+    SigLIP tower and a Qwen2 LM; "full" feature strategy."""
+    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                              LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor, Qwen2Config,
+                              SiglipVisionConfig)
+
+    from var_core.models.llava_next import LlavaOnevisionAdapter
+
+    tokenizer = word_tokenizer(ONEVISION_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                               extra_special_tokens={"image_token": "<image>", "video_token": "<video>"})
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": ONEVISION_SIZE, "width": ONEVISION_SIZE},
+                                                      image_grid_pinpoints=ONEVISION_PINPOINTS)
+    processor = image_only(LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=(ONEVISION_SIZE // ONEVISION_PATCH) ** 2,
+        vision_feature_select_strategy="full", chat_template=NEXT_TEMPLATE.replace("<s>", ""))
+    ids = tokenizer.convert_tokens_to_ids
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=ONEVISION_SIZE, patch_size=ONEVISION_PATCH),
+        text_config=Qwen2Config(**text_kwargs(len(tokenizer), pad_token_id=0, eos_token_id=ids("<|im_end|>"))),
+        image_token_index=ids("<image>"), video_token_index=ids("<video>"), image_grid_pinpoints=ONEVISION_PINPOINTS,
+        vision_feature_select_strategy="full", vision_feature_layer=-1)
+    torch.manual_seed(seed)
+    return bundle(LlavaOnevisionForConditionalGeneration(config), processor, "tiny-llava-onevision",
+                  LlavaOnevisionAdapter())
+
+
+# ---------------------------------------------------------------- SmolVLM2
+def tiny_smolvlm2(seed: int = 0):
+    """SmolVLM2 (`smolvlm`): SmolVLM's model classes with SmolVLM's own processor (image-only: no torchvision)."""
+    from transformers import SmolVLMImageProcessorPil, SmolVLMProcessor
+
+    processor = image_only(SmolVLMProcessor)(image_processor=idefics_image_processor(SmolVLMImageProcessorPil),
+                                             tokenizer=idefics_tokenizer(), image_seq_len=16,
+                                             chat_template=IDEFICS_TEMPLATE)
+    return tiny_idefics3(seed, smolvlm=True, processor=processor)
+

@@ -1,0 +1,53 @@
+"""Gemma 3 adapter (`Gemma3ForConditionalGeneration`, e.g. google/gemma-3-4b-it).
+
+The processor resizes the image to the SigLIP tower's square input (896² on the hub) without keeping the aspect
+ratio; the projector average-pools the 64 × 64 patch grid to `mm_tokens_per_image` soft tokens (16 × 16 = 256) in
+raster order, between `<start_of_image>` and `<end_of_image>` (text). With pan & scan on (off by default) the
+original image comes first, then its crops, each another 256 tokens.
+
+Visual-token budget: fixed, 256 per view; pan & scan's crops are capped so all views fit.
+
+Grid provided: the original image's tokens (the first `mm_tokens_per_image`) as a square raster over its pixels;
+the crops' tokens are visual tokens for VAR only.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from var_core.budget import refuse_below
+from var_core.models.bundle import ModelBundle, PreparedInputs
+from var_core.models.common import check_count, pixels_to_image, seen_record, square_grid
+from var_core.models.generic import GenericAdapter
+
+
+class Gemma3Adapter(GenericAdapter):
+    """The generic path; the first view's pooled soft tokens are the grid."""
+
+    family = "gemma3"
+
+    def image_kwargs(self, bundle: ModelBundle, image: Image.Image, budget: int) -> dict:
+        per_view = bundle.model.config.mm_tokens_per_image
+        refuse_below(budget, per_view, f"of one {bundle.name} image")
+        if not bundle.processor.image_processor.do_pan_and_scan:
+            return {}
+        return {"pan_and_scan_max_num_crops": min(bundle.processor.image_processor.pan_and_scan_max_num_crops,
+                                                  budget // per_view - 1)}
+
+    def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
+               budget: int) -> PreparedInputs:
+        per_view = bundle.model.config.mm_tokens_per_image
+        views = inputs["pixel_values"].shape[0]  # [views, 3, H, W]: the image, then its pan & scan crops
+        check_count(len(positions), views * per_view, f"image tokens for {views} view(s)")
+        pixels = inputs["pixel_values"][0]
+        input_size = (pixels.shape[-1], pixels.shape[-2])
+        return PreparedInputs(
+            inputs=inputs,
+            visual_positions=positions,
+            grid=square_grid(per_view),
+            grid_positions=positions[:per_view],
+            image=pixels_to_image(pixels, bundle.processor.image_processor),
+            seen=seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
+                             tiles=views - 1),
+        )
