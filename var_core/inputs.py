@@ -56,3 +56,15 @@ def number(value, name: str, low=None, high=None, *, integer: bool = False, opti
     if too_low or too_high:
         raise ValueError(f"{name} must be {bounds}, got {shown(value)}")
     return int(parsed) if integer else parsed
+
+
+def text_value(value, name: str, max_chars: int) -> str | None:
+    """`value` as text of at most `max_chars` characters, None when nothing (or only blanks) was given; a ValueError
+    naming `name` for another type or a longer text."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__} {shown(value)}")
+    if len(value) > max_chars:
+        raise ValueError(f"{name} has {len(value):,} characters; the limit is {max_chars}")
+    return value

@@ -14,6 +14,7 @@ from var_core import memory
 from var_core.config import VARConfig, checked_layers
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
+from var_core.limits import Deadline, GenerationStopped
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.registry import validate_tau
 from var_core.trace import Trace
@@ -21,10 +22,6 @@ from var_core.trace import Trace
 MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
 ATTENTION_NUMERICS = "scores and softmax in float32; layers without VAR or capture run sdpa"
-
-
-class GenerationStopped(RuntimeError):
-    """A run's stop signal was set (the user pressed Stop or left): its answer is incomplete and not returned."""
 
 
 class _StopWhenSet(StoppingCriteria):
@@ -125,10 +122,10 @@ def _model_shape(bundle: ModelBundle) -> memory.ModelShape:
 def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                 measure: VARConfig | None = None, capture: bool = True,
                 mask_positions=None, capture_layers=None, max_new_tokens: int = 0,
-                explanation: bool = False) -> tuple[PreparedInputs, RunState]:
+                explanation: bool = False, deadline: Deadline | None = None) -> tuple[PreparedInputs, RunState]:
     """Validate the request and build its model inputs and the hook's `RunState` (see `generate` for the arguments);
     shared by `generate` and the single forward passes of `var_core.explain` (`explanation`: a backward pass
-    follows). Before any model code runs, the request's peak memory is estimated (`var_core.memory`) and a request
+    follows; `deadline`: the hook checks it at every layer). Before any model code runs, the request's peak memory is estimated (`var_core.memory`) and a request
     that cannot fit on the model's device is refused with `InsufficientMemory`."""
     image = check_image_and_prompt(image, prompt)
     selection = config or measure or VARConfig()
@@ -153,7 +150,8 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
                      var_layers=frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset(),
                      capture=capture, capture_layers=None if capture_layers is None else frozenset(captured),
                      model_name=bundle.name, profile_layer=num_layers // 2,
-                     mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device))
+                     mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device),
+                     deadline=deadline)
     return prepared, state
 
 

@@ -12,6 +12,7 @@ from var_core.config import VARConfig
 from var_core.explain.rules import head_mean_product, relevancy_row
 from var_core.hook import attention_hook
 from var_core.images import prepare_image
+from var_core.limits import Deadline
 from var_core.models.bundle import ModelBundle
 from var_core.run import clean_prompt, prepare_run
 
@@ -93,18 +94,19 @@ def _token_logits(bundle: ModelBundle, hidden: torch.Tensor, grid: torch.Tensor,
 
 
 def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
-                   answer: str | None = None, gradients: bool = False) -> AnswerForward:
+                   answer: str | None = None, gradients: bool = False, deadline: Deadline | None = None) -> AnswerForward:
     """Run the prompt once (VAR active when `config` is given) and read the answer row's attention and logits.
     `image`: anything `var_core.images.prepare_image` accepts (a path, PIL image or array).
 
     gradients=True also takes the gradient of the answer token's logit with respect to every layer's attention
-    (one backward pass). No layer's attention is kept for it: the hook saves q, k, v and recomputes each layer's
+    (one backward pass); `deadline` (`var_core.limits`) ends either pass within one layer. No layer's attention is kept for it: the hook saves q, k, v and recomputes each layer's
     attention in the backward, one layer at a time, where its gradient is reduced at once to Chefer's Ā [T, T].
     Memory beyond a plain forward: what autograd keeps for the other ops (≈ L·T·D·c activations), L·T² float32 for
     the Ā, and one layer's recomputation (≈ 16·H·T² bytes: float32 scores, softmax, VAR's copy, their gradient),
     whatever the depth (`tests/test_explain_memory.py`).
     """
-    prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False, explanation=gradients)
+    prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False, explanation=gradients,
+                                  deadline=deadline)
     grid = state.grid_positions
     attention: dict[int, torch.Tensor] = {}
     products: dict[int, torch.Tensor] = {}

@@ -19,6 +19,7 @@ import torch
 from var_core.config import VARConfig, checked_layers
 from var_core.explain.forward import AnswerForward, answer_forward
 from var_core.explain.rules import normalised, relative
+from var_core.limits import Deadline
 from var_core.models.bundle import ModelBundle
 
 GENERIC_PROMPT = "Write a general description of the image."
@@ -100,12 +101,14 @@ class Explanation:
 
 
 def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, answer: str | None = None,
-            generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None) -> Explanation:
+            generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None,
+            deadline: Deadline | None = None) -> Explanation:
     """All four maps of one run at the cost of two forward passes and one backward pass: the question's pass
-    gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention."""
+    gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention.
+    deadline: a stop signal and time limit for all three passes (`var_core.limits`), checked at every layer."""
     layers = checked_layers(layers, bundle.num_layers)
-    question = answer_forward(bundle, image, prompt, config, answer, gradients=True)
-    generic = answer_forward(bundle, image, generic_prompt, config)
+    question = answer_forward(bundle, image, prompt, config, answer, gradients=True, deadline=deadline)
+    generic = answer_forward(bundle, image, generic_prompt, config, deadline=deadline)
     rows = _layer_rows(question, layers)
     values = {"raw attention": rows, "relevancy": question.relevancy,
               "relative attention": relative(rows, _layer_rows(generic, layers), RELATIVE_FLOOR),
