@@ -55,3 +55,15 @@ def test_discover_sink_dims_finds_planted_massive_dims():
     layers[1][:, 3, 12] = 500.0  # a one-layer outlier must not win
     assert discover_sink_dims(layers, top_k=2) == [41, 7]
     assert discover_sink_dims(torch.stack(layers), top_k=1) == [41]
+
+
+@pytest.mark.parametrize("planted", [(41,), (41, 7), (41, 7, 30), (3, 9, 20, 33, 50)])
+def test_discovery_keeps_as_many_dims_as_stand_out(planted):
+    """One, two, three or five massive dims (of decreasing strength, all far above the rest) are all found (φ ≤ √D:
+    D = 1024 leaves five massive dims room above the noise)."""
+    torch.manual_seed(0)
+    layers = [torch.randn(2, 20, 1024) for _ in range(8)]
+    for layer in layers[1:]:
+        for rank, dim in enumerate(planted):
+            layer[:, 0, dim] = 300.0 / (1 + 0.3 * rank)
+    assert discover_sink_dims(layers) == list(planted)

@@ -123,3 +123,35 @@ def tiny_smolvlm2(seed: int = 0):
                                              chat_template=IDEFICS_TEMPLATE)
     return tiny_idefics3(seed, smolvlm=True, processor=processor)
 
+
+
+# ---------------------------------------------------------------- PaliGemma: no family adapter, the generic path
+PALIGEMMA_TEMPLATE = ("{% for message in messages %}{% for part in message['content'] %}"
+                      "{% if part['type'] == 'image' %}<image>{% else %}{{ part['text'] }}{% endif %}{% endfor %}"
+                      "{% endfor %}")
+
+
+def tiny_paligemma(seed: int = 0):
+    """PaliGemma: image tokens first (a prefix attended bidirectionally), then BOS and the prompt; a Gemma LM. No
+    family adapter knows its grid: it is served by the generic path."""
+    from transformers import (GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
+                              SiglipImageProcessorPil, SiglipVisionConfig)
+
+    from var_core.models.generic import GenericAdapter
+
+    tokenizer = word_tokenizer(["<pad>", "<eos>", "<bos>", "<unk>", "<image>"], bos_token="<bos>", eos_token="<eos>",
+                               pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    image_processor = SiglipImageProcessorPil(size={"height": GEMMA_SIZE, "width": GEMMA_SIZE})
+    image_processor.image_seq_length = (GEMMA_SIZE // GEMMA_PATCH) ** 2
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                   chat_template=PALIGEMMA_TEMPLATE)
+    ids = tokenizer.convert_tokens_to_ids
+    config = PaliGemmaConfig(
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=GEMMA_SIZE, patch_size=GEMMA_PATCH,
+                                         projection_dim=64),
+        text_config=GemmaConfig(**text_kwargs(len(tokenizer), head_dim=16, pad_token_id=0, eos_token_id=1,
+                                              bos_token_id=2)),
+        image_token_index=ids("<image>"), projection_dim=64, hidden_size=64, vocab_size=len(tokenizer))
+    torch.manual_seed(seed)
+    return bundle(PaliGemmaForConditionalGeneration(config), processor, "tiny-paligemma", GenericAdapter())

@@ -8,17 +8,21 @@ visual tokens (transformers' own Qwen2-VL default, `max_pixels` = 28·28·1280) 
 tokens: ≈ 0.5 GB of scores, ≈ 0.3 GB per Trace copy, ≈ 0.1 GB of KV cache, so weights + Analyze stay near 19 GB and
 Analyze + the explanation near 24 GB (`var_core.memory`'s estimate, tests/test_memory.py).
 
-DEFAULT_VISUAL_TOKEN_BUDGET (1,280) holds for every family except LLaVA-NeXT, whose tile layout cannot go below
+DEFAULT_VISUAL_TOKEN_BUDGET (1,280) holds for every family except the anyres ones. LLaVA-NeXT's layout cannot go below
 ≈ 1,200–1,750 tokens (576 base view + at least two 336-px tiles, by aspect ratio); its default, 2,928, is the
 largest layout of llava-v1.6's pinpoints (672 × 672: 576 + 48·48 + 48 newlines), so the hub behaviour is kept
-(T ≈ 3,000 → ≈ 2.9 GB of scores for a 7B model). Fixed-size families are only checked: LLaVA-1.5 gives 576,
-InternVL3-hf 256 per 448-px tile (one tile with the hub processor), the default model 64.
+(T ≈ 3,000 → ≈ 2.9 GB of scores for a 7B model). LLaVA-OneVision's layout (384-px SigLIP: 729 base tokens, then
+the tiles) cannot go below 729 + 729 + 27 = 1,485; its default, 3,699, is 2 × 2 tiles of a square photo
+(729 + 54·54 + 54 newlines; its hub processors go up to ≈ 7,400 with `anyres_max_9`). Fixed-size families are only
+checked: LLaVA-1.5 gives 576, InternVL3-hf 256 per 448-px tile (one tile with the hub processor), Gemma 3 256 per
+view (one view unless pan & scan is on), the default model 64.
 
 Choosing it, first match wins: `bundle.extra["visual_token_budget"]` (per model, and per call by setting it before
 the call), the environment variable VAR_VISUAL_TOKENS (every family), the family default above. Each adapter turns
 the budget into its processor's own size controls (Qwen `size` = min/max pixels, SmolVLM/Idefics3 `longest_edge`,
-LLaVA-NeXT a downscale that makes the model pick a smaller pinpoint, InternVL `max_patches`) and refuses, with a
-ValueError, a budget below what the family needs.
+LLaVA-NeXT and -OneVision a downscale that makes the model pick a smaller pinpoint, InternVL `max_patches`, Gemma 3
+the pan & scan crops; the generic path has none and only checks) and refuses, with a ValueError, a budget below what
+the family needs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import os
 
 DEFAULT_VISUAL_TOKEN_BUDGET = 1280
-FAMILY_DEFAULTS = {"llava_next": 2928}
+FAMILY_DEFAULTS = {"llava_next": 2928, "llava_onevision": 3699}
 ENV_VAR = "VAR_VISUAL_TOKENS"
 SETTING = "visual_token_budget"  # the key in ModelBundle.extra
 

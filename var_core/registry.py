@@ -1,4 +1,5 @@
-"""Known LLM backbones: sink dimensions and τ, each number with its source.
+"""Known LLM backbones: sink dimensions and τ, each number with its source; every entry serves a catalogue model
+(var_core.models.catalog), the others discover theirs at first load.
 
 τ rule where no source gives one: φ(x) ≤ √D (hidden size D), so a fixed τ is not portable.
 We use the paper's τ = 20 when it leaves head-room (20 ≤ 0.8·√D), else 0.8·√D, which keeps τ
@@ -59,9 +60,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone("llama-2-13b", 5120, (2100, 4743), PAPER_TAU,
                  "official code (seilk/VisAttnSink src/logic/constants.py); τ = 20 from the paper"),
         Backbone("qwen2-7b", 3584, (458, 2570), PAPER_TAU,
-                 "third-party summary, unverified (METHOD.md §2b); τ = paper value"),
-        Backbone("internlm2-7b", 4096, (3584,), PAPER_TAU,
-                 "third-party summary for InternVL2-8B, unverified (METHOD.md §2b); τ = paper value"),
+                 "third-party summaries for Qwen2-VL-7B, unverified (METHOD.md §2b and §5); τ = paper value"),
         Backbone("smollm2-135m", 576, (507,), PAPER_TAU,
                  "measured here (METHOD.md §4): dim 507 of the first token reaches |x| ≈ 24,900, φ ≈ 23.8; "
                  "τ = 20 < √576 = 24 kept from the paper"),

@@ -28,20 +28,31 @@ def sink_mask(hidden: torch.Tensor, sink_dims, tau: float) -> torch.Tensor:
     return phi(hidden, sink_dims) > tau
 
 
-def discover_sink_dims(hidden_states, top_k: int = 2) -> list[int]:
+MAX_SINK_DIMS = 8  # discovery looks for the break among the strongest 8 dims (papers and releases list 1–3)
+
+
+def discover_sink_dims(hidden_states, top_k: int | None = None) -> list[int]:
     """Find a model's sink dimensions: where massive activations concentrate.
 
     hidden_states: a sequence of [B, T, D] tensors (one per layer, e.g. `output_hidden_states`; each may sit on
     its own device when the model is split across GPUs) or one [L, B, T, D] / [B, T, D] tensor. Each token's
     |x|/RMS(x) is taken, and for every dimension we keep its largest value over tokens, per layer (on that layer's
     device; only the [D] result moves to the CPU); a dim is scored by the median of that over layers, so a dim must
-    be massive in most layers (not one outlier). Returns the top_k dims, strongest first.
+    be massive in most layers (not one outlier). Returns the dims before the largest drop (ratio of consecutive
+    scores) among the strongest MAX_SINK_DIMS + 1 — as many as the data shows — or, with `top_k`, the top_k dims;
+    strongest first.
     """
     if isinstance(hidden_states, torch.Tensor):
         hidden_states = hidden_states if hidden_states.dim() == 4 else hidden_states.unsqueeze(0)
     per_layer = torch.stack([_largest_normalised(hidden).cpu() for hidden in hidden_states])  # [L, D]
     score = per_layer.median(0).values  # [D]
-    return score.topk(min(top_k, score.numel())).indices.tolist()
+    if top_k is not None:
+        return score.topk(min(top_k, score.numel())).indices.tolist()
+    values, indices = score.topk(min(MAX_SINK_DIMS + 1, score.numel()))
+    if len(values) < 2:
+        return indices.tolist()
+    drops = values[:-1] / values[1:].clamp_min(torch.finfo(values.dtype).tiny)
+    return indices[: int(drops.argmax()) + 1].tolist()
 
 
 def _largest_normalised(hidden: torch.Tensor) -> torch.Tensor:

@@ -24,11 +24,11 @@ from PIL import Image
 from var_core.inputs import shown
 from var_core.models.bundle import ModelBundle
 from var_core.models.common import PRESET_SETTING, check_preset, image_only
+from var_core.models.generic import generic_problem, image_token_id
 from var_core.registry import BACKBONES, Backbone, default_tau
 
 DEFAULT_MODEL_ID = "visual-sink-lens/smollm2-llava-organism"
 CALIBRATION_PROMPT = "Describe the image in detail."
-CALIBRATION_TOP_K = 2
 
 
 class ModelLoadError(RuntimeError):
@@ -67,14 +67,36 @@ CATALOG: dict[str, CatalogEntry] = {e.model_id: e for e in [
     # SmolVLM (Idefics3 architecture)
     CatalogEntry("HuggingFaceTB/SmolVLM-256M-Instruct", "idefics3", "smollm2-135m", "SmolLM2-135M"),
     CatalogEntry("HuggingFaceTB/SmolVLM-500M-Instruct", "idefics3", "smollm2-360m", "SmolLM2-360M"),
+    # SmolVLM2 (`smolvlm`: the Idefics3 layout); the 256M model's LM is SmolLM2-135M as in SmolVLM-256M
+    CatalogEntry("HuggingFaceTB/SmolVLM2-256M-Video-Instruct", "idefics3", "smollm2-135m", "SmolLM2-135M"),
+    CatalogEntry("HuggingFaceTB/SmolVLM2-500M-Video-Instruct", "idefics3", "smollm2-360m", "SmolLM2-360M"),
+    CatalogEntry("HuggingFaceTB/SmolVLM2-2.2B-Instruct", "idefics3", "smollm2-1.7b", "SmolLM2-1.7B"),
+    # Qwen3-VL (dense and MoE): Qwen2-VL's merged-patch layout, 16-px patches
+    CatalogEntry("Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", "qwen3-vl-2b", "Qwen3-1.7B"),
+    CatalogEntry("Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", "qwen3-vl-4b", "Qwen3-4B"),
+    CatalogEntry("Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", "qwen3-vl-8b", "Qwen3-8B"),
+    CatalogEntry("Qwen/Qwen3-VL-30B-A3B-Instruct", "qwen3_vl_moe", "qwen3-vl-30b-a3b", "Qwen3-30B-A3B (MoE)"),
+    # InternVL3.5, transformers-native ("-HF") format, Qwen3 LMs (the GPT-OSS one passes learned sinks: refused)
+    CatalogEntry("OpenGVLab/InternVL3_5-1B-HF", "internvl", "qwen3-0.6b", "Qwen3-0.6B"),
+    CatalogEntry("OpenGVLab/InternVL3_5-2B-HF", "internvl", "qwen3-1.7b", "Qwen3-1.7B"),
+    CatalogEntry("OpenGVLab/InternVL3_5-4B-HF", "internvl", "qwen3-4b", "Qwen3-4B"),
+    CatalogEntry("OpenGVLab/InternVL3_5-8B-HF", "internvl", "qwen3-8b", "Qwen3-8B"),
+    # Gemma 3 (gated on the hub: accept the licence first)
+    CatalogEntry("google/gemma-3-4b-it", "gemma3", "gemma-3-4b", "Gemma 3 4B"),
+    CatalogEntry("google/gemma-3-12b-it", "gemma3", "gemma-3-12b", "Gemma 3 12B"),
 ]}
 
-# config.model_type → adapter family; (processor class used when AutoProcessor needs torchvision for video)
+# config.model_type → adapter family; other image-text-to-text models take the generic path (var_core.models.generic)
 FAMILY_OF_MODEL_TYPE = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl",
-                        "qwen2_5_vl": "qwen2_5_vl", "internvl": "internvl", "idefics3": "idefics3",
-                        "smolvlm": "idefics3"}
+                        "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl_moe",
+                        "internvl": "internvl", "idefics3": "idefics3", "smolvlm": "idefics3", "gemma3": "gemma3",
+                        "llava_onevision": "llava_onevision"}
+# processor class used when AutoProcessor needs torchvision for video
 PROCESSOR_CLASS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
-                   "internvl": "InternVLProcessor", "smolvlm": "SmolVLMProcessor"}
+                   "qwen3_vl": "Qwen3VLProcessor", "qwen3_vl_moe": "Qwen3VLProcessor",
+                   "internvl": "InternVLProcessor", "smolvlm": "SmolVLMProcessor",
+                   "llava_onevision": "LlavaOnevisionProcessor"}
+FAMILIES = sorted({*FAMILY_OF_MODEL_TYPE.values(), "generic"})
 
 
 def adapter_for(family: str):
@@ -85,7 +107,7 @@ def adapter_for(family: str):
     if family == "llava_next":
         from var_core.models.llava_next import LlavaNextAdapter
         return LlavaNextAdapter()
-    if family in ("qwen2_vl", "qwen2_5_vl"):
+    if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"):
         from var_core.models.qwen2_vl import Qwen2VLAdapter
         return Qwen2VLAdapter()
     if family == "internvl":
@@ -94,7 +116,16 @@ def adapter_for(family: str):
     if family == "idefics3":
         from var_core.models.idefics3 import Idefics3Adapter
         return Idefics3Adapter()
-    raise ModelLoadError(f"no adapter for family {family!r}; supported: {sorted(set(FAMILY_OF_MODEL_TYPE.values()))}")
+    if family == "gemma3":
+        from var_core.models.gemma3 import Gemma3Adapter
+        return Gemma3Adapter()
+    if family == "llava_onevision":
+        from var_core.models.llava_next import LlavaOnevisionAdapter
+        return LlavaOnevisionAdapter()
+    if family == "generic":
+        from var_core.models.generic import GenericAdapter
+        return GenericAdapter()
+    raise ModelLoadError(f"no adapter for family {family!r}; supported: {FAMILIES}")
 
 
 def cache_dir() -> Path:
@@ -168,7 +199,7 @@ def sink_cache_path(model_id: str) -> Path:
 def discover_backbone(bundle: ModelBundle, backbone_name: str) -> tuple[Backbone, Path, bool]:
     """Sink dims of an unregistered backbone: cached JSON if there, else `discover_sink_dims` on one calibration
     forward (output_hidden_states) and written to the cache. Returns (backbone, cache path, from_cache)."""
-    from var_core.sink import discover_sink_dims
+    from var_core.sink import MAX_SINK_DIMS, discover_sink_dims
 
     hidden_size = bundle.text_config.hidden_size
     path = sink_cache_path(bundle.name)
@@ -180,10 +211,11 @@ def discover_backbone(bundle: ModelBundle, backbone_name: str) -> tuple[Backbone
     prepared = bundle.adapter.prepare(bundle, calibration_image(), CALIBRATION_PROMPT)
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     hidden = bundle.model(**inputs, output_hidden_states=True).hidden_states
-    dims = tuple(int(d) for d in discover_sink_dims(hidden, top_k=CALIBRATION_TOP_K))
+    dims = tuple(int(d) for d in discover_sink_dims(hidden))
     tau = default_tau(hidden_size)
-    source = (f"discovered at first load of {bundle.name}: var_core.sink.discover_sink_dims (top {CALIBRATION_TOP_K}) "
-              f"on one calibration forward (synthetic two-shape image, prompt {CALIBRATION_PROMPT!r}); "
+    source = (f"discovered at first load of {bundle.name}: var_core.sink.discover_sink_dims ({len(dims)} dim(s): those "
+              f"before the largest drop in score among the strongest {MAX_SINK_DIMS + 1}) on one calibration forward "
+              f"(synthetic two-shape image, prompt {CALIBRATION_PROMPT!r}); "
               f"τ = min(20, 0.8·√{hidden_size}) by the registry rule; cached in {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"model_id": bundle.name, "backbone": backbone_name, "hidden_size": hidden_size, "sink_dims": list(dims),
@@ -225,15 +257,17 @@ def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims
     (default: the registry's when `name`, default the config's `_name_or_path`, is an allow-listed model, else
     discovered once with a calibration forward and cached, as for hub ids). preset: "hub" (the processor and chat
     template as published) or "paper" (LLaVA-1.5 as the VAR authors ran it; var_core.models.llava). The model is
-    put in eval mode. Raises ValueError naming the supported architectures when the model is not one of them, and
-    for a preset the model cannot run.
+    put in eval mode. A model type without a family adapter takes the generic path (its visual tokens drawn as a
+    strip) when `var_core.models.generic` can serve it. Raises ValueError naming the supported architectures when
+    the model is none of them, and for a preset the model cannot run.
     """
     model_type = model.config.model_type
-    family = family or FAMILY_OF_MODEL_TYPE.get(model_type)
-    supported = sorted(set(FAMILY_OF_MODEL_TYPE.values()))
-    if family not in supported:
-        raise ValueError(f"{type(model).__name__} ({model_type!r}) is not a supported architecture: supported "
-                         f"model types {sorted(FAMILY_OF_MODEL_TYPE)}, families {supported}")
+    problem = None if family or model_type in FAMILY_OF_MODEL_TYPE else generic_problem(model)
+    family = family or FAMILY_OF_MODEL_TYPE.get(model_type) or (None if problem else "generic")
+    if family not in FAMILIES:
+        why = f" (and not the generic path: {problem})" if problem else ""
+        raise ValueError(f"{type(model).__name__} ({model_type!r}) is not a supported architecture{why}: supported "
+                         f"model types {sorted(FAMILY_OF_MODEL_TYPE)}, families {FAMILIES}")
     name = name or getattr(model.config, "_name_or_path", "") or model_type
     entry = CATALOG.get(name)
     hidden_size = model.config.get_text_config().hidden_size
@@ -263,10 +297,11 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> M
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
-    family = FAMILY_OF_MODEL_TYPE.get(config.model_type)
+    family = FAMILY_OF_MODEL_TYPE.get(config.model_type) or ("generic" if image_token_id(config) is not None else None)
     if family is None:
-        raise ModelLoadError(f"{model_id} is a {config.model_type!r} model; supported architectures: "
-                             f"{sorted(FAMILY_OF_MODEL_TYPE)}")
+        raise ModelLoadError(f"{model_id} is a {config.model_type!r} model without an image token; supported "
+                             f"architectures: {sorted(FAMILY_OF_MODEL_TYPE)}, or any image-text-to-text model with "
+                             "an image token whose text model attends through transformers' AttentionInterface")
     if entry is not None and entry.family != family:
         raise ModelLoadError(f"{model_id} is listed as family {entry.family!r} but its config says "
                              f"{config.model_type!r}; the catalog entry is wrong")

@@ -147,4 +147,5 @@ def describe_seen(seen: dict) -> str:
     budget = seen.get("visual_token_budget")
     tokens = f"{seen['visual_tokens']:,} visual tokens" + (f" (budget {budget:,})" if budget else "")
     preset = " (paper preset)" if seen.get("preset") == "paper" else ""
-    return f"Model input {view} from {source}{preset}: {', '.join(steps) or 'unchanged'}; {tokens}."
+    note = f" Note: {seen['grid_note']}." if seen.get("grid_note") else ""
+    return f"Model input {view} from {source}{preset}: {', '.join(steps) or 'unchanged'}; {tokens}.{note}"
