@@ -2,8 +2,8 @@
 (dense and MoE), Gemma 3, SmolVLM2 with SmolVLM's own processor, InternVL3.5-hf (Qwen3 dense and MoE LMs), and
 LLaVA-OneVision (refused by the hook today: see its test)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch

@@ -1,13 +1,15 @@
 """Tiny random models of the families added on the generic path (Qwen3-VL dense and MoE, Gemma 3, LLaVA-OneVision,
-SmolVLM2, Mistral-3, InternVL3.5), built like tests/tiny_models.py's: config classes, local word-level tokenizers,
-the family's own processor classes, no download."""
+SmolVLM2; InternVL3.5 is tests/tiny_models.py's InternVL with a Qwen3 LM) and of PaliGemma, served by the generic
+path alone; built like tests/tiny_models.py's: config classes, local word-level tokenizers, the family's own
+processor classes, no download."""
 
 from __future__ import annotations
 
 import torch
 
-from tests.tiny_models import (IDEFICS_TEMPLATE, NEXT_TEMPLATE, QWEN_MERGE, QWEN_PATCH, bundle, qwen_ids, qwen_processor, qwen_text, text_kwargs,
-                               idefics_image_processor, idefics_tokenizer, tiny_idefics3, word_tokenizer)
+from tests.tiny_models import (IDEFICS_TEMPLATE, NEXT_TEMPLATE, QWEN_MERGE, QWEN_PATCH, bundle, idefics_image_processor,
+                               idefics_tokenizer, qwen_ids, qwen_processor, qwen_text, text_kwargs, tiny_idefics3,
+                               word_tokenizer)
 from var_core.models.common import image_only
 
 
@@ -89,8 +91,7 @@ def tiny_llava_onevision(seed: int = 0):
     """LLaVA-OneVision: LLaVA-NeXT's anyres layout (base view, then the unpadded tiles with a newline per row) on a
     SigLIP tower and a Qwen2 LM; "full" feature strategy."""
     from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
-                              LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor, Qwen2Config,
-                              SiglipVisionConfig)
+                              LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor, Qwen2Config, SiglipVisionConfig)
 
     from var_core.models.llava_next import LlavaOnevisionAdapter
 
