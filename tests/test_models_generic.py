@@ -10,6 +10,7 @@ from tests.tiny_families import tiny_paligemma
 from tests.tiny_models import (TINY_SINK_DIM, check_p_zero_hook_equals_eager, check_p_zero_hook_exact_through_generate,
                                noise_image, replaced_positions, tiny_internvl)
 from var_core.config import VARConfig
+from var_core.explain import explain
 from var_core.hook import UnsupportedAttention
 from var_core.models import wrap
 from var_core.models.common import describe_seen
@@ -48,10 +49,13 @@ def test_hook_with_p_zero_equals_eager_at_prefill_and_through_decoding(tiny, pre
     check_p_zero_hook_exact_through_generate(tiny, prepared)
 
 
-def test_generate_traces_the_strip(tiny):
+def test_generate_traces_the_strip_and_the_explanation_maps_cover_it(tiny, prepared):
     trace = generate(tiny, noise_image(32, 32), PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
     assert trace.grid == (1, TOKENS) and trace.attn_to_visual.shape[-1] == TOKENS
     assert trace.settings["seen"]["grid_note"] == STRIP_NOTE and len(trace.tokens) == trace.n_prompt + 3
+    assert "labels" not in prepared.inputs  # PaliGemma's processor adds training targets; a forward would use them
+    maps = explain(tiny, noise_image(32, 32), PROMPT, config=VARConfig(tau=1.0)).maps
+    assert {name: value.shape for name, value in maps.items()} == dict.fromkeys(maps, (1, TOKENS))
 
 
 def test_a_text_model_outside_the_attention_interface_is_refused(monkeypatch):

@@ -108,7 +108,8 @@ class GenericAdapter:
                                         **self.image_kwargs(bundle, image, budget))
         check_budget(len(positions), budget, f"the {image.width}×{image.height} image")
         check_window(bundle, inputs["input_ids"].shape[1])
-        prepared = self.layout(bundle, image, dict(inputs), positions, preset_of(bundle), budget)
+        inputs = {name: value for name, value in inputs.items() if name != "labels"}  # PaliGemma's training targets
+        prepared = self.layout(bundle, image, inputs, positions, preset_of(bundle), budget)
         prepared.inputs = cast_floating(prepared.inputs, bundle.model.dtype)  # after `layout` read the pixels
         return prepared
 
