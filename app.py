@@ -40,7 +40,7 @@ from var_core.registry import phi_bound
 from var_core.sessions import MB, Dropped, Held, SessionResults
 from var_core.shipped import shipped
 from var_core.run import ATTENTION_NUMERICS, MAX_PROMPT_CHARS
-from var_core.server import BodyLimit, BoundedLog, Busy, LongJobs
+from var_core.server import BodyLimit, BoundedLog, Busy, LongJobs, trim_memory_every
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
@@ -49,7 +49,7 @@ from viz.explain import compare_methods
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap, heatmap_cell
-from viz.ranking import TABLE_HEADERS, head_ranking, top_heads_table
+from viz.ranking import TABLE_HEADERS, head_ranking, selection_summary, top_heads_table
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
@@ -65,6 +65,7 @@ GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per requ
 EXPERIMENT_TIME_LIMIT_S = 300  # a quick experiment (about a minute on a CPU) is stopped after this long
 EXPERIMENTS_PER_SESSION, EXPERIMENT_WINDOW_S = 6, 3600  # and one session starts at most 6 an hour, one at a time
 QUEUE_SIZE = 64  # jobs waiting or running; the next client is told the queue is full
+TRIM_EVERY_S = 10  # freed heap goes back to the OS this often (var_core.server.release_free_memory)
 MAX_UPLOAD_MB, MAX_BODY_MB = 20, 1  # an uploaded file; any other request body (JSON: a prompt is ≤ 4000 characters)
 SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
 FULL_CAPTURE_LAYERS, FULL_CAPTURE_HIDDEN, CAPTURE_STRIDE = 16, 1024, 4  # see default_capture
@@ -74,6 +75,7 @@ SAMPLES_RANGE = (4, 80)  # samples of a quick experiment
 AGAIN = {"analysis": "Analyze", "explanation": "the Explain button"}  # what re-creates dropped results
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
+SELECTION_VIEWS = ("heatmap", "head_grid", "before_after", "tokens", "phi_vs_attention", "phi_overlay", "sink_strip")
 QUERY_MODES = [("mean over answer tokens", "answer"), ("mean over prompt text", "prompt"),
                ("mean over all text", "all")]
 HEADER = """# Visual Sink Lens
@@ -430,7 +432,7 @@ def _status(result: Analysis) -> str:
             f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
             f"attention captured in layers {captured_text(trace.layers_captured, trace.num_layers)} · "
-            f"{int(trace.selected.any(-1).sum())} image-centric (layer, head) pairs in them")
+            f"{selection_summary(trace)}")
     visual_phi = trace.phi[np.ix_(layers, trace.all_image_positions)]
     largest, sinks = float(visual_phi.max()), visual_phi > s["tau"]
     sink_layers = [layer for layer, row in zip(layers, sinks) if row.any()]
@@ -480,16 +482,15 @@ def _trace(result: Analysis, source: str):
 
 
 def selection_views(result: Analysis, layer, head, query, source, log_scale):
-    """Views that depend on the layer/head/query selection: heatmap, grid, before/after, token strip."""
+    """Views that follow the one layer / head / query selection: heatmap, grid, before/after, token strip, the
+    φ-vs-attention scatter (the baseline's, as in the paper), the φ overlay and the sink count strip."""
     trace, layer, head = _trace(result, source), int(layer), _head(head)
     return (attention_heatmap(trace, layer, head, query, log=log_scale),
             head_grid(trace, query, log=log_scale),
             before_after(result.var, layer, head, query, log=log_scale),
-            token_strip(trace, layer, head, relative=True))
-
-
-def sink_views(result: Analysis, layer):
-    return phi_overlay(result.var, int(layer)), sink_count_strip(result.var, int(layer))
+            token_strip(trace, layer, head, relative=True),
+            phi_attention_scatter(result.baseline, layer), phi_overlay(result.var, layer),
+            sink_count_strip(result.var, layer))
 
 
 def reverse_views(result: Analysis, patch, layer, head, source):
@@ -519,11 +520,9 @@ def render_all(held: Held | None, layer, head, query, source, log_scale):
         selected = selection_views(result, layer, head, query, source, bool(log_scale))
     patch = int(visual_by_phi(trace)[-1])  # the reverse view opens on the strongest visual sink
     return (baseline_diff, var_diff, _status(result), seen_sentence(trace), layer_choice,
-            gr.update(choices=heads, value=head), gr.update(choices=queries, value=query),
-            gr.update(maximum=trace.num_layers - 1), *sink_views(result, layer), phi_by_layer(trace),
-            head_ranking(trace), top_heads_table(trace),
-            phi_attention_scatter(result.baseline, layer), massive_activations(result.baseline),
-            sink_attention_by_layer(result.baseline), *selected,
+            gr.update(choices=heads, value=head), gr.update(choices=queries, value=query), phi_by_layer(trace),
+            head_ranking(trace), gr.update(value=top_heads_table(trace), label=selection_summary(trace)),
+            massive_activations(result.baseline), sink_attention_by_layer(result.baseline), *selected,
             gr.update(value=patch, maximum=len(trace.visual_positions) - 1),
             *reverse_views(result, patch, layer, head, source))
 
@@ -532,20 +531,9 @@ def render_selection(held: Held | None, layer, head, query, source, log_scale):
     """Re-render the selection-dependent views from the stored Traces (no model run)."""
     result = stored(held)
     if result is None or layer is None:
-        return [gr.skip()] * 4
+        return [gr.skip()] * len(SELECTION_VIEWS)
     try:
         return selection_views(result, layer, head, query, source, bool(log_scale))
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
-
-
-def render_sinks(held: Held | None, layer):
-    """φ overlay and sink strip for another layer."""
-    result = stored(held)
-    if result is None:
-        return [gr.skip()] * 2
-    try:
-        return sink_views(result, number(layer, "layer", 0, result.var.num_layers - 1, integer=True))
     except ValueError as error:
         raise gr.Error(str(error)) from None
 
@@ -570,6 +558,21 @@ def pick_patch(held: Held | None, layer, head, source, evt: gr.SelectData):
     if patch is None:
         return [gr.skip()] * 3
     return (patch, *reverse_views(result, patch, layer, head, source))
+
+
+STALE = "**This Analyze did not complete** (see its message); every view below is still of the previous analysis."
+
+
+def stale_status(status_line):
+    """After a failed Analyze: the status line says the views are of the previous analysis (once)."""
+    if not status_line:
+        return gr.skip()
+    return f"{STALE}  \n{str(status_line).removeprefix(STALE).lstrip()}"
+
+
+def cleared_explanation():
+    """After a new analysis: the explanation of an earlier question is cleared, not shown as if it were this one's."""
+    return "Press the button to explain this analysis's first answer token.", None, None, None, None
 
 
 def render_explanation(held: Held | None, prompt):
@@ -606,18 +609,19 @@ def pick_token(held: Held | None, evt: gr.SelectData):
 
 
 def model_settings(model_id):
-    """Load the chosen model; fill τ, the VAR layer range and the layers to capture from its registry entry and
-    depth, and describe it under the picker."""
+    """Load the chosen model; fill τ, the VAR layer range, the explanation's layer range (every layer) and the
+    layers to capture from its registry entry and depth, and describe it under the picker."""
     try:
         bundle = slot.get(model_id)
     except ModelLoadError as error:
         gr.Warning(f"{error} — keeping {slot.current_id}.")
         bundle = slot.current
+    last = bundle.num_layers - 1
     return (gr.update(value=bundle.backbone.tau, label=f"τ — sink threshold on φ (φ ≤ √D = "
                                                        f"{phi_bound(bundle.text_config.hidden_size):.1f})"),
-            gr.update(value=2, maximum=bundle.num_layers - 1),
-            gr.update(value=bundle.num_layers - 2, maximum=bundle.num_layers - 1),
+            gr.update(value=2, maximum=last), gr.update(value=bundle.num_layers - 2, maximum=last),
             gr.update(value=slot.current_id), model_info(bundle),
+            gr.update(value=0, maximum=last), gr.update(value=last, maximum=last),
             gr.update(value=default_capture(bundle),
                       label=f"Layers to capture (this model: 0 … {bundle.num_layers - 1})"))
 
@@ -638,11 +642,9 @@ def make_downloads(held: Held | None, layer, head, query, source, log_scale):
     if result is None:
         raise gr.Error("Run an analysis first.")
     folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-"))
-    heatmap, grid, compare, _ = selection_views(result, layer, head, query, source, bool(log_scale))
-    phi_map, strip = sink_views(result, layer)
-    figures = {"heatmap": heatmap, "head_grid": grid, "before_after": compare, "phi_overlay": phi_map,
-               "sink_strip": strip, "head_ranking": head_ranking(result.var),
-               "phi_vs_attention": phi_attention_scatter(result.baseline, int(layer)),
+    views = dict(zip(SELECTION_VIEWS, selection_views(result, layer, head, query, source, bool(log_scale))))
+    del views["tokens"]  # highlighted text, not a figure
+    figures = {**views, "head_ranking": head_ranking(result.var), "phi_by_layer": phi_by_layer(result.var),
                "massive_activations": massive_activations(result.baseline),
                "sink_attention_by_layer": sink_attention_by_layer(result.baseline)}
     paths = []
@@ -652,7 +654,8 @@ def make_downloads(held: Held | None, layer, head, query, source, log_scale):
         image.save(paths[-1])
     paths += [result.baseline.save(folder / "trace_baseline.npz"), result.var.save(folder / "trace_var.npz")]
     paths.append(folder / "analysis.json")
-    paths[-1].write_text(json.dumps(result.summary(), indent=1))
+    selection = {"layer": int(layer), "head": _head(head), "query": query, "run": source, "log_scale": bool(log_scale)}
+    paths[-1].write_text(json.dumps({"prompt": result.var.prompt, **result.summary(), "selection": selection}, indent=1))
     return [str(path) for path in paths]
 
 
@@ -702,6 +705,11 @@ def full_results(name):
 def view_image(label: str, elem_id: str) -> gr.Image:
     """An output image for a view; the view draws its own title, so Gradio's label badge is hidden."""
     return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False)
+
+
+def view_plot(label: str, elem_id: str) -> gr.Plot:
+    """An output plot for a view: its figure draws its own title, which Gradio's label badge would cover."""
+    return gr.Plot(label=label, elem_id=elem_id, show_label=False)
 
 
 def examples() -> list[list[str]]:
@@ -786,19 +794,18 @@ def build_demo() -> gr.Blocks:
                         grid = view_image("All heads", "grid")
                     with gr.Tab("Sinks φ(x)"):
                         gr.Markdown(EXPLAIN["sinks"])
-                        sink_layer = SliderField(0, last, min(5, last), step=1, label="Layer", elem_id="sink-layer")
                         phi_map = view_image("φ(x) over the image", "phi")
-                        sink_strip = gr.Plot(label="Visual sinks per layer")
-                        phi_layers = gr.Plot(label="φ by layer", elem_id="phi-by-layer")
+                        sink_strip = view_plot("Visual sinks per layer", "sink-strip")
+                        phi_layers = view_plot("φ by layer", "phi-by-layer")
                     with gr.Tab("Where did it look?"):
                         gr.Markdown(EXPLAIN["explain"])
                         with gr.Row():
                             explain_answer = gr.Textbox(label="Answer to explain (empty: the model's own)",
                                                         placeholder="e.g. red", elem_id="explain-answer", scale=2)
-                            map_first = NumberField(None, precision=0, minimum=0, scale=1,
-                                                  label="attention maps from layer (empty: 0)")
-                            map_last = NumberField(None, precision=0, minimum=0, scale=1,
-                                                 label="to layer (empty: the last)")
+                            map_first = NumberField(0, precision=0, minimum=0, maximum=last, scale=1,
+                                                    label="attention maps from layer", elem_id="map-first")
+                            map_last = NumberField(last, precision=0, minimum=0, maximum=last, scale=1,
+                                                   label="to layer (default: the last)", elem_id="map-last")
                         explain_button = gr.Button("Explain the first answer token (baseline and VAR)",
                                                    elem_id="explain")
                         explain_status = gr.Markdown(elem_id="explain-status")
@@ -811,7 +818,7 @@ def build_demo() -> gr.Blocks:
                             explain_json = gr.JSON(label="explain", elem_id="explain-json")
                     with gr.Tab("Head ranking"):
                         gr.Markdown(EXPLAIN["ranking"])
-                        ranking = gr.Plot(label="Heads by visual non-sink ratio")
+                        ranking = view_plot("Heads by visual non-sink ratio", "ranking")
                         ranking_table = gr.Dataframe(headers=TABLE_HEADERS, label="Top heads",
                                                      elem_id="ranking-table")
                     with gr.Tab("Before / after VAR"):
@@ -819,9 +826,9 @@ def build_demo() -> gr.Blocks:
                         compare = view_image("Before / after / difference", "compare")
                     with gr.Tab("Paper evidence"):
                         gr.Markdown(EXPLAIN["evidence"])
-                        scatter = gr.Plot(label="φ vs attention")
-                        profile = gr.Plot(label="Massive activations")
-                        sink_share = gr.Plot(label="Attention to sinks per layer")
+                        scatter = view_plot("φ vs attention", "scatter")
+                        profile = view_plot("Massive activations", "profile")
+                        sink_share = view_plot("Attention to sinks per layer", "sink-share")
                     with gr.Tab("Experiments"):
                         gr.Markdown(EXPLAIN["experiments"])
                         with gr.Row():
@@ -829,10 +836,10 @@ def build_demo() -> gr.Blocks:
                             n_samples = SliderField(*SAMPLES_RANGE, QUICK[EXPERIMENTS[0]][0], step=1, label="samples")
                             run_experiment_button = gr.Button("Run quick version", elem_id="run-experiment")
                         experiment_table = gr.Dataframe(label="Quick run", elem_id="experiment-table")
-                        experiment_plots = gr.Gallery(label="Plots", columns=2, height="auto")
+                        experiment_plots = gr.Gallery(label="Plots", columns=2, height="auto", object_fit="contain")
                         full_note = gr.Markdown()
                         full_table = gr.Dataframe(label="Full run (committed under results/)")
-                        full_plots = gr.Gallery(label="Full-run plots", columns=2, height="auto")
+                        full_plots = gr.Gallery(label="Full-run plots", columns=2, height="auto", object_fit="contain")
                     with gr.Tab("Summary & downloads"):
                         summary = gr.JSON(label="Summary (what the API returns)", elem_id="summary")
                         prepare = gr.Button("Prepare downloads", elem_id="prepare-downloads")
@@ -843,17 +850,20 @@ def build_demo() -> gr.Blocks:
         var_settings = [p, rho, tau, min_mass]
         settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture]
         selection = [result, layer, head, query, source, log_scale]
-        selection_outputs = [heatmap, grid, compare, tokens]
+        selection_outputs = [heatmap, grid, compare, tokens, scatter, phi_map, sink_strip]  # as SELECTION_VIEWS
         reverse = [result, patch, layer, head, source]
         reverse_outputs = [reverse_tokens, patch_tile]
-        all_outputs = [baseline_answer, var_answer, status, seen, layer, head, query, sink_layer, phi_map, sink_strip,
-                       phi_layers, ranking, ranking_table, scatter, profile, sink_share, *selection_outputs, patch,
+        all_outputs = [baseline_answer, var_answer, status, seen, layer, head, query, phi_layers, ranking,
+                       ranking_table, profile, sink_share, *selection_outputs, patch,
                        *reverse_outputs]
         private = {"api_visibility": "private"}
         analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
                              concurrency_id="model", concurrency_limit=1,
                              show_progress_on=[baseline_answer, var_answer])  # the outputs themselves are hidden
         analysis.success(render_all, selection, all_outputs, **private)
+        explanation_outputs = [explain_status, methods_grid, sink_shares, explain_files, explain_json]
+        analysis.success(cleared_explanation, None, explanation_outputs, **private)
+        analysis.failure(stale_status, status, status, **private)
         for control in (layer, head, query, source, log_scale):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         for control in (patch, layer, head, source):
@@ -866,11 +876,9 @@ def build_demo() -> gr.Blocks:
                                          show_progress_on=[methods_grid])
         explained.success(render_explanation, [explanations, prompt],
                           [explain_status, methods_grid, sink_shares, explain_files], **private)
-        sink_layer.input(render_sinks, [result, sink_layer], [phi_map, sink_strip], trigger_mode="always_last",
-                         **private)
         tokens.select(pick_token, [result], [query], **private).success(
             render_selection, selection, selection_outputs, **private)
-        model_outputs = [tau, first_layer, last_layer, model_id, info, capture]
+        model_outputs = [tau, first_layer, last_layer, model_id, info, map_first, map_last, capture]
         model_id.input(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
                        **private)
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
@@ -921,6 +929,7 @@ def main() -> None:
     LOG.info("devices: %s", describe_devices())
     LOG.info("loading %s", args.model)
     slot.get(args.model)  # preload, so the first request does not pay for it
+    trim_memory_every(TRIM_EVERY_S)
     demo = build_demo()
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import EXAMPLE, changed_rows, plain_generate, write
+from bench.common import EXAMPLE, changed_rows, live_server, plain_generate, write
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Describe the image."
@@ -71,21 +71,7 @@ def queued_clients(n: int = 4) -> dict:
     """Start the app, send n requests at once, report each one's latency and the throughput."""
     from gradio_client import Client, handle_file
 
-    sys.path.insert(0, str(ROOT))
-    from tests.test_app_live import free_port
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(180):
-            try:
-                client = Client(url, verbose=False)
-                break
-            except Exception:  # noqa: BLE001 — not up yet
-                time.sleep(1)
-
+    with live_server() as (url, _):
         def ask(index):
             start = time.perf_counter()
             Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), f"Describe the image. ({index})",
@@ -96,10 +82,6 @@ def queued_clients(n: int = 4) -> dict:
         with ThreadPoolExecutor(max_workers=n) as pool:
             latencies = sorted(pool.map(ask, range(n)))
         total = time.perf_counter() - start
-        del client
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {"clients": n, "latencies_s": latencies, "total_s": total, "requests_per_min": 60 * n / total}
 
 

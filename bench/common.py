@@ -6,6 +6,11 @@ import json
 import os
 import platform
 import resource
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,7 +20,8 @@ from var_core.gpu import device_choice
 RESULTS = Path(__file__).parent / "results"
 # random weights have no massive activations: at τ = 2 some tokens of every layer are sinks, so VAR acts
 RANDOM_TAU = 2.0
-EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "demo_three_shapes.png"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "assets" / "examples" / "demo_three_shapes.png"
 
 
 def bench_device() -> tuple[torch.device, torch.dtype, str]:
@@ -154,3 +160,33 @@ def llava_7b_shaped(layers: int = 32, dtype: torch.dtype = torch.float32, device
     backbone = Backbone("llama-2-7b-shaped", 4096, (2533, 1415), RANDOM_TAU, "random weights, LLaMA-2-7B's sink dims")
     return ModelBundle(model=model.eval().requires_grad_(False), processor=processor, name="llava-1.5-7b-shaped",
                        backbone=backbone, adapter=LlavaAdapter())
+
+
+@contextmanager
+def live_server(env: dict | None = None, start_timeout_s: float = 180):
+    """`python app.py` on a free loopback port (with `env` added to the environment), until it serves its page:
+    yields (url, process); the server is stopped on exit."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                                               **(env or {})})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start (exit code {process.poll()})")
+            time.sleep(1)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

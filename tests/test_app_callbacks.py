@@ -51,7 +51,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     _, held, _ = analysis
     result = app.store.get(held)
     outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    assert len(outputs) == 23
+    assert len(outputs) == 22
     baseline_diff, var_diff, status, seen, layer, heads = outputs[:6]
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
@@ -110,12 +110,68 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
     result = app.store.get(held)
     paths = app.make_downloads(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
     suffixes = sorted({path.rsplit(".", 1)[1] for path in paths})
-    assert suffixes == ["json", "npz", "png"] and len(paths) == 12
+    names = {path.rsplit("/", 1)[1] for path in paths}
+    assert suffixes == ["json", "npz", "png"] and len(paths) == 13
+    assert {"phi_by_layer.png", "phi_vs_attention.png", "phi_overlay.png", "sink_strip.png"} <= names
     for path in paths:
         if path.endswith(".png"):
             assert Image.open(path).size[0] > 100
     assert Trace.load(next(p for p in paths if p.endswith("trace_var.npz"))).answer == result.var.answer
-    assert json.loads(open(next(p for p in paths if p.endswith(".json"))).read())["var_answer"] == result.var.answer
+    saved = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
+    assert saved["var_answer"] == result.var.answer and saved["prompt"] == result.var.prompt
+    assert saved["selection"] == {"layer": 5, "head": None, "query": "answer", "run": "VAR", "log_scale": False}
+
+
+def test_one_layer_control_drives_every_layer_view(analysis):
+    """Heatmap, before/after, token strip, φ overlay, sink strip and the φ-vs-attention scatter all follow the one
+    Layer control (there was a second, separate Layer slider, and the scatter stayed at the Analyze-time layer)."""
+    _, held, _ = analysis
+    at = {layer: dict(zip(app.SELECTION_VIEWS, app.render_selection(held, layer, app.MEAN_HEADS, "all", "VAR",
+                                                                    False))) for layer in (3, 9)}
+    for view in ("heatmap", "before_after", "phi_overlay", "sink_strip"):
+        assert not np.array_equal(np.asarray(at[3][view] if isinstance(at[3][view], Image.Image)
+                                             else app.figure_image(at[3][view])),
+                                  np.asarray(at[9][view] if isinstance(at[9][view], Image.Image)
+                                             else app.figure_image(at[9][view]))), view
+    assert "layer 3" in at[3]["phi_vs_attention"].texts[0].get_text() + at[3]["phi_vs_attention"].axes[0].get_title()
+    demo = app.build_demo()
+    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider) and block.label == "Layer"]
+    assert not sliders
+
+
+def test_the_explanation_averages_every_layer_by_default_in_a_fresh_page():
+    demo = app.build_demo()
+    fields = {block.elem_id: block.value for block in demo.blocks.values() if block.elem_id in ("map-first", "map-last")}
+    assert fields == {"map-first": 0, "map-last": app.slot.current.num_layers - 1}
+    *_, first, last, _ = app.model_settings(app.DEFAULT_MODEL_ID)
+    assert (first["value"], last["value"]) == (0, app.slot.current.num_layers - 1)
+
+
+def test_no_plot_title_is_covered_by_a_label_badge_and_galleries_show_plots_whole():
+    demo = app.build_demo()
+    plots = [block for block in demo.blocks.values() if isinstance(block, gr.Plot)]
+    assert len(plots) == 6 and not any(plot.show_label for plot in plots)
+    galleries = [block for block in demo.blocks.values() if isinstance(block, gr.Gallery)]
+    assert galleries and all(gallery.object_fit == "contain" for gallery in galleries)
+
+
+def test_a_new_analysis_clears_the_explanation_and_a_failed_one_marks_the_views_stale():
+    status, *views = app.cleared_explanation()
+    assert "this analysis" in status and views == [None] * 4
+    line = "**default** · float32 · τ = 20"
+    once = app.stale_status(line)
+    assert once.startswith(app.STALE) and once.endswith(line)
+    assert app.stale_status(once) == once  # marked once, however many fail in a row
+    assert app.stale_status("") == gr.skip()
+
+
+def test_status_and_ranking_count_the_same_heads(analysis):
+    _, held, _ = analysis
+    outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
+    status, table = outputs[2], outputs[9]
+    count = int(table["label"].split()[0])
+    assert f"{count} image-centric (layer, head) pairs VAR acts on" in status
+    assert count > 0 and all(row[-1] == "yes" for row in table["value"][:min(count, 10)])
 
 
 def test_explain_gives_four_maps_per_run_as_json_then_the_grid_and_downloads(analysis, monkeypatch):
@@ -288,8 +344,7 @@ def test_capturing_some_layers_offers_only_those_and_refuses_the_others(monkeypa
     assert "attention captured in layers 0, 1, 2, 3, 8, 29 (6 of 30)" in outputs[2]
     with pytest.raises(gr.Error, match=r"layer 5 was not captured \(captured: 0, 1, 2, 3, 8, 29\)"):
         app.render_selection(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    assert len(app.render_selection(held, 8, app.MEAN_HEADS, "answer", "VAR", False)) == 4
-    assert app.render_sinks(held, 5)  # φ is kept for every layer
+    assert len(app.render_selection(held, 8, app.MEAN_HEADS, "answer", "VAR", False)) == len(app.SELECTION_VIEWS)
 
 
 def test_the_model_saw_sentence_words_the_run_or_the_trace_itself():

@@ -14,7 +14,6 @@ from tests.tiny_models import (check_p_zero_hook_equals_eager, check_p_zero_hook
                                check_var_changes_logits_after_the_image_only, localise_vision_tower,
                                most_changed_grid_cell, noise_image, replaced_positions, tiny_internvl)
 from var_core.config import VARConfig
-from var_core.hook import UnsupportedAttention
 from var_core.run import generate
 
 PROMPT = "what colour is the square ?"
@@ -44,9 +43,10 @@ FAMILIES = {
     "internvl3_5_moe": Family(lambda: tiny_internvl(text_config_class=Qwen3MoeConfig, head_dim=16, num_experts=4,
                                                     num_experts_per_tok=2, moe_intermediate_size=32),
                               (64, 64), (4, 4), 5 * 16, "<img>", "Qwen3MoeAttention", "vision_tower"),
+    # LLaVA-OneVision: base view 4 × 4, then 1 × 2 tiles (4 × 8 tokens) with a newline per row
+    "llava_onevision": Family(tiny_llava_onevision, (32, 64), (4, 4), 16 + 32 + 4, ":", "Qwen2Attention",
+                              "vision_tower"),
 }
-# LLaVA-OneVision: base view 4 × 4, then 1 × 2 tiles (4 × 8 tokens) with a newline per row
-ONEVISION = Family(tiny_llava_onevision, (32, 64), (4, 4), 16 + 32 + 4, ":", "Qwen2Attention", "vision_tower")
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -125,16 +125,13 @@ def test_gemma3_draws_the_whole_image_squashed_to_its_square_input():
     assert prepared.seen["resized"] and torch.equal(prepared.grid_positions, prepared.visual_positions)
 
 
-def test_llava_onevision_lays_out_like_llava_next_but_the_hook_refuses_its_logits_to_keep():
-    """OneVision's model forwards `logits_to_keep` down to every attention call; the hook does not know it (it is
-    harmless: transformers uses it after the decoder), so every hooked run is refused, naming it."""
-    tiny = ONEVISION.build()
-    prepared = tiny.adapter.prepare(tiny, noise_image(*ONEVISION.size), PROMPT)
-    check_positions_and_grid(tiny, ONEVISION, prepared)
+def test_llava_onevision_draws_its_base_view_first():
+    """OneVision forwards `logits_to_keep` down to every attention call (harmless there: the LM head uses it), so
+    the hook lets it through; the grid is the 4 × 4 base view before the tiles."""
+    onevision = FAMILIES["llava_onevision"]
+    tiny = onevision.build()
+    prepared = tiny.adapter.prepare(tiny, noise_image(*onevision.size), PROMPT)
     assert torch.equal(prepared.grid_positions, prepared.visual_positions[:16])  # base view first, no CLS
-    check_cells(ONEVISION)
-    with pytest.raises(UnsupportedAttention, match="logits_to_keep"):
-        generate(tiny, noise_image(*ONEVISION.size), PROMPT, max_new_tokens=1)
 
 
 def test_a_prompt_that_could_outgrow_a_sliding_window_is_refused():

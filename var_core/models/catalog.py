@@ -84,6 +84,9 @@ CATALOG: dict[str, CatalogEntry] = {e.model_id: e for e in [
     # Gemma 3 (gated on the hub: accept the licence first)
     CatalogEntry("google/gemma-3-4b-it", "gemma3", "gemma-3-4b", "Gemma 3 4B"),
     CatalogEntry("google/gemma-3-12b-it", "gemma3", "gemma-3-12b", "Gemma 3 12B"),
+    # LLaVA-OneVision: SigLIP + Qwen2, anyres tiles like LLaVA-NeXT
+    CatalogEntry("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava_onevision", "qwen2-0.5b", "Qwen2-0.5B"),
+    CatalogEntry("llava-hf/llava-onevision-qwen2-7b-ov-hf", "llava_onevision", "qwen2-7b", "Qwen2-7B"),
 ]}
 
 # config.model_type → adapter family; other image-text-to-text models take the generic path (var_core.models.generic)
