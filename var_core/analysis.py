@@ -6,11 +6,80 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from var_core.config import VARConfig
 from var_core.images import prepare_image
 from var_core.models.bundle import ModelBundle
 from var_core.run import generate
 from var_core.trace import Trace
+from viz.queries import answer_rows, attention_source, take_rows
+
+
+@dataclass
+class VarChanges:
+    """What VAR changed in one analysis. sink_mass_before / after: [k] attention mass the answer rows give the visual
+    sinks on the grid at each of the VAR run's captured `layers`, before and after VAR, mean over heads and rows (NaN
+    when no answer row was captured); rows_touched: (layer, head, query) rows whose attention to the image changed, of
+    rows_total; pairs_touched: the (layer, head) pairs with such a row, of pairs_total; baseline_top / var_top: the 5
+    likeliest first answer tokens with their probabilities (None: not recorded)."""
+
+    answers_identical: bool
+    layers: list[int]
+    sink_mass_before: np.ndarray
+    sink_mass_after: np.ndarray
+    rows_touched: int
+    rows_total: int
+    pairs_touched: list[tuple[int, int]]
+    pairs_total: int
+    baseline_top: list[tuple[str, float]] | None
+    var_top: list[tuple[str, float]] | None
+
+    def totals(self) -> tuple[float, float]:
+        """(before, after) sink mass, mean over the captured layers (NaN when none or no answer row was captured)."""
+        if not len(self.layers):
+            return float("nan"), float("nan")
+        return float(np.mean(self.sink_mass_before)), float(np.mean(self.sink_mass_after))
+
+    def summary(self) -> dict:
+        """JSON-friendly: every field, per-layer masses keyed by layer, NaN as None."""
+        def number(value) -> float | None:
+            return None if np.isnan(value) else float(value)
+
+        return {"answers_identical": self.answers_identical,
+                "sink_mass_by_layer": [{"layer": layer, "before": number(before), "after": number(after)}
+                                       for layer, before, after in zip(self.layers, self.sink_mass_before,
+                                                                       self.sink_mass_after)],
+                "sink_mass_before": number(self.totals()[0]), "sink_mass_after": number(self.totals()[1]),
+                "rows_touched": self.rows_touched, "rows_total": self.rows_total,
+                "pairs_touched": [list(pair) for pair in self.pairs_touched], "pairs_total": self.pairs_total,
+                "baseline_top": self.baseline_top, "var_top": self.var_top}
+
+
+def _sink_mass(trace: Trace, attention: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """[k] mass the query `rows` give the visual sinks at each captured layer of `attention` [k, H, Q, N_vis], mean
+    over heads and rows, in float32 (one layer at a time: no float32 copy of the whole array); NaN without rows."""
+    if not len(rows):
+        return np.full(len(trace.layers_captured), np.nan, np.float32)
+    sinks = trace.visual_sinks[trace.layers_captured].astype(np.float32)  # [k, N_vis]
+    return np.array([(take_rows(attention[slot:slot + 1], rows)[0] @ sinks[slot]).mean(dtype=np.float32)
+                     for slot in range(len(sinks))], np.float32)
+
+
+def var_changes(baseline: Trace, var: Trace) -> VarChanges:
+    """What VAR changed between the `baseline` and `var` runs of one request (see `VarChanges`)."""
+    raw = attention_source(var, raw=True)
+    changed = np.zeros(var.attn_to_visual.shape[:3], bool)  # [k, H, Q], one layer at a time
+    for slot, (used, before) in enumerate(zip(var.attn_to_visual, raw)):
+        changed[slot] = (used != before).any(-1)
+    rows, layers = answer_rows(var), var.layers_captured
+    return VarChanges(answers_identical=baseline.answer == var.answer, layers=layers,
+                      sink_mass_before=_sink_mass(var, raw, rows),
+                      sink_mass_after=_sink_mass(var, var.attn_to_visual, rows),
+                      rows_touched=int(changed.sum()), rows_total=int(changed.size),
+                      pairs_touched=[(layers[slot], int(head)) for slot, head in zip(*np.nonzero(changed.any(-1)))],
+                      pairs_total=int(changed.shape[0] * changed.shape[1]),
+                      baseline_top=baseline.first_top(), var_top=var.first_top())
 
 
 @dataclass
@@ -27,13 +96,18 @@ class Analysis:
 
         return analysis_html(self)
 
+    def changes(self) -> VarChanges:
+        """What VAR changed: sink mass before → after, rows and heads touched, first-token top-5 (`var_changes`)."""
+        return var_changes(self.baseline, self.var)
+
     def summary(self) -> dict:
-        """The API's answer: both answers, per-layer visual sinks, selected heads with r, settings."""
+        """The API's answer: both answers, what VAR changed, per-layer visual sinks, selected heads with r, settings."""
         var_summary = self.var.summary()
         return {
             "baseline_answer": self.baseline.answer,
             "var_answer": self.var.answer,
             "answers_differ": self.baseline.answer != self.var.answer,
+            "var_changes": self.changes().summary(),
             "sinks": var_summary["sinks"],
             "heads": var_summary["heads"],
             "settings": var_summary["settings"],

@@ -15,7 +15,8 @@ not implement (`s_aux`, `softcap`, …) are refused (`UnsupportedAttention`), ne
 Cost: per layer call, one matmul of the rows after the image with six per-key columns gives the masses that head
 selection, VAR and capture share; VAR then rescales those rows in place. Nothing is read back to the host while
 decoding (on CUDA the device never waits for Python): the only reads are at prefill (the grid's positions once,
-then per layer: does it have visual sinks?) and the copy of the captured slices when the run ends (`run.generate`).
+then per layer: does it have visual sinks? its largest visual φ?) and the copy of the captured slices when the run
+ends (`run.generate`).
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class RunState:
     capture: bool = True
     capture_layers: frozenset[int] | None = None
     model_name: str = "this model"
-    profile_layer: int | None = None
+    profile_layer: int | None = None  # the layer with the largest visual φ at prefill so far
+    profile_phi: float = -math.inf  # that φ
     mask_positions: torch.Tensor | None = None
     sink_masks: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
     phi: dict[int, torch.Tensor] = field(default_factory=dict)  # layer → [1, T_prompt]
@@ -186,15 +188,19 @@ _ACTIVE_RUN: ContextVar[RunState | None] = ContextVar("var_active_run", default=
 
 
 def _record_sinks(state: RunState, layer: int, hidden: torch.Tensor) -> None:
-    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer` (left on the device). Detached:
+    """Prefill pre-hook body: φ and sink mask of every prompt token entering `layer` (left on the device), and the
+    hidden state entering the layer with the largest visual φ so far (the massive-activation profile). Detached:
     the run state must hold no autograd graph (a graph that reaches the state through `_RecomputedAttention` is a
     reference cycle Python cannot collect)."""
     hidden = hidden.detach()
     values = phi(hidden, state.sink_dims)
     state.phi[layer] = values
     state.sink_masks[layer] = values > state.tau
-    if layer == state.profile_layer:
-        state.profile_hidden = hidden.float()
+    grid = state.grid_positions if state.grid_positions is not None else state.visual_mask[0].nonzero().flatten()
+    if len(grid):
+        peak = float(values[0, grid].max())  # one read per layer, at prefill
+        if peak > state.profile_phi:  # strict: the first layer where the largest visual φ appears
+            state.profile_hidden, state.profile_layer, state.profile_phi = hidden.float(), layer, peak
 
 
 def _sink_pre_hook(layer: int):

@@ -8,7 +8,7 @@ import unicodedata
 import numpy as np
 import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from var_core import memory
 from var_core.config import VARConfig, checked_layers
@@ -21,6 +21,7 @@ from var_core.trace import Trace
 
 MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
+TOP_K = 5  # next-token candidates recorded per decoding step
 ATTENTION_NUMERICS = "scores and softmax in float32; layers without VAR or capture run sdpa"
 
 
@@ -32,6 +33,25 @@ class _StopWhenSet(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self.signal.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _RecordTop(LogitsProcessor):
+    """Keeps the TOP_K likeliest next tokens of every decoding step on the device (last in the list, so it sees the
+    scores generate chooses from; k values a step, where output_scores would keep the vocabulary); scores unchanged."""
+
+    def __init__(self):
+        self.probs: list[torch.Tensor] = []
+        self.ids: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs, ids = torch.softmax(scores[0].float(), -1).topk(min(TOP_K, scores.shape[-1]))
+        self.probs.append(probs)
+        self.ids.append(ids)
+        return scores
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """([S, k] int64 ids, [S, k] float32 probabilities), one transfer each."""
+        return _to_host(self.ids).numpy(), _to_host(self.probs).numpy()
 
 
 def clean_prompt(prompt: str) -> str:
@@ -85,11 +105,11 @@ def _layer_arrays(state: RunState, layers: list[int], num_heads: int, n_visual: 
             "selected": (selected & has_visual_sinks[:, None, None]).numpy()}
 
 
-def _profile(state: RunState, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """|x|/RMS(x) at the profile layer for: first token, highest-φ visual token, median-φ visual token."""
+def _profile(state: RunState, phi: np.ndarray, visual_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|x|/RMS(x) at the profile layer for: first token, the visual tokens of highest and median φ over all layers
+    (phi: [L, T_prompt]; the order `viz.evidence.visual_by_phi` uses, so both views name the same tokens)."""
     hidden = state.profile_hidden[0].cpu()
-    phi_visual = state.phi[state.profile_layer][0].cpu().numpy()[visual_positions]
-    order = np.argsort(phi_visual)
+    order = np.argsort(phi[:, visual_positions].max(0), kind="stable")
     picks = np.array([0, visual_positions[order[-1]], visual_positions[order[len(order) // 2]]])
     rows = hidden[picks]
     normalised = rows.abs() * torch.rsqrt(rows.pow(2).mean(-1, keepdim=True) + 1e-6)
@@ -149,7 +169,7 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
                      sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
                      var_layers=frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset(),
                      capture=capture, capture_layers=None if capture_layers is None else frozenset(captured),
-                     model_name=bundle.name, profile_layer=num_layers // 2,
+                     model_name=bundle.name,
                      mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device),
                      deadline=deadline)
     return prepared, state
@@ -183,10 +203,11 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     tokenizer = bundle.tokenizer
     inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
     stopping = StoppingCriteriaList([_StopWhenSet(stop)] if stop is not None else [])
+    top = _RecordTop()
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
         _raise_if_stopped(stop)  # set while this run waited for the model
         output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, max_time=max_time,
-                                       stopping_criteria=stopping,
+                                       stopping_criteria=stopping, logits_processor=LogitsProcessorList([top]),
                                        pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
     _raise_if_stopped(stop)
     sequence = output[0].cpu()
@@ -196,17 +217,20 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     captured = list(range(num_layers)) if state.capture_layers is None else sorted(state.capture_layers)
     layer_arrays = _layer_arrays(state, captured, num_heads, len(visual_positions))
     n_queries = layer_arrays["visual_mass"].shape[2]
-    profile_hidden, profile_tokens = _profile(state, visual_positions)
+    phi = _to_host([state.phi[layer][0] for layer in range(num_layers)]).numpy()
+    profile_hidden, profile_tokens = _profile(state, phi, visual_positions)
+    top_ids, top_probs = top.arrays()
     return Trace(
         model_name=bundle.name, prompt=prompt, answer=answer,
         tokens=[tokenizer.decode([int(t)]) for t in sequence], n_prompt=n_prompt,
         image=prepared.image, grid=tuple(prepared.grid), visual_positions=visual_positions,
         image_token_positions=prepared.visual_positions.cpu().numpy(),
         query_positions=np.arange(state.query_start, state.query_start + (n_queries if capture else 0)),
-        phi=_to_host([state.phi[layer][0] for layer in range(num_layers)]).numpy(),
+        phi=phi,
         sink_mask=_to_host([state.sink_masks[layer][0] for layer in range(num_layers)]).numpy(),
         profile_hidden=profile_hidden, profile_tokens=profile_tokens, profile_layer=state.profile_layer,
-        captured_layers=captured,
+        captured_layers=captured, top_token_ids=top_ids, top_probs=top_probs,
+        top_tokens=[tokenizer.batch_decode(step[:, None]) for step in top_ids],
         settings={"model": bundle.name, "sink_dims": list(state.sink_dims), "tau": state.tau, "rho": selection.rho,
                   "min_visual_mass": selection.min_visual_mass, "p": None if config is None else config.p,
                   "var_layers": sorted(state.var_layers), "recycle_text_sinks": selection.recycle_text_sinks,

@@ -16,7 +16,7 @@ from var_core.inputs import listed
 
 ARRAY_FIELDS = ("image", "visual_positions", "image_token_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
                 "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected", "profile_hidden",
-                "profile_tokens")
+                "profile_tokens", "top_token_ids", "top_probs")
 
 
 @dataclass
@@ -34,8 +34,11 @@ class Trace:
     attention to the image, to all sink tokens, and visual non-sink ratio r, before VAR. selected: [k, H, Q]
     image-centric rows (the rule is applied in baseline runs too, so a baseline shows which heads VAR would touch).
     captured_layers: the model layers those arrays cover (None: all, as traces saved before it existed).
-    profile_hidden: [3, D] |x|/RMS(x) at `profile_layer` for the tokens `profile_tokens` (BOS, the strongest
-    visual sink candidate, a typical visual token) — the massive-activation view.
+    profile_hidden: [3, D] |x|/RMS(x) at `profile_layer` (the layer where the largest visual φ appears) for the tokens
+    `profile_tokens` (BOS, the strongest visual sink candidate, a typical visual token) — the massive-activation view.
+    top_token_ids, top_probs: [S, 5] the 5 likeliest next tokens at each of the S decoding steps and their
+    probabilities (float32 softmax of the scores generate chose from); top_tokens: their text (None: traces saved
+    before they were recorded).
     settings: model name, sink dims, τ, ρ, p (None = baseline), VAR layers, etc.
     """
 
@@ -62,6 +65,9 @@ class Trace:
     image_token_positions: np.ndarray | None = None
     attn_to_visual_raw: np.ndarray | None = None
     captured_layers: list[int] | None = None
+    top_token_ids: np.ndarray | None = None
+    top_probs: np.ndarray | None = None
+    top_tokens: list[list[str]] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -131,9 +137,15 @@ class Trace:
 
         return trace_html(self)
 
+    def first_top(self) -> list[tuple[str, float]] | None:
+        """[(token, probability)] of the 5 likeliest first answer tokens, likeliest first (None: not recorded)."""
+        if self.top_probs is None or not len(self.top_probs):
+            return None
+        return [(token, float(p)) for token, p in zip(self.top_tokens[0], self.top_probs[0])]
+
     def summary(self) -> dict:
-        """JSON-friendly summary: answer, per-layer visual sink counts/positions, selected heads (model layer, head)
-        with r, over the captured layers."""
+        """JSON-friendly summary: answer, the 5 likeliest first answer tokens, per-layer visual sink counts/positions,
+        selected heads (model layer, head) with r, over the captured layers."""
         image_tokens = self.all_image_positions
         heads = []
         layers = self.layers_captured
@@ -147,4 +159,5 @@ class Trace:
             positions = image_tokens[self.sink_mask[layer, image_tokens]]
             sinks.append({"layer": layer, "count": int(len(positions)), "token_positions": positions.tolist(),
                           "grid_indices": np.nonzero(self.visual_sinks[layer])[0].tolist()})
-        return {"answer": self.answer, "sinks": sinks, "heads": heads, "settings": self.settings}
+        return {"answer": self.answer, "first_token_top5": self.first_top(), "sinks": sinks, "heads": heads,
+                "settings": self.settings}

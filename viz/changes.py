@@ -1,0 +1,72 @@
+"""What VAR changed: attention on visual sinks before → after per layer, rows and heads touched, first-token top-5."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from viz.figures import NEUTRAL, OTHER, few_ticks, key, new_figure, styled
+from viz.queries import layer_spans
+
+if TYPE_CHECKING:
+    from var_core.analysis import VarChanges
+
+
+@styled
+def var_changes_figure(changes: VarChanges) -> Figure:
+    """Per captured layer: attention mass the answer tokens give the visual sinks before VAR (grey) and after (blue),
+    mean over heads; 390 px wide at 100 dpi, so a phone shows it at full size."""
+    layers = np.array(changes.layers)
+    figure = new_figure(3.9, 2.9, left=0.65, right=0.15, top=0.62, bottom=0.5)
+    axes = figure.add_subplot()
+    axes.plot(layers, changes.sink_mass_before, "o-", color=NEUTRAL, markersize=4, linewidth=1.2)
+    axes.plot(layers, changes.sink_mass_after, "D-", color=OTHER, markersize=3.5, linewidth=1.5)
+    high = np.nanmax(np.concatenate([changes.sink_mass_before, changes.sink_mass_after, [0.0]]))
+    axes.set_ylim(0, max(float(high) * 1.3, 1e-3))
+    few_ticks(axes, x=6, y=4)
+    axes.set_xlabel("layer")
+    axes.set_ylabel("share of attention")
+    key(axes, [("● before VAR", NEUTRAL), ("◆ after VAR", OTHER)])
+    if np.isnan(changes.sink_mass_before).all():
+        axes.text(0.5, 0.5, "no answer token captured", transform=axes.transAxes, ha="center", va="center")
+    figure.text(0.01, 0.98, f"Attention on visual sinks\nanswer tokens, mean over heads, layers "
+                f"{layer_spans(changes.layers)}", va="top", fontsize=10)
+    return figure
+
+
+def _token(text: str) -> str:
+    """A token for a Markdown table cell: quoted so spaces show, newlines as ↵, pipes and backticks escaped."""
+    return "`" + repr(text.replace("\n", "↵")).replace("`", "ˋ").replace("|", "\\|") + "`"
+
+
+def _top_table(changes: VarChanges) -> list[str]:
+    """Markdown rows: rank, then token and probability without and with VAR."""
+    rows = ["| | without VAR | with VAR |", "|---|---|---|"]
+    for rank, (before, after) in enumerate(zip(changes.baseline_top, changes.var_top), 1):
+        rows.append(f"| {rank} | {_token(before[0])} {before[1]:.3f} | {_token(after[0])} {after[1]:.3f} |")
+    return rows
+
+
+def var_changes_markdown(changes: VarChanges) -> str:
+    """A few Markdown lines: whether the answer changed, sink mass before → after, rows and (layer, head) pairs
+    touched, and the first answer token's top-5 with and without VAR."""
+    lines = ["**VAR did not change the answer.**" if changes.answers_identical else "**VAR changed the answer.**"]
+    before, after = changes.totals()
+    if np.isnan(before):
+        lines.append("Attention on visual sinks: no answer token was captured.")
+    else:
+        relative = f" ({(after - before) / before:+.0%})" if before > 0 else ""
+        lines.append(f"Attention on visual sinks (answer tokens, mean over heads and layers "
+                     f"{layer_spans(changes.layers)}): **{before:.3f} → {after:.3f}**{relative}.")
+    lines.append(f"Touched: **{changes.rows_touched:,}** of {changes.rows_total:,} (layer, head, query) rows, "
+                 f"**{len(changes.pairs_touched)}** of {changes.pairs_total} (layer, head) pairs.")
+    if changes.baseline_top is None or changes.var_top is None:
+        lines.append("First-token probabilities were not recorded in these Traces.")
+    else:
+        (first, p_before), (chosen, p_after) = changes.baseline_top[0], changes.var_top[0]
+        lines.append(f"First answer token: {_token(first)} p = {p_before:.3f} without VAR, "
+                     f"{_token(chosen)} p = {p_after:.3f} with VAR.")
+        lines.append("\n".join(_top_table(changes)))
+    return "\n\n".join(lines)
