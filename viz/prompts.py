@@ -19,7 +19,7 @@ from viz.sinks import frame_cells
 
 PROMPT_CHARS = 50  # prompts are cut to this many characters in titles
 SINK_COLOURS = {"both": OUTLINE, "only A": (0, 114, 178), "only B": (0, 158, 115)}  # Okabe–Ito vermillion/blue/green
-PANEL_TITLE = 14
+PANEL_TITLE = 14  # px: panel titles and the legend (≥ 9 px when the figure shows 390 px wide)
 
 
 def short_prompt(prompt: str, limit: int = PROMPT_CHARS) -> str:
