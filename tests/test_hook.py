@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from var_core.config import VARConfig
-from var_core.hook import _ACTIVE_RUN, ATTENTION_NAME, RunState, attention_hook
+from var_core.hook import _ACTIVE_RUN, ATTENTION_NAME, RunState, _record_sinks, attention_hook
 
 PROMPT = "what colour is the square ?"
 
@@ -85,3 +85,21 @@ def test_sinks_are_detected_from_the_residual_stream_entering_each_layer(tiny_bu
     from var_core.sink import phi
     for layer in range(tiny_bundle.num_layers):
         assert torch.allclose(state.phi[layer], phi(hidden[layer], tiny_bundle.backbone.sink_dims), atol=1e-5)
+
+
+def test_profile_keeps_the_hidden_state_of_the_first_layer_with_the_largest_visual_phi():
+    # 4 tokens, token 2 is the only visual one; sink dim 0: φ = |x[0]| / RMS(x) with x = [a, 1, 1, 1]
+    visual = torch.tensor([[False, False, True, False]])
+    state = RunState(visual_mask=visual, query_start=3, sink_dims=(0,), tau=1.5, selection=VARConfig(),
+                     grid_positions=torch.tensor([2]))
+
+    def hidden(visual_value: float, bos_value: float = 9.0) -> torch.Tensor:
+        x = torch.ones(1, 4, 4)
+        x[0, 0, 0], x[0, 2, 0] = bos_value, visual_value
+        return x
+
+    layers = [hidden(1.0), hidden(3.0), hidden(3.0, bos_value=1.0), hidden(2.0, bos_value=20.0)]  # φ 1, √3, √3, 1.51
+    for layer, x in enumerate(layers):
+        _record_sinks(state, layer, x)
+    assert state.profile_layer == 1  # the largest visual φ first appears at layer 1; the tie at layer 2 keeps it
+    assert torch.equal(state.profile_hidden, layers[1]) and state.profile_phi == pytest.approx(3 ** 0.5)

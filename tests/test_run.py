@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from dataclasses import replace
 
@@ -10,6 +11,7 @@ from var_core.models.bundle import PreparedInputs
 from var_core.models.llava import LlavaAdapter
 from var_core.run import GenerationStopped, generate
 from var_core.trace import Trace
+from viz.evidence import visual_by_phi
 
 PROMPT = "what colour is the square ?"
 VAR = VARConfig(p=0.6, tau=1.2)
@@ -200,3 +202,42 @@ def test_unset_stop_signal_changes_nothing(tiny_bundle, noise_image, baseline):
     trace = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=6, stop=StopAfter(checks=10**6))
     assert trace.tokens == baseline.tokens
     np.testing.assert_array_equal(trace.visual_mass, baseline.visual_mass)
+
+
+def test_top5_per_step_are_the_softmax_of_the_scores_generate_returns(tiny_bundle, noise_image, baseline):
+    prepared = tiny_bundle.adapter.prepare(tiny_bundle, noise_image, PROMPT)
+    tiny_bundle.model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        plain = tiny_bundle.model.generate(**prepared.inputs, max_new_tokens=6, do_sample=False, output_scores=True,
+                                           return_dict_in_generate=True)
+    probs, ids = torch.softmax(torch.cat(plain.scores).float(), -1).topk(5)
+    assert baseline.top_token_ids.shape == baseline.top_probs.shape == (6, 5)
+    assert baseline.top_probs.dtype == np.float32
+    assert np.array_equal(baseline.top_token_ids, ids.numpy())
+    assert np.allclose(baseline.top_probs, probs.numpy(), atol=1e-5)
+    generated = plain.sequences[0, baseline.n_prompt:].numpy()
+    assert np.array_equal(baseline.top_token_ids[:, 0], generated)  # greedy: the chosen token is the likeliest
+    assert baseline.top_tokens[0][0] == baseline.tokens[baseline.n_prompt]
+    first = list(zip(baseline.top_tokens[0], baseline.top_probs[0].tolist()))
+    assert baseline.summary()["first_token_top5"] == first
+
+
+def test_top5_round_trip_and_traces_saved_before_them_load_with_none(tmp_path, with_var):
+    loaded = Trace.load(with_var.save(tmp_path / "trace.npz"))
+    assert np.array_equal(loaded.top_token_ids, with_var.top_token_ids)
+    assert np.array_equal(loaded.top_probs, with_var.top_probs) and loaded.top_tokens == with_var.top_tokens
+    older = replace(with_var, top_token_ids=None, top_probs=None, top_tokens=None)
+    old = Trace.load(older.save(tmp_path / "old.npz"))
+    assert old.top_token_ids is None and old.top_probs is None and old.first_top() is None
+    assert old.summary()["first_token_top5"] is None
+
+
+def test_profile_is_taken_where_the_largest_visual_phi_appears(baseline):
+    visual_phi = baseline.phi_visual.max(1)  # [L]
+    assert baseline.profile_layer == int(np.argmax(visual_phi))  # the first layer reaching the largest φ
+    assert baseline.profile_layer != baseline.num_layers // 2  # where the old fixed profile layer sat
+    strongest = baseline.visual_positions[visual_by_phi(baseline)[-1]]
+    assert baseline.profile_tokens[1] == strongest and baseline.profile_tokens[0] == 0
+    dims = list(baseline.settings["sink_dims"])
+    assert np.isclose(baseline.profile_hidden[1, dims].max(), baseline.phi[baseline.profile_layer, strongest],
+                      rtol=1e-4)  # the profiled row is the hidden state φ was measured on
