@@ -17,12 +17,13 @@ from viz.explain import compare_methods
 from viz.heatmap import attention_heatmap
 
 
-def image_tag(image: Image.Image, width: int | None = None) -> str:
-    """An inline <img> of `image` as base64 PNG."""
+def image_tag(image: Image.Image, width: int | None = None, alt: str = "") -> str:
+    """An inline <img> of `image` as base64 PNG (`alt`: its text for screen readers, escaped)."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     size = f' width="{width}"' if width else ""
-    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"{size}>'
+    text = f' alt="{html.escape(alt)}"' if alt else ""
+    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"{size}{text}>'
 
 
 def sink_layer(trace: Trace) -> int:
