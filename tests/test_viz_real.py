@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
+from var_core.analysis import var_changes
 from var_core.config import VARConfig
 from var_core.run import generate
+from viz.changes import var_changes_figure, var_changes_markdown
 from viz.compare import before_after
 from viz.diff import answer_diff
-from viz.evidence import massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer
+from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
+                          visual_by_phi)
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap
@@ -51,3 +54,19 @@ def test_text_views(traces):
     assert [text for text, _ in reverse] == [text for text, _ in strip] and max(s for _, s in reverse if s) == 1.0
     left, right = answer_diff(baseline.answer, with_var.answer)
     assert "".join(t for t, _ in left) == baseline.answer and "".join(t for t, _ in right) == with_var.answer
+
+
+def test_massive_activations_profile_the_strongest_visual_sink_where_it_is_a_sink(traces):
+    for trace in traces:
+        layer = trace.profile_layer
+        figure = massive_activations(trace)
+        labels = [text.get_text() for text in figure.axes[0].texts if ": pos " in text.get_text()]
+        position = int(trace.visual_positions[visual_by_phi(trace)[-1]])
+        assert labels[1] == f"strongest visual sink candidate, a sink at layer {layer}: pos {position} '<image>'"
+        assert figure.texts[0].get_text().split("\n")[2].endswith(f"at layer {layer}")  # φ by layer's peak
+
+
+def test_what_var_changed_renders_from_real_traces(traces):
+    changes = var_changes(*traces)
+    assert np.asarray(figure_image(var_changes_figure(changes))).std() > 0
+    assert changes.rows_touched > 0 and "| 5 |" in var_changes_markdown(changes)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from viz.figures import NEUTRAL, OTHER, few_ticks, key, new_figure, styled
+from viz.figures import NEUTRAL, OTHER, few_ticks, new_figure, styled
 from viz.queries import layer_spans
 
 if TYPE_CHECKING:
@@ -19,20 +19,22 @@ def var_changes_figure(changes: VarChanges) -> Figure:
     """Per captured layer: attention mass the answer tokens give the visual sinks before VAR (grey) and after (blue),
     mean over heads; 390 px wide at 100 dpi, so a phone shows it at full size."""
     layers = np.array(changes.layers)
-    figure = new_figure(3.9, 2.9, left=0.65, right=0.15, top=0.62, bottom=0.5)
+    figure = new_figure(3.9, 3.0, left=0.65, right=0.15, top=0.8, bottom=0.5)
     axes = figure.add_subplot()
-    axes.plot(layers, changes.sink_mass_before, "o-", color=NEUTRAL, markersize=4, linewidth=1.2)
+    axes.plot(layers, changes.sink_mass_before, "o-", color=NEUTRAL, markersize=6, markerfacecolor="none",
+              linewidth=1.2)  # hollow and larger: still visible where VAR changed nothing
     axes.plot(layers, changes.sink_mass_after, "D-", color=OTHER, markersize=3.5, linewidth=1.5)
     high = np.nanmax(np.concatenate([changes.sink_mass_before, changes.sink_mass_after, [0.0]]))
-    axes.set_ylim(0, max(float(high) * 1.3, 1e-3))
+    axes.set_ylim(0, max(float(high) * 1.08, 1e-3))
     few_ticks(axes, x=6, y=4)
     axes.set_xlabel("layer")
     axes.set_ylabel("share of attention")
-    key(axes, [("● before VAR", NEUTRAL), ("◆ after VAR", OTHER)])
     if np.isnan(changes.sink_mass_before).all():
         axes.text(0.5, 0.5, "no answer token captured", transform=axes.transAxes, ha="center", va="center")
-    figure.text(0.01, 0.98, f"Attention on visual sinks\nanswer tokens, mean over heads, layers "
+    figure.text(0.01, 0.985, f"Attention on visual sinks\nanswer tokens, mean over heads, layers "
                 f"{layer_spans(changes.layers)}", va="top", fontsize=10)
+    figure.text(0.01, 0.985 - 0.4 / 3.0, "○ before VAR", color=NEUTRAL, va="top", fontsize=10)
+    figure.text(0.35, 0.985 - 0.4 / 3.0, "◆ after VAR", color=OTHER, va="top", fontsize=10)
     return figure
 
 
