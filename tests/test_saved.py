@@ -34,9 +34,9 @@ def fresh() -> Analysis:
                    max_new_tokens=3)
 
 
-def export(analysis: Analysis, folder, selection=SELECTION, prompt=None) -> list:
+def export(analysis: Analysis, folder, selection=SELECTION) -> list:
     """The files the app's download writes: both Traces and analysis.json (prompt, summary, selection)."""
-    document = {"prompt": analysis.var.prompt if prompt is None else prompt, **analysis.summary(), "selection": selection}
+    document = {"prompt": analysis.var.prompt, **analysis.summary(), "selection": selection}
     (folder / "analysis.json").write_text(json.dumps(document))
     return [analysis.baseline.save(folder / "trace_baseline.npz"), analysis.var.save(folder / "trace_var.npz"),
             folder / "analysis.json"]
@@ -63,8 +63,9 @@ def test_a_reopened_analysis_draws_every_view_pixel_for_pixel(fresh, tmp_path):
             arrays = isinstance(saved, np.ndarray)
             assert np.array_equal(back, saved) and back.dtype == saved.dtype if arrays else back == saved, field.name
     layer = SELECTION["layer"]
-    views = [lambda a: attention_heatmap(a.var, layer, None, "all"), lambda a: attention_heatmap(a.baseline, layer, 3, 0),
-             lambda a: phi_overlay(a.var, layer), lambda a: before_after(a.var, layer, 3, "all", log=True),
+    views = [lambda a: attention_heatmap(a.var, layer, None, "all"),
+             lambda a: attention_heatmap(a.baseline, layer, 3, 0), lambda a: phi_overlay(a.var, layer),
+             lambda a: before_after(a.var, layer, 3, "all", log=True),
              lambda a: head_grid(a.baseline, "all"), lambda a: sink_count_strip(a.var, layer),
              lambda a: phi_by_layer(a.var), lambda a: head_ranking(a.var), lambda a: massive_activations(a.baseline),
              lambda a: sink_attention_by_layer(a.baseline), lambda a: phi_attention_scatter(a.baseline, layer)]
@@ -93,7 +94,8 @@ def test_the_selection_comes_back_checked(synthetic):
 def test_a_missing_trace_or_file_is_named(synthetic, tmp_path):
     baseline, var, document = synthetic
     assert "A VAR Trace is missing" in refusal([baseline, document])
-    assert "A baseline Trace (without VAR) is missing" in refusal([var])
+    assert "A baseline Trace (without VAR) is missing" in refusal([var]) == refusal(str(var))
+    assert "A baseline Trace (without VAR) is missing" in refusal(None) == refusal([])
     assert "no such file" in refusal([baseline, var, tmp_path / "gone.npz"])
 
 

@@ -15,14 +15,14 @@ import numpy as np
 
 from var_core.analysis import Analysis
 from var_core.inputs import listed, number, shown
+from var_core.sessions import MB
 from var_core.trace import ARRAY_FIELDS, Trace
 
 MAX_FILE_MB = 20  # one uploaded file, as the app's upload limit
 MAX_UNPACK_RATIO = 20  # an .npz's arrays may unpack to this many times the file limit (saved Traces: ≈ 1.3×)
-MB = 1024 * 1024
-QUERY_MODES = ("answer", "prompt", "all")
+QUERY_MODES = ("all", "answer", "prompt")  # as viz.queries names them
 RUNS = ("baseline", "var")
-ANSWERS = ("baseline_answer", "var_answer")  # the keys that mark an analysis.json (with "settings")
+OURS = {"baseline_answer", "var_answer", "settings"}  # the keys that mark an analysis.json the app exported
 AGAIN = "upload trace_baseline.npz and trace_var.npz of one analysis"
 
 
@@ -34,11 +34,11 @@ class Reopened(NamedTuple):
 
 
 def reopen(paths, max_mb: float = MAX_FILE_MB) -> Reopened:
-    """The Analysis in `paths` (two saved Traces, one without and one with VAR, and at most one analysis.json, in
-    any order, told apart by content); a ValueError of at most 300 characters when a file is missing, unreadable, too
-    large, not ours, or of another analysis."""
+    """The Analysis in `paths` (file paths: two saved Traces, one without and one with VAR, and at most one
+    analysis.json, in any order, told apart by content); a ValueError of at most 300 characters when a file is
+    missing, unreadable, too large, not ours, or of another analysis."""
     traces, documents = [], []
-    for path in paths:
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths or []:
         path = Path(path)
         kind, value = _read(path, max_mb)
         (traces if kind == "trace" else documents).append((shown(path.name), value))
@@ -133,7 +133,8 @@ def _misfits(trace: Trace) -> list[str]:
         "φ": trace.phi.shape == trace.sink_mask.shape == (layers, trace.n_prompt),
         "positions": trace.n_prompt <= len(trace.tokens) and _within(trace.visual_positions, trace.n_prompt)
         and _within(trace.all_image_positions, trace.n_prompt) and _within(trace.query_positions, len(trace.tokens)),
-        "captured layers": len(trace.layers_captured) > 0 and _within(np.array(trace.layers_captured, dtype=int), layers),
+        "captured layers": len(trace.layers_captured) > 0
+        and _within(np.array(trace.layers_captured, dtype=int), layers),
         "attention": trace.attn_to_visual.shape == (*per_row, rows * cols) and (
             trace.attn_to_visual_raw is None or trace.attn_to_visual_raw.shape == trace.attn_to_visual.shape),
         "head statistics": all(getattr(trace, name).shape == per_row
@@ -159,7 +160,8 @@ def _pair(traces: list[tuple[str, Trace]]) -> Analysis:
         if len(found) > 1:
             raise ValueError(f"Two files hold a {label} ({found[0][0]}, {found[1][0]}): {AGAIN}")
     (base_name, baseline), (var_name, var) = runs["baseline"][0], runs["var"][0]
-    for what, left, right in (("models", baseline.model_name, var.model_name), ("prompts", baseline.prompt, var.prompt)):
+    for what, left, right in (("models", baseline.model_name, var.model_name),
+                              ("prompts", baseline.prompt, var.prompt)):
         if left != right:
             raise ValueError(f"{base_name} and {var_name} are of different {what} ({shown(left)} and "
                              f"{shown(right)}): {AGAIN}")
@@ -171,7 +173,7 @@ def _pair(traces: list[tuple[str, Trace]]) -> Analysis:
 def _document(name: str, document, analysis: Analysis) -> dict | None:
     """The checked selection of an analysis.json of `analysis` (None when it has none); a ValueError when the JSON
     is not ours or belongs to another analysis."""
-    if not isinstance(document, dict) or not {*ANSWERS, "settings"} <= document.keys():
+    if not isinstance(document, dict) or not OURS <= document.keys():
         raise ValueError(f"{name} is not an analysis.json exported by this app")
     ours = {"prompt": analysis.var.prompt, "baseline_answer": analysis.baseline.answer,
             "var_answer": analysis.var.answer}

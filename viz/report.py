@@ -34,10 +34,11 @@ def analysis_report(analysis, figures: dict[str, Figure | Image.Image], selectio
     `figures`: title (or a snake_case name) → matplotlib Figure or PIL image, in the order shown; `selection`: the
     app's {layer, head, query, run, log_scale}; `seen`: the sentence on what the model saw (`describe_seen`)."""
     baseline, var = analysis.baseline, analysis.var
+    gallery = "".join(_figure(title, figure) for title, figure in figures.items())
     sections = {"Question and answers": _answers(baseline, var), "What the model saw": _seen(baseline, var, seen),
                 "Selection": _table(_selection_rows(analysis, selection)),
                 "Settings": _table(_settings_rows(baseline, var)),
-                "Figures": f"<div class=figures>{''.join(_figure(title, figure) for title, figure in figures.items())}</div>"}
+                "Figures": f"<div class=figures>{gallery}</div>"}
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections.items())
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
