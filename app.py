@@ -26,6 +26,7 @@ import pandas as pd
 
 from var_core import __version__
 from var_core.analysis import Analysis, analyze
+from var_core.compare import compare_prompts, shared_sinks
 from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
@@ -34,6 +35,7 @@ from var_core.inputs import listed, number, shown, text_value
 from var_core.limits import Deadline, GenerationStopped, TimeLimitExceeded
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
+from var_core.eval.table import display_table
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID, ModelLoadError
 from var_core.models.slot import ModelSlot
 from var_core.registry import phi_bound
@@ -49,6 +51,7 @@ from viz.explain import compare_methods
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap, heatmap_cell
+from viz.prompts import overlap_by_layer, overlap_text, prompt_comparison
 from viz.ranking import TABLE_HEADERS, head_ranking, selection_summary, top_heads_table
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
@@ -72,7 +75,7 @@ FULL_CAPTURE_LAYERS, FULL_CAPTURE_HIDDEN, CAPTURE_STRIDE = 16, 1024, 4  # see de
 MAX_CAPTURE_CHARS = 200
 MAX_ANSWER_CHARS = 200  # an answer to explain: only its first token is used
 SAMPLES_RANGE = (4, 80)  # samples of a quick experiment
-AGAIN = {"analysis": "Analyze", "explanation": "the Explain button"}  # what re-creates dropped results
+AGAIN = {"analysis": "Analyze", "explanation": "the Explain button", "comparison": "Compare"}  # what re-creates them
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
 MEAN_HEADS = -1
 SELECTION_VIEWS = ("heatmap", "head_grid", "before_after", "tokens", "phi_vs_attention", "phi_overlay", "sink_strip")
@@ -104,7 +107,10 @@ EXPLAIN = {
     "experiments": "Does it matter? Quick versions (about a minute each on a CPU) of the paper's experiments on "
                    "synthetic scenes: POPE-style yes/no accuracy with and without VAR, ablations, a p × ρ sweep, "
                    "masking sinks vs random visual tokens, their contribution, and whether sinks stay put.",
-    "evidence": "The paper's evidence on this input: sinks draw high attention (scatter), they carry a massive "
+    "compare": "The paper's claim: visual sinks stay at the same patches **whatever the question**. Ask a second "
+               "question about the same image: both are answered (baseline and VAR), and the sinks and the attention "
+               "of each are drawn side by side at the chosen layer, with the sink patches they share.",
+    "evidence": "**The paper's evidence** on this input: sinks draw high attention (scatter), they carry a massive "
                 "activation in fixed dimensions (profile), and how attention to sinks compares per layer.",
 }
 CAPTURE_HELP = ("Whose attention the views keep: all, a range 0-7, a list 0,4,8 or both (0-3,8,12). Layers left out "
@@ -112,7 +118,10 @@ CAPTURE_HELP = ("Whose attention the views keep: all, a range 0-7, a list 0,4,8 
                 f"all for models up to {FULL_CAPTURE_LAYERS} layers or hidden size {FULL_CAPTURE_HIDDEN} (the default "
                 f"model), else every {CAPTURE_STRIDE}th layer from 0 and the last.")
 CSS = ("#status {font-size: 0.9em} #model-saw, #model-info {font-size: 0.85em} "
-       ".gradio-container {max-width: 1500px !important}")
+       ".gradio-container {max-width: 1500px !important} "
+       # a phone shows a view at its own size, scrolled sideways, rather than shrunk until its text is unreadable
+       "@media (max-width: 700px) {.view .image-container {overflow-x: auto} "
+       ".view img {width: auto !important; max-width: none !important; height: auto !important}}")
 
 slot = ModelSlot()
 store = SessionResults(int(session_memory_mb() * MB), SESSION_TTL_S)  # every session's results, under one cap
@@ -413,6 +422,73 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         running.finish(session, signal)
 
 
+@gpu_task(duration=2 * GPU_DURATION_S)
+def run_comparison(image, prompts: tuple[str, str], model_id, settings: dict, max_new_tokens, capture,
+                   stop) -> tuple[Analysis, Analysis]:
+    """The model part of a comparison: both prompts answered without and with VAR on the same image."""
+    LOG.info("comparison started: model=%s prompts=%r", model_id, [str(prompt)[:80] for prompt in prompts])
+    bundle = slot.get(model_id)
+    config = var_config(bundle, **settings)
+    layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
+    return compare_prompts(bundle, image, prompts, config, int(max_new_tokens), capture_layers=layers,
+                           max_time=RUN_TIME_LIMIT_S, stop=stop)
+
+
+async def compare_request(image, prompt, prompt_b, model_id, p, rho, tau, min_visual_mass, max_new_tokens,
+                          first_layer, last_layer, recycle_text_sinks, capture, request: gr.Request = None):
+    """The Compare button: the analysis's prompt and a second one on the same image, kept for this session."""
+    try:
+        settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
+        max_new_tokens = number(max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS_UI, integer=True)
+        prompt_b = text_value(prompt_b, "the second prompt", MAX_PROMPT_CHARS)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    session = session_of(request)
+    signal = running.start(session)
+    try:
+        pair = await asyncio.wrap_future(slot.submit(run_comparison, image, (prompt, prompt_b),
+                                                     model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, capture,
+                                                     None if on_zero_gpu() else signal))
+        return store.keep(session, "comparison", pair)
+    except asyncio.CancelledError:
+        signal.set()
+        raise
+    except (ValueError, ModelLoadError) as error:
+        raise gr.Error(str(error)) from None
+    except GenerationStopped:
+        raise gr.Error("Stopped: the comparison was cancelled before both prompts were answered.") from None
+    finally:
+        running.finish(session, signal)
+
+
+def render_comparison(held: Held | None, layer):
+    """Both prompts' sinks and attention at `layer` (the captured layer nearest to it), sinks shared per layer, and
+    both answers; says when the sinks are equal by construction (the image comes before the question)."""
+    pair = stored(held)
+    if pair is None:
+        return [gr.skip()] * 3
+    first, second = (analysis.baseline for analysis in pair)
+    captured = first.layers_captured
+    layer = min(captured, key=lambda choice: (abs(choice - int(layer if layer is not None else 0)), choice))
+    shared = shared_sinks(first, second)
+    visual = first.all_image_positions
+    same_states = np.array_equal(first.phi[:, visual], second.phi[:, visual])
+    lines = [f"**A** {shorten(first.prompt)} → baseline *{pair[0].baseline.answer}*, VAR *{pair[0].var.answer}*",
+             f"**B** {shorten(second.prompt)} → baseline *{pair[1].baseline.answer}*, VAR *{pair[1].var.answer}*",
+             f"Visual sinks shared over the VAR layers (Jaccard): **{overlap_text(shared.overlap)}**."]
+    if same_states:
+        lines.append("The image comes before the question in this model's prompt, and attention only looks back, "
+                     "so the visual tokens' states (φ, sinks) are computed before the question is read: equal sinks "
+                     "are certain here. What the question changes is the attention rows below.")
+    return prompt_comparison(first, second, layer), overlap_by_layer(first, second, layer), "  \n".join(lines)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """`text` on one line, cut to `limit` characters, for markdown."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def stop_session(request: gr.Request) -> None:
     """Stop button and tab close: end this session's running analysis at its next token (an explanation at its next
     layer, an experiment at its next run)."""
@@ -688,7 +764,7 @@ def run_experiment(name, n_samples, request: gr.Request = None, progress=gr.Prog
         raise gr.Error("Stopped: the experiment was cancelled before it was complete.") from None
     finally:
         running.finish(session, signal)
-    return pd.DataFrame(rows), [figure_image(figure) for figure in figures]
+    return gr.update(value=display_table(rows), visible=True), [figure_image(figure) for figure in figures]
 
 
 def full_results(name):
@@ -699,12 +775,12 @@ def full_results(name):
         return pd.DataFrame(), [], f"No full run of `{name}` is committed yet (`python -m var_core.eval {name}`).", samples
     rows, pngs, meta = found
     command = meta.get("command", "")
-    return pd.DataFrame(rows), pngs, f"Last full run: `{command}`" if command else "Last full run", samples
+    return display_table(rows), pngs, f"Last full run: `{command}`" if command else "Last full run", samples
 
 
 def view_image(label: str, elem_id: str) -> gr.Image:
     """An output image for a view; the view draws its own title, so Gradio's label badge is hidden."""
-    return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False)
+    return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False, elem_classes=["view"])
 
 
 def view_plot(label: str, elem_id: str) -> gr.Plot:
@@ -729,6 +805,7 @@ def build_demo() -> gr.Blocks:
         # tickets for this session's results, which live in `store` under one memory cap for all sessions
         result = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=store.release)
         explanations = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=store.release)
+        comparison = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=store.release)
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
@@ -759,7 +836,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     run = gr.Button("Analyze", variant="primary", elem_id="run", scale=3)
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-                gr.Examples(examples(), inputs=[image, prompt], label="Examples: click one, then Analyze")
+                gr.Examples(examples(), inputs=[image, prompt], label="Examples: click one, then Analyze",
+                            examples_per_page=4)
             with gr.Column(scale=8):
                 with gr.Row():
                     baseline_answer = gr.HighlightedText(label="Baseline answer", elem_id="baseline-answer",
@@ -768,18 +846,18 @@ def build_demo() -> gr.Blocks:
                                                     color_map=DIFF_COLORS, show_legend=False)
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
-                    source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=140)
+                    source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=160)
                     layer = ChoiceField([(str(captured_layer), captured_layer) for captured_layer in captured],
                                         value=min(captured, key=lambda captured_layer: abs(captured_layer - 5)),
                                         label=f"Layer (captured: {captured_text(captured, bundle.num_layers)})",
-                                        elem_id="layer", min_width=170)
+                                        elem_id="layer", min_width=200)
                     head = ChoiceField([("mean over heads", MEAN_HEADS)], value=MEAN_HEADS, label="Head",
-                                       min_width=170)
-                    query = ChoiceField(QUERY_MODES, value="answer", label="Text token (query)", min_width=210)
-                    log_scale = gr.Checkbox(False, label="log scale", min_width=100)
+                                       min_width=200)
+                    query = ChoiceField(QUERY_MODES, value="answer", label="Text token (query)", min_width=260)
+                    log_scale = gr.Checkbox(False, label="log scale", min_width=120)
                 tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
                                                   "see where it looks", elem_id="tokens", show_legend=False)
-                with gr.Tabs():
+                with gr.Tabs(overflow_behavior="wrap"):  # every tab in sight, on a phone too
                     with gr.Tab("Attention"):
                         gr.Markdown(EXPLAIN["attention"])
                         heatmap = view_image("Attention heatmap", "heatmap")
@@ -789,14 +867,6 @@ def build_demo() -> gr.Blocks:
                             label="Which text tokens look at this patch (this layer and head; scaled to the largest)",
                             elem_id="reverse-tokens", show_legend=False)
                         patch_tile = view_image("Attention this patch receives, every layer × head", "patch-tile")
-                    with gr.Tab("Layer × head grid"):
-                        gr.Markdown(EXPLAIN["grid"])
-                        grid = view_image("All heads", "grid")
-                    with gr.Tab("Sinks φ(x)"):
-                        gr.Markdown(EXPLAIN["sinks"])
-                        phi_map = view_image("φ(x) over the image", "phi")
-                        sink_strip = view_plot("Visual sinks per layer", "sink-strip")
-                        phi_layers = view_plot("φ by layer", "phi-by-layer")
                     with gr.Tab("Where did it look?"):
                         gr.Markdown(EXPLAIN["explain"])
                         with gr.Row():
@@ -810,37 +880,53 @@ def build_demo() -> gr.Blocks:
                                                    elem_id="explain")
                         explain_status = gr.Markdown(elem_id="explain-status")
                         methods_grid = view_image("Method × run", "methods-grid")
-                        sink_shares = gr.Dataframe(label="Share of each map on visual sink patches",
-                                                   elem_id="sink-shares")
+                        sink_shares = gr.Dataframe(headers=["method", "baseline", "VAR"], elem_id="sink-shares",
+                                                   label="Share of each map on visual sink patches")
                         explain_files = gr.File(label="The grid (PNG) and every map (.npz)", file_count="multiple",
                                                 elem_id="explain-downloads")
                         with gr.Accordion("What the explain API returns (JSON)", open=False):
                             explain_json = gr.JSON(label="explain", elem_id="explain-json")
-                    with gr.Tab("Head ranking"):
+                    with gr.Tab("Heads"):
+                        gr.Markdown(EXPLAIN["grid"])
+                        grid = view_image("All heads", "grid")
                         gr.Markdown(EXPLAIN["ranking"])
                         ranking = view_plot("Heads by visual non-sink ratio", "ranking")
                         ranking_table = gr.Dataframe(headers=TABLE_HEADERS, label="Top heads",
                                                      elem_id="ranking-table")
-                    with gr.Tab("Before / after VAR"):
-                        gr.Markdown(EXPLAIN["compare"])
-                        compare = view_image("Before / after / difference", "compare")
-                    with gr.Tab("Paper evidence"):
+                    with gr.Tab("Sinks"):
+                        gr.Markdown(EXPLAIN["sinks"])
+                        phi_map = view_image("φ(x) over the image", "phi")
+                        sink_strip = view_plot("Visual sinks per layer", "sink-strip")
+                        phi_layers = view_plot("φ by layer", "phi-by-layer")
                         gr.Markdown(EXPLAIN["evidence"])
                         scatter = view_plot("φ vs attention", "scatter")
                         profile = view_plot("Massive activations", "profile")
                         sink_share = view_plot("Attention to sinks per layer", "sink-share")
+                    with gr.Tab("Before / after"):
+                        gr.Markdown(EXPLAIN["compare"])
+                        compare = view_image("Before / after / difference", "compare")
+                    with gr.Tab("Compare prompts"):
+                        gr.Markdown(EXPLAIN["compare"])
+                        with gr.Row():
+                            prompt_b = gr.Textbox(label="Second question about the same image", lines=1, scale=3,
+                                                  elem_id="prompt-b", max_length=MAX_PROMPT_CHARS,
+                                                  placeholder="e.g. How many shapes are there?")
+                            compare_button = gr.Button("Compare", elem_id="compare", scale=1)
+                        comparison_note = gr.Markdown(elem_id="comparison-note")
+                        comparison_view = view_image("Prompt A vs prompt B", "comparison")
+                        overlap_plot = view_plot("Shared visual sinks per layer", "overlap")
                     with gr.Tab("Experiments"):
                         gr.Markdown(EXPLAIN["experiments"])
                         with gr.Row():
                             experiment = ChoiceField(list(EXPERIMENTS), value=EXPERIMENTS[0], label="Experiment")
                             n_samples = SliderField(*SAMPLES_RANGE, QUICK[EXPERIMENTS[0]][0], step=1, label="samples")
                             run_experiment_button = gr.Button("Run quick version", elem_id="run-experiment")
-                        experiment_table = gr.Dataframe(label="Quick run", elem_id="experiment-table")
+                        experiment_table = gr.Dataframe(label="Quick run", elem_id="experiment-table", visible=False)
                         experiment_plots = gr.Gallery(label="Plots", columns=2, height="auto", object_fit="contain")
                         full_note = gr.Markdown()
-                        full_table = gr.Dataframe(label="Full run (committed under results/)")
+                        full_table = gr.Dataframe(label="Full run (committed under results/)", elem_id="full-table")
                         full_plots = gr.Gallery(label="Full-run plots", columns=2, height="auto", object_fit="contain")
-                    with gr.Tab("Summary & downloads"):
+                    with gr.Tab("Downloads"):
                         summary = gr.JSON(label="Summary (what the API returns)", elem_id="summary")
                         prepare = gr.Button("Prepare downloads", elem_id="prepare-downloads")
                         files = gr.File(label="Figures (PNG), Traces (.npz), settings + answers (JSON)",
@@ -884,11 +970,19 @@ def build_demo() -> gr.Blocks:
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)
+        comparison_outputs = [comparison_view, overlap_plot, comparison_note]
+        compared = compare_button.click(compare_request, [image, prompt, prompt_b, model_id, *var_settings,
+                                                          max_new_tokens, first_layer, last_layer, recycle, capture],
+                                        comparison, concurrency_id="model", concurrency_limit=1,
+                                        show_progress_on=[comparison_view], **private)
+        compared.success(render_comparison, [comparison, layer], comparison_outputs, **private)
+        layer.input(render_comparison, [comparison, layer], comparison_outputs, trigger_mode="always_last", **private)
         # not queued behind the model's group: a second experiment is refused at once instead of waiting minutes
         experiment_run = run_experiment_button.click(run_experiment, [experiment, n_samples],
                                                      [experiment_table, experiment_plots],
                                                      concurrency_id="experiment", concurrency_limit=None, **private)
-        stop.click(stop_session, None, None, cancels=[analysis, explained, experiment_run], queue=False, **private)
+        stop.click(stop_session, None, None, cancels=[analysis, explained, experiment_run, compared], queue=False,
+                   **private)
         demo.unload(stop_session)
         experiment.change(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)
         demo.load(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)

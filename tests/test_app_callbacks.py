@@ -150,7 +150,7 @@ def test_the_explanation_averages_every_layer_by_default_in_a_fresh_page():
 def test_no_plot_title_is_covered_by_a_label_badge_and_galleries_show_plots_whole():
     demo = app.build_demo()
     plots = [block for block in demo.blocks.values() if isinstance(block, gr.Plot)]
-    assert len(plots) == 6 and not any(plot.show_label for plot in plots)
+    assert len(plots) == 7 and not any(plot.show_label for plot in plots)
     galleries = [block for block in demo.blocks.values() if isinstance(block, gr.Gallery)]
     assert galleries and all(gallery.object_fit == "contain" for gallery in galleries)
 
@@ -250,7 +250,18 @@ def test_unknown_model_keeps_the_current_one():
 def test_experiments_tab_runs_a_quick_experiment(monkeypatch, tiny_bundle):
     monkeypatch.setattr(app, "slot", ModelSlot(loader=lambda model_id, allow_any=False: tiny_bundle))
     table, plots = app.run_experiment("sinks", 4, progress=Progress())
-    assert len(table) >= 1 and plots and all(isinstance(plot, Image.Image) for plot in plots)
+    assert table["visible"] and len(table["value"]) >= 1
+    assert plots and all(isinstance(plot, Image.Image) for plot in plots)
+    assert all(plot.size == plots[0].size for plot in plots)  # one size: a gallery shows each whole
+
+
+def test_experiment_tables_are_rounded_and_compact():
+    """The committed full POPE run as the tab shows it: numbers to 3 significant digits, intervals as one column
+    (they were strings beside ~20 unrounded columns)."""
+    table, _, note, _ = app.full_results("pope")
+    assert note.startswith("Last full run") and len(table.columns) <= 10
+    numbers = [value for value in table.to_numpy().ravel() if isinstance(value, float)]
+    assert numbers and all(len(f"{value:g}".lstrip("-0.").replace(".", "")) <= 3 for value in numbers)
 
 
 def test_experiments_tab_rejects_unknown_names():
@@ -371,3 +382,17 @@ def test_opening_a_page_keeps_layers_to_capture_typed_before_it_loaded():
     *_, default = app.page_settings(app.DEFAULT_MODEL_ID, "")
     assert "value" not in kept and default["value"] == "all"  # a filled field is left as it is by then
     assert kept["label"] == default["label"] == "Layers to capture (this model: 0 … 29)"
+
+
+def test_compare_prompts_keeps_both_analyses_and_draws_them_at_the_chosen_layer(monkeypatch):
+    held = asyncio.run(app.compare_request(str(EXAMPLE), "What colour is the square?", "How many shapes are there?",
+                                           app.DEFAULT_MODEL_ID, 0.4, 0.5, None, 0.2, 2, None, None, True, ""))
+    first, second = app.store.get(held)
+    assert first.var.prompt != second.var.prompt and np.array_equal(first.var.image, second.var.image)
+    view, overlap, note = app.render_comparison(held, 5)
+    assert isinstance(view, Image.Image) and isinstance(overlap, Figure)
+    assert "**A** What colour is the square?" in note and "Jaccard): **1.00**" in note
+    assert "equal sinks are certain here" in note  # the image comes before the question in this template
+    with pytest.raises(gr.Error, match="the second prompt has 5,000 characters"):
+        asyncio.run(app.compare_request(str(EXAMPLE), "Hi?", "x" * 5000, app.DEFAULT_MODEL_ID, 0.4, 0.5, None, 0.2,
+                                        2, None, None, True, ""))

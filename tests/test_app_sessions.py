@@ -143,4 +143,4 @@ def test_a_dropped_explanation_asks_for_the_explain_button(small_store):
 
 def test_the_pages_states_release_their_results_when_gradio_deletes_them():
     states = [block for block in app.build_demo().blocks.values() if isinstance(block, gr.State)]
-    assert len(states) == 2 and all(state.delete_callback == app.store.release for state in states)
+    assert len(states) == 3 and all(state.delete_callback == app.store.release for state in states)
