@@ -9,7 +9,7 @@ from var_core.analysis import var_changes
 from viz.changes import var_changes_figure, var_changes_markdown
 from viz.figures import figure_image
 
-TOP = {"top_token_ids": np.array([[7, 3, 9, 1, 2]]), "top_probs": np.array([[0.6, 0.2, 0.1, 0.05, 0.05]], np.float32),
+TOP = {"top_token_ids": np.array([[7, 3, 9, 1, 2]]), "top_probs": np.array([[0.6, 0.2, 0.1, 0.05, 3e-5]], np.float32),
        "top_tokens": [[" red", "blue", "a|b", "\n", "`x`"]]}
 
 
@@ -44,4 +44,4 @@ def test_markdown_lists_top5_with_and_without_var_with_tokens_escaped():
     table = text.split("\n\n")[-1].split("\n")
     assert table[:2] == ["| | without VAR | with VAR |", "|---|---|---|"] and len(table) == 7
     assert table[4] == "| 3 | `'a\\|b'` 0.100 | `'a\\|b'` 0.100 |" and table[5].startswith("| 4 | `'↵'` 0.050")
-    assert table[6].startswith("| 5 | `'ˋxˋ'` 0.050")
+    assert table[6].startswith("| 5 | `'ˋxˋ'` 3.0e-05 |")  # not 0.000

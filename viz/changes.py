@@ -43,11 +43,17 @@ def _token(text: str) -> str:
     return "`" + repr(text.replace("\n", "↵")).replace("`", "ˋ").replace("|", "\\|") + "`"
 
 
+def _probability(p: float) -> str:
+    """'0.912', or '3.1e-05' below 0.001 (three decimals would print 0.000)."""
+    return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def _top_table(changes: VarChanges) -> list[str]:
     """Markdown rows: rank, then token and probability without and with VAR."""
     rows = ["| | without VAR | with VAR |", "|---|---|---|"]
     for rank, (before, after) in enumerate(zip(changes.baseline_top, changes.var_top), 1):
-        rows.append(f"| {rank} | {_token(before[0])} {before[1]:.3f} | {_token(after[0])} {after[1]:.3f} |")
+        rows.append(f"| {rank} | {_token(before[0])} {_probability(before[1])} | "
+                    f"{_token(after[0])} {_probability(after[1])} |")
     return rows
 
 
@@ -68,7 +74,7 @@ def var_changes_markdown(changes: VarChanges) -> str:
         lines.append("First-token probabilities were not recorded in these Traces.")
     else:
         (first, p_before), (chosen, p_after) = changes.baseline_top[0], changes.var_top[0]
-        lines.append(f"First answer token: {_token(first)} p = {p_before:.3f} without VAR, "
-                     f"{_token(chosen)} p = {p_after:.3f} with VAR.")
+        lines.append(f"First answer token: {_token(first)} p = {_probability(p_before)} without VAR, "
+                     f"{_token(chosen)} p = {_probability(p_after)} with VAR.")
         lines.append("\n".join(_top_table(changes)))
     return "\n\n".join(lines)
