@@ -42,7 +42,9 @@ from var_core.registry import phi_bound
 from var_core.sessions import MB, Dropped, Held, SessionResults
 from var_core.shipped import shipped
 from var_core.run import ATTENTION_NUMERICS, MAX_PROMPT_CHARS
+from var_core.saved import reopen
 from var_core.server import BodyLimit, BoundedLog, Busy, LongJobs, trim_memory_every
+from viz.changes import var_changes_figure, var_changes_markdown
 from viz.compare import before_after
 from viz.diff import DIFF_COLORS, answer_diff
 from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_layer, sink_attention_by_layer,
@@ -53,6 +55,7 @@ from viz.grid import head_grid
 from viz.heatmap import attention_heatmap, heatmap_cell
 from viz.prompts import overlap_by_layer, overlap_text, prompt_comparison
 from viz.ranking import TABLE_HEADERS, head_ranking, selection_summary, top_heads_table
+from viz.report import analysis_report
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
@@ -522,9 +525,13 @@ def _status(result: Analysis) -> str:
 
 
 def seen_sentence(trace) -> str:
-    """What the model saw, under the image: the run's `describe_seen` sentence, or for a Trace saved before runs
-    recorded it, the size and visual tokens the Trace itself holds."""
+    """What the model saw, under the image: the run's `describe_seen` sentence (led by a warning when the processor
+    cut part of the image away), or for a Trace saved before runs recorded it, the size and visual tokens the Trace
+    itself holds."""
     seen = trace.settings.get("seen") or {}
+    if seen.get("cropped"):
+        return (f"**Part of the image was cut away before the model saw it** (the model input is below). "
+                f"{describe_seen(seen)}")
     if seen:
         return describe_seen(seen)
     height, width = trace.image.shape[:2]
@@ -595,7 +602,9 @@ def render_all(held: Held | None, layer, head, query, source, log_scale):
         query = "all"
         selected = selection_views(result, layer, head, query, source, bool(log_scale))
     patch = int(visual_by_phi(trace)[-1])  # the reverse view opens on the strongest visual sink
-    return (baseline_diff, var_diff, _status(result), seen_sentence(trace), layer_choice,
+    changes = result.changes()
+    return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes), _status(result),
+            seen_sentence(trace), trace.image, layer_choice,
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query), phi_by_layer(trace),
             head_ranking(trace), gr.update(value=top_heads_table(trace), label=selection_summary(trace)),
             massive_activations(result.baseline), sink_attention_by_layer(result.baseline), *selected,
@@ -729,10 +738,28 @@ def make_downloads(held: Held | None, layer, head, query, source, log_scale):
         paths.append(folder / f"{name}.png")
         image.save(paths[-1])
     paths += [result.baseline.save(folder / "trace_baseline.npz"), result.var.save(folder / "trace_var.npz")]
+    selection = {"layer": int(layer), "head": _head(head), "query": query,
+                 "run": "baseline" if source == "baseline" else "var", "log_scale": bool(log_scale)}
     paths.append(folder / "analysis.json")
-    selection = {"layer": int(layer), "head": _head(head), "query": query, "run": source, "log_scale": bool(log_scale)}
     paths[-1].write_text(json.dumps({"prompt": result.var.prompt, **result.summary(), "selection": selection}, indent=1))
+    paths.append(folder / "report.html")  # one self-contained file: every figure, the settings, what the model saw
+    paths[-1].write_text(analysis_report(result, figures, selection, seen=seen_sentence(result.var)), encoding="utf-8")
     return [str(path) for path in paths]
+
+
+def reopen_request(files, request: gr.Request = None):
+    """Reopen a saved analysis (its two .npz Traces and, optionally, analysis.json) as this session's analysis,
+    with the saved layer / head / query / run selected: every view comes back without the model."""
+    paths = [getattr(file, "name", file) for file in (files or [])]
+    try:
+        analysis, saved = reopen(paths)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    saved = saved or {"layer": 5, "head": None, "query": "answer", "run": "var", "log_scale": False}
+    held = store.keep(session_of(request), "analysis", analysis)
+    head = MEAN_HEADS if saved["head"] is None else saved["head"]
+    return (analysis.summary(), held, saved["layer"], head, saved["query"],
+            "baseline" if saved["run"] == "baseline" else "VAR", saved["log_scale"])
 
 
 def run_experiment(name, n_samples, request: gr.Request = None, progress=gr.Progress()):
@@ -812,6 +839,8 @@ def build_demo() -> gr.Blocks:
                 image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
                                       elem_id="input-image", height=280)
                 seen = gr.Markdown(elem_id="model-saw")
+                model_input = gr.Image(label="What the model saw (its input, after the processor)", height=160,
+                                       interactive=False, elem_id="model-input", type="numpy", format="png")
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
                 model_id = ChoiceField(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
@@ -844,6 +873,10 @@ def build_demo() -> gr.Blocks:
                                                          color_map=DIFF_COLORS, show_legend=False)
                     var_answer = gr.HighlightedText(label="Answer with VAR", elem_id="var-answer",
                                                     color_map=DIFF_COLORS, show_legend=False)
+                with gr.Accordion("What VAR changed", open=True, elem_id="var-changes"):
+                    with gr.Row():
+                        changes_text = gr.Markdown(elem_id="changes-text")
+                        changes_plot = view_plot("Attention on visual sinks before and after VAR", "changes-plot")
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=160)
@@ -926,11 +959,16 @@ def build_demo() -> gr.Blocks:
                         full_note = gr.Markdown()
                         full_table = gr.Dataframe(label="Full run (committed under results/)", elem_id="full-table")
                         full_plots = gr.Gallery(label="Full-run plots", columns=2, height="auto", object_fit="contain")
-                    with gr.Tab("Downloads"):
+                    with gr.Tab("Save / reopen"):
                         summary = gr.JSON(label="Summary (what the API returns)", elem_id="summary")
                         prepare = gr.Button("Prepare downloads", elem_id="prepare-downloads")
-                        files = gr.File(label="Figures (PNG), Traces (.npz), settings + answers (JSON)",
-                                        file_count="multiple", elem_id="downloads")
+                        files = gr.File(label="Report (one HTML file), figures (PNG), Traces (.npz), settings + "
+                                              "answers + selection (JSON)", file_count="multiple", elem_id="downloads")
+                        saved_files = gr.File(label="Reopen a saved analysis: upload its trace_baseline.npz and "
+                                                    "trace_var.npz (and analysis.json for the saved selection)",
+                                              file_count="multiple", file_types=[".npz", ".json"],
+                                              elem_id="reopen-files")
+                        reopen_button = gr.Button("Reopen", elem_id="reopen")
 
         # ------------------------------------------------------------ events
         var_settings = [p, rho, tau, min_mass]
@@ -939,7 +977,8 @@ def build_demo() -> gr.Blocks:
         selection_outputs = [heatmap, grid, compare, tokens, scatter, phi_map, sink_strip]  # as SELECTION_VIEWS
         reverse = [result, patch, layer, head, source]
         reverse_outputs = [reverse_tokens, patch_tile]
-        all_outputs = [baseline_answer, var_answer, status, seen, layer, head, query, phi_layers, ranking,
+        all_outputs = [baseline_answer, var_answer, changes_text, changes_plot, status, seen, model_input, layer, head,
+                       query, phi_layers, ranking,
                        ranking_table, profile, sink_share, *selection_outputs, patch,
                        *reverse_outputs]
         private = {"api_visibility": "private"}
@@ -970,6 +1009,9 @@ def build_demo() -> gr.Blocks:
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)
+        reopened = reopen_button.click(reopen_request, saved_files, [summary, result, layer, head, query, source,
+                                                                     log_scale], **private)
+        reopened.success(render_all, selection, all_outputs, **private)
         comparison_outputs = [comparison_view, overlap_plot, comparison_note]
         compared = compare_button.click(compare_request, [image, prompt, prompt_b, model_id, *var_settings,
                                                           max_new_tokens, first_layer, last_layer, recycle, capture],

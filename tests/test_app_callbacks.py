@@ -51,8 +51,10 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     _, held, _ = analysis
     result = app.store.get(held)
     outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    assert len(outputs) == 22
-    baseline_diff, var_diff, status, seen, layer, heads = outputs[:6]
+    assert len(outputs) == 25
+    baseline_diff, var_diff, changes, _, status, seen, model_input, layer, heads = outputs[:9]
+    assert "VAR did not change the answer" in changes or "VAR changed the answer" in changes
+    assert model_input.shape == result.var.image.shape
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
     assert "visual sinks in layers" in status and "No visual token is a sink" not in status  # background sinks
@@ -63,7 +65,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     assert len(heads["choices"]) == 10
     # heatmap, φ overlay, grid, before/after, the patch's layer × head tile
     assert sum(isinstance(view, Image.Image) for view in outputs) == 5
-    assert sum(isinstance(view, Figure) for view in outputs) == 6  # sink strip, φ by layer, ranking, 3 evidence
+    assert sum(isinstance(view, Figure) for view in outputs) == 7  # changes, sink strip, φ by layer, ranking, 3 evidence
     patch, reverse_tokens = outputs[-3]["value"], outputs[-2]
     assert result.var.visual_sinks[:, patch].any()  # the reverse view opens on the strongest visual sink
     assert sum(score is not None for _, score in reverse_tokens) == len(result.var.query_positions)
@@ -111,7 +113,7 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
     paths = app.make_downloads(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
     suffixes = sorted({path.rsplit(".", 1)[1] for path in paths})
     names = {path.rsplit("/", 1)[1] for path in paths}
-    assert suffixes == ["json", "npz", "png"] and len(paths) == 13
+    assert suffixes == ["html", "json", "npz", "png"] and len(paths) == 14
     assert {"phi_by_layer.png", "phi_vs_attention.png", "phi_overlay.png", "sink_strip.png"} <= names
     for path in paths:
         if path.endswith(".png"):
@@ -119,7 +121,7 @@ def test_downloads_are_pngs_npz_traces_and_json(analysis):
     assert Trace.load(next(p for p in paths if p.endswith("trace_var.npz"))).answer == result.var.answer
     saved = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
     assert saved["var_answer"] == result.var.answer and saved["prompt"] == result.var.prompt
-    assert saved["selection"] == {"layer": 5, "head": None, "query": "answer", "run": "VAR", "log_scale": False}
+    assert saved["selection"] == {"layer": 5, "head": None, "query": "answer", "run": "var", "log_scale": False}
 
 
 def test_one_layer_control_drives_every_layer_view(analysis):
@@ -150,7 +152,7 @@ def test_the_explanation_averages_every_layer_by_default_in_a_fresh_page():
 def test_no_plot_title_is_covered_by_a_label_badge_and_galleries_show_plots_whole():
     demo = app.build_demo()
     plots = [block for block in demo.blocks.values() if isinstance(block, gr.Plot)]
-    assert len(plots) == 7 and not any(plot.show_label for plot in plots)
+    assert len(plots) == 8 and not any(plot.show_label for plot in plots)
     galleries = [block for block in demo.blocks.values() if isinstance(block, gr.Gallery)]
     assert galleries and all(gallery.object_fit == "contain" for gallery in galleries)
 
@@ -168,7 +170,7 @@ def test_a_new_analysis_clears_the_explanation_and_a_failed_one_marks_the_views_
 def test_status_and_ranking_count_the_same_heads(analysis):
     _, held, _ = analysis
     outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    status, table = outputs[2], outputs[9]
+    status, table = outputs[4], outputs[12]
     count = int(table["label"].split()[0])
     assert f"{count} image-centric (layer, head) pairs VAR acts on" in status
     assert count > 0 and all(row[-1] == "yes" for row in table["value"][:min(count, 10)])
@@ -349,10 +351,10 @@ def test_capturing_some_layers_offers_only_those_and_refuses_the_others(monkeypa
     assert result.var.captured_layers == result.baseline.captured_layers == [0, 1, 2, 3, 8, 29]
     assert result.var.attn_to_visual.shape[0] == 6
     outputs = app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
-    layer = outputs[4]
+    layer = outputs[7]
     assert [value for _, value in layer["choices"]] == [0, 1, 2, 3, 8, 29] and layer["value"] == 3
     assert "captured: 0, 1, 2, 3, 8, 29 (6 of 30)" in layer["label"]
-    assert "attention captured in layers 0, 1, 2, 3, 8, 29 (6 of 30)" in outputs[2]
+    assert "attention captured in layers 0, 1, 2, 3, 8, 29 (6 of 30)" in outputs[4]
     with pytest.raises(gr.Error, match=r"layer 5 was not captured \(captured: 0, 1, 2, 3, 8, 29\)"):
         app.render_selection(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
     assert len(app.render_selection(held, 8, app.MEAN_HEADS, "answer", "VAR", False)) == len(app.SELECTION_VIEWS)
@@ -363,7 +365,8 @@ def test_the_model_saw_sentence_words_the_run_or_the_trace_itself():
             "cropped": "centre-cropped to 336×336, cutting 112 px from the left and 112 px from the right",
             "padded": None, "visual_tokens": 576, "visual_token_budget": 1280, "preset": "hub"}
     trace = SimpleNamespace(settings={"seen": seen})
-    assert app.seen_sentence(trace) == ("Model input 336×336 from 1024×768: resized, centre-cropped to 336×336, "
+    assert app.seen_sentence(trace) == ("**Part of the image was cut away before the model saw it** (the model input "
+                                        "is below). Model input 336×336 from 1024×768: resized, centre-cropped to 336×336, "
                                         "cutting 112 px from the left and 112 px from the right; 576 visual tokens "
                                         "(budget 1,280).")
     saved_before = SimpleNamespace(settings={}, image=np.zeros((64, 48, 3), np.uint8), grid=(4, 4),
@@ -396,3 +399,20 @@ def test_compare_prompts_keeps_both_analyses_and_draws_them_at_the_chosen_layer(
     with pytest.raises(gr.Error, match="the second prompt has 5,000 characters"):
         asyncio.run(app.compare_request(str(EXAMPLE), "Hi?", "x" * 5000, app.DEFAULT_MODEL_ID, 0.4, 0.5, None, 0.2,
                                         2, None, None, True, ""))
+
+
+def test_a_saved_analysis_reopens_with_its_selection_and_every_view(analysis, tmp_path):
+    """Downloads → upload them again (Traces and JSON, any order): the session's analysis is the saved one, the saved
+    layer/head/query/run are selected, and every view renders as from the fresh analysis, without the model."""
+    _, held, _ = analysis
+    paths = app.make_downloads(held, 7, 2, "all", "baseline", True)
+    uploads = [path for path in paths if path.endswith((".npz", ".json"))][::-1]
+    summary, reopened, layer, head, query, source, log_scale = app.reopen_request(uploads)
+    assert (layer, head, query, source, log_scale) == (7, 2, "all", "baseline", True)
+    assert summary == app.store.get(held).summary()
+    fresh, again = (app.render_selection(ticket, 7, 2, "all", "baseline", True) for ticket in (held, reopened))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(fresh, again) if isinstance(a, Image.Image))
+    report = open(next(path for path in paths if path.endswith("report.html")), encoding="utf-8").read()
+    assert "data:image/png;base64," in report and "What colour is the square?" in report and "http" not in report
+    with pytest.raises(gr.Error, match="VAR Trace is missing"):
+        app.reopen_request([p for p in uploads if not p.endswith("trace_var.npz")])

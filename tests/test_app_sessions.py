@@ -129,7 +129,7 @@ def test_an_evicted_sessions_views_say_so_and_the_others_still_render(small_stor
         with pytest.raises(gr.Error) as error:
             view()
         assert error.value.message == message
-    assert len(app.render_all(newest, *selection)) == 22
+    assert len(app.render_all(newest, *selection)) == 25
     assert len(app.render_selection(middle, *selection)) == len(app.SELECTION_VIEWS)
 
 
