@@ -124,6 +124,7 @@ CSS = ("#status {font-size: 0.9em} #model-saw, #model-info {font-size: 0.85em} "
        ".gradio-container {max-width: 1500px !important} "
        # a phone shows a view at its own size, scrolled sideways, rather than shrunk until its text is unreadable
        "@media (max-width: 700px) {.view .image-container {overflow-x: auto} "
+       ".view .image-container > button {justify-content: flex-start; width: max-content; min-width: 100%} "
        ".view img {width: auto !important; max-width: none !important; height: auto !important}}")
 
 slot = ModelSlot()
@@ -806,8 +807,10 @@ def full_results(name):
 
 
 def view_image(label: str, elem_id: str) -> gr.Image:
-    """An output image for a view; the view draws its own title, so Gradio's label badge is hidden."""
-    return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False, elem_classes=["view"])
+    """An output image for a view; the view draws its own title, so Gradio's label badge is hidden, and only the
+    fullscreen button is drawn over it."""
+    return gr.Image(label=label, elem_id=elem_id, type="pil", format="png", show_label=False, elem_classes=["view"],
+                    buttons=["fullscreen"])  # one icon over the title's corner, not three (downloads: Save tab)
 
 
 def view_plot(label: str, elem_id: str) -> gr.Plot:
@@ -874,9 +877,11 @@ def build_demo() -> gr.Blocks:
                     var_answer = gr.HighlightedText(label="Answer with VAR", elem_id="var-answer",
                                                     color_map=DIFF_COLORS, show_legend=False)
                 with gr.Accordion("What VAR changed", open=True, elem_id="var-changes"):
-                    with gr.Row():
-                        changes_text = gr.Markdown(elem_id="changes-text")
-                        changes_plot = view_plot("Attention on visual sinks before and after VAR", "changes-plot")
+                    with gr.Row():  # side by side on a laptop, stacked on a phone
+                        with gr.Column(min_width=320):
+                            changes_text = gr.Markdown(elem_id="changes-text")
+                        with gr.Column(min_width=320):
+                            changes_plot = view_plot("Attention on visual sinks before and after VAR", "changes-plot")
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     source = gr.Radio(["VAR", "baseline"], value="VAR", label="Show run", min_width=160)

@@ -295,3 +295,41 @@ def test_concurrent_users_get_their_own_results(server):
         answers = list(pool.map(ask, requests))
     assert [expected[pair] for pair in requests] == answers
     assert time.monotonic() - started < 300
+
+
+def test_browser_a_first_users_page_at_laptop_and_phone_width(server):
+    """What a new user met (issue "App v3"): every tab in sight at 1440 px and on a phone (none behind a menu), the
+    explanation averaging every layer by default, what VAR changed beside the answers, a failed Analyze marking the
+    views stale, and on a phone a view at its own size (scrolled sideways) rather than shrunk."""
+    from playwright.sync_api import expect
+
+    url, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    tabs = ["Attention", "Where did it look?", "Heads", "Sinks", "Before / after", "Compare prompts", "Experiments",
+            "Save / reopen"]
+    with page_with_example(url, PROMPT, 1440, 900) as page:
+        for name in tabs:
+            expect(page.get_by_role("tab", name=name)).to_be_visible()
+        page.click("#run")
+        expect(page.locator("#changes-text")).to_contain_text("VAR did not change the answer", timeout=120_000)
+        expect(page.locator("#model-input img")).to_be_visible()
+        page.get_by_role("tab", name="Where did it look?").click()
+        page.click("#explain")
+        expect(page.locator("#explain-status")).to_contain_text("layers 0–29", timeout=60_000)
+        page.locator("#input-image button[aria-label='Remove Image']").click()
+        page.click("#run")
+        expect(page.locator("#status")).to_contain_text("This Analyze did not complete", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app_laptop.png"), full_page=True)
+    with page_with_example(url, PROMPT, 390, 844) as page:
+        for name in tabs:
+            expect(page.get_by_role("tab", name=name)).to_be_visible()
+        page.click("#run")
+        heatmap = page.locator("#heatmap img")
+        heatmap.scroll_into_view_if_needed(timeout=120_000)
+        expect(heatmap).to_be_visible(timeout=120_000)
+        page.wait_for_function("() => document.querySelector('#heatmap img').naturalWidth > 0", timeout=30_000)
+        shown, natural = heatmap.evaluate("image => [image.clientWidth, image.naturalWidth]")
+        assert shown >= 0.9 * natural, (shown, natural)  # drawn at its own size, not shrunk to the screen
+        box, frame = heatmap.bounding_box(), page.locator("#heatmap").bounding_box()
+        assert box["x"] >= frame["x"] - 1  # its left edge in sight (scrolling reaches the rest)
+        page.screenshot(path=str(ARTIFACTS / "app_phone.png"), full_page=True)
