@@ -333,25 +333,36 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
-    # ZeroGPU runs `run_analysis` in a worker process, which this process's stop signal cannot reach
+    summary, result = await model_job(session, "analysis", run_analysis, image, prompt, model_id or DEFAULT_MODEL_ID,
+                                      settings, max_new_tokens, capture_layers, progress)
+    return summary, keep(session, "analysis", result)
+
+
+async def model_job(session: str, what: str, work, *args):
+    """`work(*args, stop)` on the model thread (see var_core.models.slot) as `session`'s running job: Stop, a
+    cancelled API job or a closed tab sets `stop` (a cancelled request returns at once; its run ends at the next
+    token or layer); the errors a user can cause become messages. ZeroGPU runs `work` in a worker process, which
+    this process's signal cannot reach, so there it ends at its time limit."""
     signal = running.start(session)
-    stop = None if on_zero_gpu() else signal
     try:
-        # on the model thread (see var_core.models.slot); a cancelled request returns at once and its decoding
-        # ends at the next token
-        summary, result = await asyncio.wrap_future(slot.submit(run_analysis, image, prompt,
-                                                                model_id or DEFAULT_MODEL_ID, settings, max_new_tokens,
-                                                                capture_layers, progress, stop))
-        return summary, store.keep(session, "analysis", result)
+        return await asyncio.wrap_future(slot.submit(work, *args, None if on_zero_gpu() else signal))
     except asyncio.CancelledError:
         signal.set()
         raise
-    except (ValueError, ModelLoadError) as error:
+    except (ValueError, ModelLoadError, TimeLimitExceeded) as error:
         raise gr.Error(str(error)) from None
     except GenerationStopped:
-        raise gr.Error("Stopped: the analysis was cancelled before both answers were complete.") from None
+        raise gr.Error(f"Stopped: the {what} was cancelled before it was complete.") from None
     finally:
         running.finish(session, signal)
+
+
+def keep(session: str, kind: str, value) -> Held:
+    """`store.keep` with its refusal (results larger than the whole cap) as a message."""
+    try:
+        return store.keep(session, kind, value)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
 
 
 @gpu_task(duration=GPU_DURATION_S)
@@ -409,21 +420,9 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
-    signal = running.start(session)
-    try:
-        explanations = await asyncio.wrap_future(slot.submit(run_explanation, image, prompt,
-                                                             model_id or DEFAULT_MODEL_ID, settings, answer,
-                                                             map_layers, progress, None if on_zero_gpu() else signal))
-        return explanation_summary(explanations), store.keep(session, "explanation", explanations)
-    except asyncio.CancelledError:
-        signal.set()
-        raise
-    except (ValueError, ModelLoadError, TimeLimitExceeded) as error:
-        raise gr.Error(str(error)) from None
-    except GenerationStopped:
-        raise gr.Error("Stopped: the explanation was cancelled before it was complete.") from None
-    finally:
-        running.finish(session, signal)
+    explanations = await model_job(session, "explanation", run_explanation, image, prompt,
+                                   model_id or DEFAULT_MODEL_ID, settings, answer, map_layers, progress)
+    return explanation_summary(explanations), keep(session, "explanation", explanations)
 
 
 @gpu_task(duration=2 * GPU_DURATION_S)
@@ -448,21 +447,9 @@ async def compare_request(image, prompt, prompt_b, model_id, p, rho, tau, min_vi
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
-    signal = running.start(session)
-    try:
-        pair = await asyncio.wrap_future(slot.submit(run_comparison, image, (prompt, prompt_b),
-                                                     model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, capture,
-                                                     None if on_zero_gpu() else signal))
-        return store.keep(session, "comparison", pair)
-    except asyncio.CancelledError:
-        signal.set()
-        raise
-    except (ValueError, ModelLoadError) as error:
-        raise gr.Error(str(error)) from None
-    except GenerationStopped:
-        raise gr.Error("Stopped: the comparison was cancelled before both prompts were answered.") from None
-    finally:
-        running.finish(session, signal)
+    pair = await model_job(session, "comparison", run_comparison, image, (prompt, prompt_b),
+                           model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, capture)
+    return keep(session, "comparison", pair)
 
 
 def render_comparison(held: Held | None, layer):
@@ -757,7 +744,7 @@ def reopen_request(files, request: gr.Request = None):
     except ValueError as error:
         raise gr.Error(str(error)) from None
     saved = saved or {"layer": 5, "head": None, "query": "answer", "run": "var", "log_scale": False}
-    held = store.keep(session_of(request), "analysis", analysis)
+    held = keep(session_of(request), "analysis", analysis)
     head = MEAN_HEADS if saved["head"] is None else saved["head"]
     return (analysis.summary(), held, saved["layer"], head, saved["query"],
             "baseline" if saved["run"] == "baseline" else "VAR", saved["log_scale"])

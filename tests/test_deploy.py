@@ -140,15 +140,15 @@ def load_app_copy(name: str, monkeypatch):
 
 def test_app_wraps_only_the_model_running_functions_with_spaces_gpu(with_spaces, monkeypatch):
     module = load_app_copy("app_with_spaces", monkeypatch)
-    for function in (module.run_analysis, module.run_explanation):
+    for function in (module.run_analysis, module.run_explanation, module.run_comparison):
         assert getattr(function, "spaces_gpu", False), \
             f"app.{function.__name__} must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
-    assert [name for name, _ in with_spaces.calls] == ["run_analysis", "run_explanation"]
+    assert [name for name, _ in with_spaces.calls] == ["run_analysis", "run_explanation", "run_comparison"]
 
 
 def test_app_runs_unwrapped_without_spaces(without_spaces, monkeypatch):
     module = load_app_copy("app_without_spaces", monkeypatch)
-    for function in (module.run_analysis, module.run_explanation):
+    for function in (module.run_analysis, module.run_explanation, module.run_comparison):
         assert not hasattr(function, "spaces_gpu")
 
 

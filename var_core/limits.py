@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+MAX_NEW_TOKENS_LIMIT = 512  # the longest answer a run decodes (the app allows fewer)
+
 
 class GenerationStopped(RuntimeError):
     """A run's stop signal was set (the user pressed Stop or left): its answer is incomplete and not returned."""

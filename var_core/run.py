@@ -14,12 +14,11 @@ from var_core import memory
 from var_core.config import VARConfig, checked_layers
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
-from var_core.limits import Deadline, GenerationStopped
+from var_core.limits import MAX_NEW_TOKENS_LIMIT, Deadline, GenerationStopped
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.registry import validate_tau
 from var_core.trace import Trace
 
-MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 4000
 TOP_K = 5  # next-token candidates recorded per decoding step
 ATTENTION_NUMERICS = "scores and softmax in float32; layers without VAR or capture run sdpa"

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from var_core.budget import check_budget, visual_token_budget
+from var_core.limits import MAX_NEW_TOKENS_LIMIT
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.models.common import cast_floating, preset_of, seen_record, token_positions
-from var_core.run import MAX_NEW_TOKENS_LIMIT
 
 STRIP_NOTE = ("no patch grid is known for this architecture: its visual tokens are drawn as a 1-D strip in token "
               "order over the image as given, not at their places on the image")
