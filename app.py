@@ -30,8 +30,8 @@ from var_core.compare import compare_prompts, shared_sinks
 from var_core.config import VARConfig, checked_layers
 from var_core.deploy import default_host, default_port, ensure_default_model_wheel, session_memory_mb
 from var_core.explain import Explanation, explain, save_explanations
-from var_core.images import MAX_PIXELS
-from var_core.inputs import listed, number, shown, text_value
+from var_core.images import MAX_PIXELS, pad_to_square as padded_square, prepare_image
+from var_core.inputs import flag, listed, number, shown, text_value
 from var_core.limits import Deadline, GenerationStopped, TimeLimitExceeded
 from var_core.eval.quick import NAMES as EXPERIMENTS
 from var_core.eval.quick import QUICK, load_full_results, run_quick
@@ -59,7 +59,7 @@ from viz.report import analysis_report
 from viz.reverse import patch_layer_head, tokens_attending
 from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
-from var_core.models.common import PRESETS, describe_seen, preset_of
+from var_core.models.common import PRESETS, describe_seen, padding_colour, preset_of
 
 
 LOG = logging.getLogger("visual_sink_lens")
@@ -185,8 +185,7 @@ class ChoiceField(gr.Dropdown):
 def checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> dict:
     """The VAR settings a client sent, parsed and checked before any work (`var_core.inputs.number`); the bounds
     that depend on the model (τ < √D, the layers) are checked by `var_config` once it is loaded."""
-    if not isinstance(recycle_text_sinks, bool):
-        raise ValueError(f"recycle_text_sinks must be true or false, got {shown(recycle_text_sinks)}")
+    flag(recycle_text_sinks, "recycle_text_sinks")
     return {"p": number(p, "p", 0, 1), "rho": number(rho, "ρ", 0, 1),
             "tau": number(tau, "τ", 0, optional=True, low_open=True),
             "min_visual_mass": number(min_visual_mass, "min visual mass", 0, 1),
@@ -252,7 +251,7 @@ def captured_text(layers: list[int], num_layers: int) -> str:
 
 
 @gpu_task(duration=GPU_DURATION_S)  # spaces.GPU on Hugging Face Spaces (ZeroGPU); a no-op elsewhere
-def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, capture, progress,
+def run_analysis(image, prompt, model_id, settings: dict, square: bool, max_new_tokens, capture, progress,
                  stop) -> tuple[dict, Analysis]:
     """The model part of a request: load (or reuse) the model, check the settings, answer without and with VAR,
     capturing attention in the `capture` layers (text; empty: the model's default)."""
@@ -261,6 +260,7 @@ def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, captur
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
     layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
+    image = model_image(bundle, image, square)
     steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
     result = analyze(bundle, image, prompt, config, int(max_new_tokens), on_step=lambda _: progress(*next(steps)),
                      max_time=RUN_TIME_LIMIT_S, stop=stop, capture_layers=layers)
@@ -268,6 +268,13 @@ def run_analysis(image, prompt, model_id, settings: dict, max_new_tokens, captur
              result.baseline.answer[:80], result.var.answer[:80])
     progress(0.95, desc="Rendering views")
     return result.summary(), result
+
+
+def model_image(bundle, image, square: bool):
+    """The upload as the model gets it: checked (`prepare_image`) and, when the user asked, padded to a square of
+    the processor's mean colour, so a processor that centre-crops keeps all of it."""
+    image = prepare_image(image)
+    return padded_square(image, padding_colour(bundle)) if square else image
 
 
 class RunningRequests:
@@ -319,22 +326,23 @@ def stored(held: Held | None):
 async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                           min_visual_mass=DEFAULTS["min_visual_mass"], max_new_tokens=DEFAULTS["max_new_tokens"],
                           first_layer=None, last_layer=None, recycle_text_sinks=True, capture_layers=None,
-                          request: gr.Request = None, progress=gr.Progress()):
+                          pad_to_square=False, request: gr.Request = None, progress=gr.Progress()):
     """Answer `prompt` about `image` without and with VAR (greedy decoding).
 
     Returns a JSON summary: baseline_answer, var_answer, sinks (per layer: count and positions of visual sink
     tokens), heads (selected image-centric heads with r, in the captured layers), settings. Settings left empty
     take the model's defaults (τ from its registry entry, VAR layers 2 … L−2, capture_layers as `default_capture`:
-    "all", "0-7" or "0,4,8").
+    "all", "0-7" or "0,4,8"); pad_to_square: pad the image to a square first (nothing is cropped away).
     """
     try:
         settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
         max_new_tokens = number(max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS_UI, integer=True)
+        square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
     summary, result = await model_job(session, "analysis", run_analysis, image, prompt, model_id or DEFAULT_MODEL_ID,
-                                      settings, max_new_tokens, capture_layers, progress)
+                                      settings, square, max_new_tokens, capture_layers, progress)
     return summary, keep(session, "analysis", result)
 
 
@@ -366,7 +374,7 @@ def keep(session: str, kind: str, value) -> Held:
 
 
 @gpu_task(duration=GPU_DURATION_S)
-def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers, progress,
+def run_explanation(image, prompt, model_id, settings: dict, square: bool, answer, map_layers, progress,
                     stop) -> dict[str, Explanation]:
     """The model part of an explanation: the four maps of the first answer token (the model's own, or `answer`'s),
     without and with VAR; raw and relative attention averaged over `map_layers` (first, last; None = every layer).
@@ -384,6 +392,7 @@ def run_explanation(image, prompt, model_id, settings: dict, answer, map_layers,
                              f"{bundle.num_layers - 1}.")
         layers = range(first, last + 1)
     answer = (answer or "").strip() or None
+    image = model_image(bundle, image, square)
     deadline = Deadline(EXPLAIN_TIME_LIMIT_S, stop)
     progress(0.1, desc="Baseline: forward, backward and the generic prompt")
     baseline = explain(bundle, image, prompt, answer=answer, layers=layers, deadline=deadline)
@@ -403,52 +412,56 @@ def explanation_summary(explanations: dict[str, Explanation]) -> dict:
 async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["p"], rho=DEFAULTS["rho"], tau=None,
                           min_visual_mass=DEFAULTS["min_visual_mass"], first_layer=None, last_layer=None,
                           recycle_text_sinks=True, answer=None, map_first_layer=None, map_last_layer=None,
-                          request: gr.Request = None, progress=gr.Progress()):
+                          pad_to_square=False, request: gr.Request = None, progress=gr.Progress()):
     """Where did the model look for its first answer token? Four maps over the image's patch grid (raw attention,
     relevancy, relative attention, activation map), without and with VAR.
 
     Returns JSON: grid [rows, cols], methods, and per run (baseline, VAR) the answer token, each map as nested
     lists (non-negative, summing to 1), the visual sink patches and each map's share on them. Settings as for
     `analyze`; `answer`: explain this answer's first token instead of the model's own; map_first_layer /
-    map_last_layer: the layers raw and relative attention average over (default: every layer).
+    map_last_layer: the layers raw and relative attention average over (default: every layer); pad_to_square as
+    for `analyze`.
     """
     try:
         settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
         map_layers = tuple(number(layer, name, 0, integer=True, optional=True)
                            for layer, name in ((map_first_layer, "first map layer"), (map_last_layer, "last map layer")))
         answer = text_value(answer, "answer", MAX_ANSWER_CHARS)
+        square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
     explanations = await model_job(session, "explanation", run_explanation, image, prompt,
-                                   model_id or DEFAULT_MODEL_ID, settings, answer, map_layers, progress)
+                                   model_id or DEFAULT_MODEL_ID, settings, square, answer, map_layers, progress)
     return explanation_summary(explanations), keep(session, "explanation", explanations)
 
 
 @gpu_task(duration=2 * GPU_DURATION_S)
-def run_comparison(image, prompts: tuple[str, str], model_id, settings: dict, max_new_tokens, capture,
+def run_comparison(image, prompts: tuple[str, str], model_id, settings: dict, square: bool, max_new_tokens, capture,
                    stop) -> tuple[Analysis, Analysis]:
     """The model part of a comparison: both prompts answered without and with VAR on the same image."""
     LOG.info("comparison started: model=%s prompts=%r", model_id, [str(prompt)[:80] for prompt in prompts])
     bundle = slot.get(model_id)
     config = var_config(bundle, **settings)
     layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
-    return compare_prompts(bundle, image, prompts, config, int(max_new_tokens), capture_layers=layers,
+    return compare_prompts(bundle, model_image(bundle, image, square), prompts, config, int(max_new_tokens), capture_layers=layers,
                            max_time=RUN_TIME_LIMIT_S, stop=stop)
 
 
 async def compare_request(image, prompt, prompt_b, model_id, p, rho, tau, min_visual_mass, max_new_tokens,
-                          first_layer, last_layer, recycle_text_sinks, capture, request: gr.Request = None):
+                          first_layer, last_layer, recycle_text_sinks, capture, pad_to_square=False,
+                          request: gr.Request = None):
     """The Compare button: the analysis's prompt and a second one on the same image, kept for this session."""
     try:
         settings = checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks)
         max_new_tokens = number(max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS_UI, integer=True)
         prompt_b = text_value(prompt_b, "the second prompt", MAX_PROMPT_CHARS)
+        square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
         raise gr.Error(str(error)) from None
     session = session_of(request)
     pair = await model_job(session, "comparison", run_comparison, image, (prompt, prompt_b),
-                           model_id or DEFAULT_MODEL_ID, settings, max_new_tokens, capture)
+                           model_id or DEFAULT_MODEL_ID, settings, square, max_new_tokens, capture)
     return keep(session, "comparison", pair)
 
 
@@ -521,7 +534,7 @@ def seen_sentence(trace) -> str:
         return (f"**Part of the image was cut away before the model saw it** (the model input is below). "
                 f"{describe_seen(seen)}")
     if seen:
-        return describe_seen(seen)
+        return f"{describe_seen(seen)} The model's input:"
     height, width = trace.image.shape[:2]
     tokens, (rows, cols) = len(trace.all_image_positions), trace.grid
     return (f"The model saw the image at {width}×{height} px as {tokens} visual tokens"
@@ -828,9 +841,13 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=4, min_width=300):
                 image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
                                       elem_id="input-image", height=280)
+                pad = gr.Checkbox(False, label="Pad to a square first (nothing is cropped away)", elem_id="pad-square",
+                                  info="Processors that centre-crop (e.g. LLaVA-1.5's CLIP) cut the long side of a "
+                                       "non-square image; padding keeps all of it, as the VAR authors ran LLaVA.")
                 seen = gr.Markdown(elem_id="model-saw")
                 model_input = gr.Image(label="What the model saw (its input, after the processor)", height=160,
-                                       interactive=False, elem_id="model-input", type="numpy", format="png")
+                                       interactive=False, elem_id="model-input", type="numpy", format="png",
+                                       show_label=False, buttons=["fullscreen"])  # the sentence above names it
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
                 model_id = ChoiceField(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",
@@ -964,7 +981,8 @@ def build_demo() -> gr.Blocks:
 
         # ------------------------------------------------------------ events
         var_settings = [p, rho, tau, min_mass]
-        settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture]
+        settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture,
+                    pad]
         selection = [result, layer, head, query, source, log_scale]
         selection_outputs = [heatmap, grid, compare, tokens, scatter, phi_map, sink_strip]  # as SELECTION_VIEWS
         reverse = [result, patch, layer, head, source]
@@ -987,7 +1005,7 @@ def build_demo() -> gr.Blocks:
             control.input(render_reverse, reverse, reverse_outputs, trigger_mode="always_last", **private)
         heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private)
         explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle, explain_answer,
-                            map_first, map_last]
+                            map_first, map_last, pad]
         explained = explain_button.click(explain_request, explain_settings, [explain_json, explanations],
                                          api_name="explain", concurrency_id="model", concurrency_limit=1,
                                          show_progress_on=[methods_grid])
@@ -1006,7 +1024,8 @@ def build_demo() -> gr.Blocks:
         reopened.success(render_all, selection, all_outputs, **private)
         comparison_outputs = [comparison_view, overlap_plot, comparison_note]
         compared = compare_button.click(compare_request, [image, prompt, prompt_b, model_id, *var_settings,
-                                                          max_new_tokens, first_layer, last_layer, recycle, capture],
+                                                          max_new_tokens, first_layer, last_layer, recycle, capture,
+                                                          pad],
                                         comparison, concurrency_id="model", concurrency_limit=1,
                                         show_progress_on=[comparison_view], **private)
         compared.success(render_comparison, [comparison, layer], comparison_outputs, **private)

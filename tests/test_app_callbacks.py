@@ -416,3 +416,20 @@ def test_a_saved_analysis_reopens_with_its_selection_and_every_view(analysis, tm
     assert "data:image/png;base64," in report and "What colour is the square?" in report and "http" not in report
     with pytest.raises(gr.Error, match="VAR Trace is missing"):
         app.reopen_request([p for p in uploads if not p.endswith("trace_var.npz")])
+
+
+def test_pad_to_square_keeps_a_tall_image_whole_and_says_so(tmp_path):
+    """A 60×240 upload: centre-cropped by the default model's processor (75 % unseen, with a warning) unless padded
+    to a square first, when the model sees all of it (the padding is named)."""
+    tall = Image.new("RGB", (60, 240), (200, 40, 40))
+    tall.paste((40, 40, 200), (0, 0, 60, 30))  # a blue band at the top, cut away by the centre crop
+    path = tmp_path / "tall.png"
+    tall.save(path)
+    cropped, padded = (app.store.get(asyncio.run(app.analyze_request(str(path), "What colour is the square?",
+                                                                     max_new_tokens=1, pad_to_square=square,
+                                                                     progress=Progress()))[1]).var
+                       for square in (False, True))
+    assert app.seen_sentence(cropped).startswith("**Part of the image was cut away")
+    assert "padded to a 240×240 square" in app.seen_sentence(padded) and "cut away" not in app.seen_sentence(padded)
+    blue = lambda trace: int(((trace.image[..., 2] > 150) & (trace.image[..., 0] < 100)).sum())  # noqa: E731
+    assert blue(cropped) == 0 and blue(padded) > 0

@@ -66,3 +66,36 @@ def prepare_image(image) -> Image.Image:
         image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         image.info["upload_size"] = upload_size
     return image
+
+
+def expand2square(image: Image.Image, colour: tuple[int, ...]) -> Image.Image:
+    """LLaVA's `expand2square`: `image` pasted centred on a square of `colour` (its longer side); squares unchanged."""
+    width, height = image.size
+    if width == height:
+        return image
+    result = Image.new(image.mode, (max(width, height),) * 2, colour)
+    result.paste(image, (0, (width - height) // 2) if width > height else ((height - width) // 2, 0))
+    return result
+
+
+def pad_text(size: tuple[int, int], colour: tuple[int, ...]) -> str | None:
+    """A sentence saying how `expand2square` padded a `size` = (w, h) image (None for a square)."""
+    width, height = size
+    if width == height:
+        return None
+    extra = abs(width - height)
+    where = ("above", "below") if width > height else ("on the left", "on the right")
+    side = max(width, height)
+    return (f"padded to a {side}×{side} square with the mean colour {colour}, adding {extra // 2} px {where[0]} and "
+            f"{extra - extra // 2} px {where[1]}")
+
+
+def pad_to_square(image: Image.Image, colour: tuple[int, ...]) -> Image.Image:
+    """`image` centred on a square of `colour` (`expand2square`), so a processor that centre-crops keeps all of it;
+    how it was padded goes into `info["padded"]` (and an upload's size stays in `info["upload_size"]`) for "what the
+    model saw". Squares are returned as they are."""
+    square = expand2square(image, colour)
+    if square is not image:
+        square.info.update(image.info)
+        square.info["padded"] = pad_text(image.size, colour)
+    return square

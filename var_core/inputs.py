@@ -68,3 +68,10 @@ def text_value(value, name: str, max_chars: int) -> str | None:
     if len(value) > max_chars:
         raise ValueError(f"{name} has {len(value):,} characters; the limit is {max_chars}")
     return value
+
+
+def flag(value, name: str) -> bool:
+    """`value` as true or false; a ValueError naming `name` for anything else (1, "yes", None …)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {shown(value)}")
+    return value

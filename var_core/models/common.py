@@ -122,9 +122,11 @@ def preset_of(bundle) -> str:
 def seen_record(image, input_size, resized: bool, visual_tokens: int, budget: int | None, preset: str,
                 cropped: str | None = None, padded: str | None = None, tiles: int | None = None) -> dict:
     """`PreparedInputs.seen`: the user's image size, the size of the view the grid is drawn on (`input_size`, the
-    base/global view of tiled models, plus `tiles` high-resolution tiles), and what was done to get there."""
+    base/global view of tiled models, plus `tiles` high-resolution tiles), and what was done to get there (padding
+    the user asked for, `var_core.images.pad_to_square`, included)."""
     seen = {"original_size": [image.width, image.height], "input_size": [int(v) for v in input_size],
-            "resized": bool(resized), "cropped": cropped, "padded": padded, "visual_tokens": int(visual_tokens),
+            "resized": bool(resized), "cropped": cropped, "padded": padded or image.info.get("padded"),
+            "visual_tokens": int(visual_tokens),
             "visual_token_budget": budget, "preset": preset}
     if tiles is not None:
         seen["tiles"] = int(tiles)
@@ -149,3 +151,9 @@ def describe_seen(seen: dict) -> str:
     preset = " (paper preset)" if seen.get("preset") == "paper" else ""
     note = f" Note: {seen['grid_note']}." if seen.get("grid_note") else ""
     return f"Model input {view} from {source}{preset}: {', '.join(steps) or 'unchanged'}; {tokens}.{note}"
+
+
+def padding_colour(bundle) -> tuple[int, int, int]:
+    """What to pad an image to a square with: the processor's mean colour (as LLaVA pads), mid-grey without one."""
+    mean = getattr(getattr(bundle.processor, "image_processor", None), "image_mean", None)
+    return tuple(int(value * 255) for value in mean[:3]) if mean is not None and len(mean) >= 3 else (127,) * 3

@@ -12,6 +12,7 @@ from __future__ import annotations
 from PIL import Image
 
 from var_core.budget import refuse_below, visual_token_budget
+from var_core.images import expand2square, pad_text
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.models.common import pixels_to_image, preset_of, seen_record, square_grid
 from var_core.models.generic import GenericAdapter, encode_chat, encode_text
@@ -29,16 +30,6 @@ def vicuna_v1_prompt(prompt: str, image_token: str = "<image>") -> str:
 def mean_colour(image_processor) -> tuple[int, ...]:
     """The processor's mean as 0–255 ints, as `expand2square` is called in LLaVA's `process_images`."""
     return tuple(int(x * 255) for x in image_processor.image_mean)
-
-
-def expand2square(image: Image.Image, colour: tuple[int, ...]) -> Image.Image:
-    """LLaVA's `expand2square`: `image` pasted centred on a square of `colour` (its longer side); squares unchanged."""
-    width, height = image.size
-    if width == height:
-        return image
-    result = Image.new(image.mode, (max(width, height),) * 2, colour)
-    result.paste(image, (0, (width - height) // 2) if width > height else ((height - width) // 2, 0))
-    return result
 
 
 def pads_to_square(image_processor) -> bool:
@@ -79,18 +70,6 @@ def crop_text(size: tuple[int, int], resized: tuple[int, int], cut: tuple[int, i
     unseen = 1 - crop[0] * crop[1] / (rw * rh)
     return (f"centre-cropped to {crop[0]}×{crop[1]}, cutting {' and '.join(sides)} of the {width}×{height} image "
             f"({unseen:.0%} of it unseen)")
-
-
-def pad_text(size: tuple[int, int], colour: tuple[int, ...]) -> str | None:
-    """A sentence saying how `expand2square` padded a `size` = (w, h) image (None for a square)."""
-    width, height = size
-    if width == height:
-        return None
-    extra = abs(width - height)
-    where = ("above", "below") if width > height else ("on the left", "on the right")
-    side = max(width, height)
-    return (f"padded to a {side}×{side} square with the mean colour {colour}, adding {extra // 2} px {where[0]} and "
-            f"{extra - extra // 2} px {where[1]}")
 
 
 def llava_seen(image: Image.Image, shown: Image.Image, image_processor, pixels, tokens: int, budget: int,
