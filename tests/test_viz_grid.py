@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tests.synthetic_trace import synthetic_trace
+from tests.pixels import assert_selection_marked, find
+from tests.synthetic_trace import partial_trace, synthetic_trace
 from viz.canvas import BACKGROUND
 from viz.colors import OUTLINE
 from viz.grid import head_grid, mosaic, tile_shape
@@ -63,3 +64,18 @@ def test_labelled_grid_keeps_all_frames_and_one_scale_option():
     with pytest.raises(ValueError, match="scale"):
         head_grid(trace, scale="global")
 
+
+
+@pytest.mark.parametrize("captured, row", [(None, 3), ([1, 3], 1)])
+def test_the_current_layer_is_marked_and_with_a_head_its_tile_framed(captured, row):
+    trace = synthetic_trace(layers=5, heads=4)
+    trace = trace if captured is None else partial_trace(trace, captured)
+    maps = head_maps(trace, "answer")
+    outlined = selected_heads(trace, "answer")
+    body = np.asarray(mosaic(maps / maps.max(axis=(2, 3), keepdims=True), outlined, TILE, GAP))
+    plain = np.asarray(head_grid(trace, "answer", tile=TILE))
+    at, shape = find(plain, body), tile_shape(trace.grid, TILE)
+    assert_selection_marked(plain, np.asarray(head_grid(trace, "answer", tile=TILE, layer=3)), at, shape, GAP, row)
+    marked = np.asarray(head_grid(trace, "answer", tile=TILE, layer=3, head=0))
+    assert_selection_marked(plain, marked, at, shape, GAP, row, 0)
+    assert (marked == OUTLINE).all(-1).sum() == (plain == OUTLINE).all(-1).sum()  # vermillion frames all kept

@@ -1,8 +1,10 @@
 """View 1: the heatmap shows the planted sink where it is on the image."""
 
 import numpy as np
+import pytest
 
 from tests.synthetic_trace import synthetic_trace
+from viz.canvas import SELECTION
 from viz.colors import value_range
 from viz.heatmap import attention_heatmap, blend, heatmap_cell, heatmap_image, upsample
 from viz.queries import attention_map
@@ -50,3 +52,20 @@ def test_a_click_on_the_heatmap_selects_the_cell_drawn_there():
         assert heatmap_cell(image.shape, (3, 5), point) == cell
     assert heatmap_cell(image.shape, (3, 5), (10, 5)) is None  # the title band
     assert heatmap_cell(image.shape, (3, 5), (560, 200)) is None  # right of the image: the colour bar
+
+
+def test_the_selected_patch_is_framed_in_black_and_white_on_exactly_the_cell_a_click_selects():
+    trace = synthetic_trace(grid=(3, 5))
+    plain = np.asarray(attention_heatmap(trace, 2, None, "answer"))
+    for patch in (0, 8, 14):
+        marked = np.asarray(attention_heatmap(trace, 2, None, "answer", patch=patch))
+        ys, xs = np.nonzero((marked != plain).any(-1))
+        top, left = ys.min(), xs.min()
+        assert marked.shape == plain.shape and tuple(marked[top, left]) == SELECTION[0]
+        assert tuple(marked[(top + ys.max()) // 2, left + 2]) == SELECTION[1]
+        assert {tuple(colour) for colour in marked[ys, xs]} == set(SELECTION)
+        assert {heatmap_cell(trace.image.shape, trace.grid, (x, y)) for y, x in zip(ys, xs)} == {patch}
+        assert heatmap_cell(trace.image.shape, trace.grid, (left - 1, top - 1)) != patch
+        assert heatmap_cell(trace.image.shape, trace.grid, (xs.max() + 1, ys.max() + 1)) != patch
+    with pytest.raises(ValueError, match="0 … 14"):
+        attention_heatmap(trace, 2, patch=15)

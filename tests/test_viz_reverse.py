@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.pixels import find
+from tests.pixels import assert_selection_marked, find
 from tests.synthetic_trace import synthetic_trace
 from viz.canvas import BACKGROUND
 from viz.colors import OUTLINE, value_range
@@ -86,3 +86,17 @@ def test_row_marks_say_where_the_patch_or_another_visual_token_is_a_sink():
             mark = image[y - CELL // 2:y + CELL // 2, x - CELL // 2:x + CELL // 2]
             assert (mark == OUTLINE).all(-1).any() == (layer > 0)
             assert (tuple(image[y, x]) == OUTLINE) == (filled and layer > 0)
+
+
+def test_the_current_layer_is_marked_and_with_a_head_its_cell_framed():
+    trace = synthetic_trace(layers=5, heads=4)
+    values = trace.attn_to_visual[..., SINK].mean(2)
+    body = np.asarray(mosaic(values[:, :, None, None], trace.selected.any(-1), CELL, GAP, "viridis",
+                             *value_range(values, 0.0)))
+    plain = np.asarray(patch_layer_head(trace, SINK))
+    at = find(plain, body)
+    assert_selection_marked(plain, np.asarray(patch_layer_head(trace, SINK, layer=2)), at, (CELL, CELL), GAP, 2)
+    assert_selection_marked(plain, np.asarray(patch_layer_head(trace, SINK, layer=2, head=1)), at, (CELL, CELL), GAP,
+                            2, 1)
+    with pytest.raises(ValueError, match="heads 0 … 3"):
+        patch_layer_head(trace, SINK, layer=2, head=4)

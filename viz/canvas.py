@@ -13,6 +13,7 @@ from viz.colors import lut, normalize
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
+SELECTION = ((0, 0, 0), (255, 255, 255))  # the user's selection: black outer, white inner line, plain on any colour
 FONT_FILE = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
 
@@ -45,6 +46,27 @@ def titled(image: Image.Image, title: str, size: int = 14) -> Image.Image:
     ImageDraw.Draw(out).text((6, 5), title, fill=INK, font=font(size))
     out.paste(image, (0, height))
     return out
+
+
+def frame_selection(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], width: int = 2) -> None:
+    """Frame `box` (left, top, right, bottom, inclusive) as the selection: `SELECTION`'s lines, `width` px each."""
+    left, top, right, bottom = box
+    for inset, colour in zip((0, width), SELECTION):
+        draw.rectangle((left + inset, top + inset, right - inset, bottom - inset), outline=colour, width=width)
+
+
+def row_labels(draw: ImageDraw.ImageDraw, right: int, top: int, pitch: int, names: list[str], size: int,
+               step: int = 1, selected: int | None = None) -> None:
+    """Every `step`-th of `names` right-aligned at `right`, on rows `pitch` px apart from `top`; row `selected` always,
+    white on black."""
+    for row in range(0, len(names), step):
+        if row != selected:
+            draw.text((right, top + row * pitch + pitch // 2), names[row], fill=INK, font=font(size), anchor="rm")
+    if selected is not None:
+        xy = (right, top + selected * pitch + pitch // 2)
+        left, upper, end, lower = draw.textbbox(xy, names[selected], font=font(size), anchor="rm")
+        draw.rectangle((left - 3, upper - 2, end + 2, lower + 2), fill=SELECTION[0])
+        draw.text(xy, names[selected], fill=SELECTION[1], font=font(size), anchor="rm")
 
 
 def colorbar(height: int, vmin: float, vmax: float, cmap: str, log: bool = False, label: str = "",

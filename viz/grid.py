@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from var_core.trace import Trace
-from viz.canvas import BACKGROUND, INK, colorbar, font, text_size, titled
+from viz.canvas import BACKGROUND, INK, colorbar, font, frame_selection, row_labels, text_size, titled
 from viz.colors import OUTLINE, lut, normalize, value_range
-from viz.queries import head_maps, layers_note, query_label, selected_heads
+from viz.queries import captured_slot, head_maps, layers_note, query_label, selected_heads
 
 SCALES = ("tile", "shared")
 
@@ -45,12 +45,23 @@ def mosaic(maps: np.ndarray, outlined: np.ndarray, tile: int = 48, gap: int = 5,
     return canvas.convert("RGB")
 
 
+def frame_tile(draw: ImageDraw.ImageDraw, left: int, top: int, tile: tuple[int, int], gap: int, row: int, head: int,
+               width: int) -> None:
+    """Frame tile (`row`, `head`) of a `mosaic` pasted at (left, top) as the selection, inside the tile (the gap keeps
+    its vermillion frame), lines `width` px."""
+    tile_h, tile_w = tile
+    x, y = left + head * (tile_w + gap) + gap // 2, top + row * (tile_h + gap) + gap // 2
+    frame_selection(draw, (x, y, x + tile_w - 1, y + tile_h - 1), width)
+
+
 def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: str = "tile", log: bool = False,
                     cmap: str = "viridis", tile: int = 48, gap: int = 5,
-                    layers: Sequence[int] | None = None) -> Image.Image:
+                    layers: Sequence[int] | None = None, row: int | None = None,
+                    head: int | None = None) -> Image.Image:
     """Plain-array layer×head grid with L/H labels, outlined tiles, a colour bar and a title.
 
-    layers: the model layer of each row, for its label (None: rows are layers 0, 1, …).
+    layers: the model layer of each row, for its label (None: rows are layers 0, 1, …). row: the selected row, its
+    label white on black; with head, that tile framed in black and white.
 
     scale="tile": each tile divided by its own maximum (shows where every head looks; sinks show as one bright
     cell); scale="shared": one colour scale for all tiles (shows which heads attend to the image at all).
@@ -76,13 +87,13 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
     out.paste(body, (left, top))
     draw = ImageDraw.Draw(out)
     step = max(1, int(np.ceil(text_size(f"H{heads - 1}", size)[0] / (tile_w + gap) * 1.2)))
-    for head in range(0, heads, step):
-        draw.text((left + head * (tile_w + gap) + (tile_w + gap) // 2, top - 4), f"H{head}", fill=INK,
+    for column in range(0, heads, step):
+        draw.text((left + column * (tile_w + gap) + (tile_w + gap) // 2, top - 4), f"H{column}", fill=INK,
                   font=font(size), anchor="mb")
     step = max(1, int(np.ceil(text_size("L0", size)[1] / (tile_h + gap) * 1.4)))
-    for row in range(0, len(names), step):
-        draw.text((left - 5, top + row * (tile_h + gap) + (tile_h + gap) // 2), names[row], fill=INK,
-                  font=font(size), anchor="rm")
+    row_labels(draw, left - 5, top, tile_h + gap, names, size, step, row)
+    if row is not None and head is not None:
+        frame_tile(draw, left, top, (tile_h, tile_w), gap, row, head, int(np.clip(tile_h // maps.shape[2] // 2, 1, 2)))
     bar = colorbar(max(120, min(out.height - top, 400)), vmin, vmax, cmap, log, label + (" (log)" if log else ""))
     full = Image.new("RGB", (out.width + bar.width + 8, out.height), BACKGROUND)
     full.paste(out, (0, 0))
@@ -91,11 +102,14 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
 
 
 def head_grid(trace: Trace, query: int | str = "all", scale: str = "tile", log: bool = False, cmap: str = "viridis",
-              tile: int = 48, raw: bool = False) -> Image.Image:
+              tile: int = 48, raw: bool = False, layer: int | None = None, head: int | None = None) -> Image.Image:
     """All heads' text→visual maps for `query`, one row per captured layer; heads selected as image-centric in those
-    rows are framed in vermillion. raw=True shows attention before VAR."""
+    rows are framed in vermillion. raw=True shows attention before VAR. layer: the current layer, its label marked;
+    with head, that tile framed in black and white."""
     maps = head_maps(trace, query, raw)
     outlined = selected_heads(trace, query)
     title = (f"Layers × heads{layers_note(trace)}, {query_label(trace, query)}; framed: image-centric heads "
              f"({int(outlined.sum())} of {outlined.size})")
-    return labelled_mosaic(maps, outlined, title, scale, log, cmap, tile, layers=trace.layers_captured)
+    row = None if layer is None else captured_slot(trace, layer, head)
+    return labelled_mosaic(maps, outlined, title, scale, log, cmap, tile, layers=trace.layers_captured, row=row,
+                           head=head)

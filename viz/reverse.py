@@ -9,22 +9,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from var_core.trace import Trace
-from viz.canvas import BACKGROUND, INK, colorbar, display_size, font, hstack, text_size, titled
+from viz.canvas import BACKGROUND, INK, colorbar, display_size, font, hstack, row_labels, text_size, titled
 from viz.colors import OUTLINE, value_range
-from viz.grid import mosaic
+from viz.grid import frame_tile, mosaic
+from viz.heatmap import check_patch
 from viz.queries import captured_slot, layers_note
 from viz.sinks import frame_cells
 from viz.tokens import scored_entries
 
 CELL, GAP = 20, 5  # px of one layer×head cell and of the gap around it (the frame of a selected head sits there)
-
-
-def check_patch(trace: Trace, patch: int) -> None:
-    """ValueError naming the valid range when `patch` is not a cell of the visual grid."""
-    rows, cols = trace.grid
-    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or not 0 <= patch < rows * cols:
-        raise ValueError(f"patch={patch!r} does not exist: the {rows}×{cols} grid has patches 0 … {rows * cols - 1} "
-                         f"(raster order, patch = row·{cols} + col)")
 
 
 def patch_scores(trace: Trace, patch: int, layer: int | None = None, head: int | None = None) -> np.ndarray:
@@ -67,10 +60,12 @@ def locator(trace: Trace, patch: int, short_side: int = 120) -> Image.Image:
 
 def layer_head_cells(values: np.ndarray, outlined: np.ndarray, own: np.ndarray, other: np.ndarray, vmin: float,
                      vmax: float, cmap: str = "viridis", log: bool = False,
-                     layers: Sequence[int] | None = None) -> Image.Image:
+                     layers: Sequence[int] | None = None, row: int | None = None,
+                     head: int | None = None) -> Image.Image:
     """Plain arrays: one `CELL`-px cell per layer (row) and head (column) coloured by `values` [rows, H], cells where
     `outlined` [rows, H] is True framed, `sink_marks` (`own`, `other` [rows]) right of the rows, L/H labels (`layers`:
-    the model layer of each row; None: 0, 1, …)."""
+    the model layer of each row; None: 0, 1, …); the selected `row`'s label white on black, with `head` its cell
+    framed in black and white."""
     body = mosaic(values[:, :, None, None], outlined, CELL, GAP, cmap, vmin, vmax, log)
     heads = values.shape[1]
     names = [f"L{layer}" for layer in (range(len(values)) if layers is None else layers)]
@@ -80,27 +75,31 @@ def layer_head_cells(values: np.ndarray, outlined: np.ndarray, own: np.ndarray, 
     out.paste(body, (left, top))
     draw = ImageDraw.Draw(out)
     step = max(1, int(np.ceil(text_size(f"H{heads - 1}", size)[0] / pitch * 1.2)))
-    for head in range(0, heads, step):
-        draw.text((left + head * pitch + pitch // 2, top - 4), f"H{head}", fill=INK, font=font(size), anchor="mb")
-    for row, name in enumerate(names):
-        draw.text((left - 5, top + row * pitch + pitch // 2), name, fill=INK, font=font(size), anchor="rm")
+    for column in range(0, heads, step):
+        draw.text((left + column * pitch + pitch // 2, top - 4), f"H{column}", fill=INK, font=font(size), anchor="mb")
+    row_labels(draw, left - 5, top, pitch, names, size, selected=row)
+    if row is not None and head is not None:
+        frame_tile(draw, left, top, (CELL, CELL), GAP, row, head, width=2)
     sink_marks(draw, left + body.width, top, own, other)
     return out
 
 
-def patch_layer_head(trace: Trace, patch: int, log: bool = False, cmap: str = "viridis") -> Image.Image:
+def patch_layer_head(trace: Trace, patch: int, log: bool = False, cmap: str = "viridis", layer: int | None = None,
+                     head: int | None = None) -> Image.Image:
     """Captured layers × heads cells coloured by the attention `patch` receives (mean over the captured query rows,
     the attention the model used, one scale for all cells); image-centric heads framed in vermillion; a diamond at
     the right end of a layer's row where the patch is a visual sink (filled) or only other visual tokens are
-    (hollow); beside them the colour bar and the image with the patch framed."""
+    (hollow); beside them the colour bar and the image with the patch framed. layer: the current layer, its label
+    marked; with head, that cell framed in black and white."""
     check_patch(trace, patch)
+    row = None if layer is None else captured_slot(trace, layer, head)
     values = trace.attn_to_visual[:, :, :, patch].mean(2, dtype=np.float32)
     outlined = trace.selected.any(-1)
     layers = trace.layers_captured
     sinks = trace.visual_sinks[layers]
     vmin, vmax = value_range(values, None if log else 0.0, None, log)
     cells = layer_head_cells(values, outlined, sinks[:, patch], sinks.any(1) & ~sinks[:, patch], vmin, vmax, cmap, log,
-                             layers)
+                             layers, row, head)
     top = cells.height - len(values) * (CELL + GAP)  # the head labels' band: the bar and the locator start below it
     label = "attention" + (" (log)" if log else "")
     bar = colorbar(max(120, min(cells.height - top, 400)), vmin, vmax, cmap, log, label)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from var_core.trace import Trace
-from viz.queries import captured_slot
+from viz.queries import captured_slot, query_rows
 
 
 def entries(trace: Trace) -> list[tuple[str, int | None]]:
@@ -37,18 +37,23 @@ def strip_scores(trace: Trace, layer: int | None = None, head: int | None = None
     return mass.mean(0) if head is None else mass[head]
 
 
-def token_strip(trace: Trace, layer: int | None = None, head: int | None = None,
-                relative: bool = False) -> list[tuple[str, float | None]]:
+def token_strip(trace: Trace, layer: int | None = None, head: int | None = None, relative: bool = False,
+                query: int | str | None = None) -> list[tuple[str, float | None]]:
     """[(token, score)] for `gr.HighlightedText`: score = `strip_scores` of that token's query row, in [0, 1];
     None for tokens that are not query rows (text before the image, the image itself, the last generated
-    token). relative=True divides by the largest score so faint strips use the full colour range."""
-    return scored_entries(trace, strip_scores(trace, layer, head), relative)
+    token). relative=True divides by the largest score so faint strips use the full colour range. query: the
+    selected query row, its token shown as ▸token◂ (a mode such as "all" marks none)."""
+    selected = None if query is None or isinstance(query, str) else int(query_rows(trace, query)[0])
+    return scored_entries(trace, strip_scores(trace, layer, head), relative, selected)
 
 
-def scored_entries(trace: Trace, scores: np.ndarray, relative: bool) -> list[tuple[str, float | None]]:
-    """`entries` with each query row's score [Q] (divided by the largest when `relative`, unless all are 0)."""
+def scored_entries(trace: Trace, scores: np.ndarray, relative: bool,
+                   selected: int | None = None) -> list[tuple[str, float | None]]:
+    """`entries` with each query row's score [Q] (divided by the largest when `relative`, unless all are 0), the
+    text of row `selected` wrapped as ▸text◂."""
     peak = float(scores.max()) if relative and scores.size and scores.max() > 0 else 1.0
-    return [(text, None if row is None else round(float(scores[row]) / peak, 4)) for text, row in entries(trace)]
+    return [(f"▸{text.rstrip()}◂ " if row is not None and row == selected else text,
+             None if row is None else round(float(scores[row]) / peak, 4)) for text, row in entries(trace)]
 
 
 def strip_rows(trace: Trace) -> list[int | None]:
