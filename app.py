@@ -132,6 +132,14 @@ store = SessionResults(int(session_memory_mb() * MB), SESSION_TTL_S)  # every se
 long_jobs = LongJobs(EXPERIMENTS_PER_SESSION, EXPERIMENT_WINDOW_S)  # experiments: one at a time, a few per session
 
 
+class Refused(gr.Error):
+    """A message about the user's input or a limit they met: shown on the page and in the API answer, not printed to
+    the log as a traceback (the log keeps one line per request)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
 class UploadedImage(gr.Image):
     """gr.Image that hands our code the uploaded file untouched (var_core.images validates and converts it), and
     turns a file PIL cannot even open into a clear message instead of a generic error."""
@@ -142,9 +150,9 @@ class UploadedImage(gr.Image):
         try:
             return super().preprocess(payload)
         except Image.DecompressionBombError:  # PIL refuses it before decoding: say why
-            raise gr.Error(f"The image is too large to open safely; the limit is {MAX_PIXELS:,} pixels.") from None
+            raise Refused(f"The image is too large to open safely; the limit is {MAX_PIXELS:,} pixels.") from None
         except Exception:  # noqa: BLE001 — any other decoding failure is the user's file, not our bug
-            raise gr.Error("This file could not be read as an image. Upload a PNG, JPEG, WebP or GIF.") from None
+            raise Refused("This file could not be read as an image. Upload a PNG, JPEG, WebP or GIF.") from None
 
 
 class NumberField(gr.Number):
@@ -177,7 +185,7 @@ class ChoiceField(gr.Dropdown):
         try:
             return super().preprocess(payload)
         except gr.Error:
-            raise gr.Error(f"{self.label}: {shown(payload)} is not one of the choices.") from None
+            raise Refused(f"{self.label}: {shown(payload)} is not one of the choices.") from None
 
 
 # ---------------------------------------------------------------- handlers
@@ -319,7 +327,7 @@ def stored(held: Held | None):
     try:
         return store.get(held)
     except Dropped:
-        raise gr.Error(f"This session's results were dropped to free memory (the server keeps at most "
+        raise Refused(f"This session's results were dropped to free memory (the server keeps at most "
                        f"{store.cap_bytes / MB:.0f} MB of results); press {AGAIN[held.kind]} again.") from None
 
 
@@ -339,7 +347,7 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         max_new_tokens = number(max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS_UI, integer=True)
         square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     session = session_of(request)
     summary, result = await model_job(session, "analysis", run_analysis, image, prompt, model_id or DEFAULT_MODEL_ID,
                                       settings, square, max_new_tokens, capture_layers, progress)
@@ -358,9 +366,9 @@ async def model_job(session: str, what: str, work, *args):
         signal.set()
         raise
     except (ValueError, ModelLoadError, TimeLimitExceeded) as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     except GenerationStopped:
-        raise gr.Error(f"Stopped: the {what} was cancelled before it was complete.") from None
+        raise Refused(f"Stopped: the {what} was cancelled before it was complete.") from None
     finally:
         running.finish(session, signal)
 
@@ -370,7 +378,7 @@ def keep(session: str, kind: str, value) -> Held:
     try:
         return store.keep(session, kind, value)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
 
 
 @gpu_task(duration=GPU_DURATION_S)
@@ -429,7 +437,7 @@ async def explain_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
         answer = text_value(answer, "answer", MAX_ANSWER_CHARS)
         square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     session = session_of(request)
     explanations = await model_job(session, "explanation", run_explanation, image, prompt,
                                    model_id or DEFAULT_MODEL_ID, settings, square, answer, map_layers, progress)
@@ -458,7 +466,7 @@ async def compare_request(image, prompt, prompt_b, model_id, p, rho, tau, min_vi
         prompt_b = text_value(prompt_b, "the second prompt", MAX_PROMPT_CHARS)
         square = flag(pad_to_square, "pad_to_square")
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     session = session_of(request)
     pair = await model_job(session, "comparison", run_comparison, image, (prompt, prompt_b),
                            model_id or DEFAULT_MODEL_ID, settings, square, max_new_tokens, capture)
@@ -565,14 +573,15 @@ def _trace(result: Analysis, source: str):
     return result.baseline if source == "baseline" else result.var
 
 
-def selection_views(result: Analysis, layer, head, query, source, log_scale):
-    """Views that follow the one layer / head / query selection: heatmap, grid, before/after, token strip, the
+def selection_views(result: Analysis, layer, head, query, source, log_scale, patch=None):
+    """Views that follow the one layer / head / query selection, each marking it: heatmap (the reverse view's
+    `patch` framed), grid (the layer's row, the head's tile), before/after, token strip (the query token), the
     φ-vs-attention scatter (the baseline's, as in the paper), the φ overlay and the sink count strip."""
     trace, layer, head = _trace(result, source), int(layer), _head(head)
-    return (attention_heatmap(trace, layer, head, query, log=log_scale),
-            head_grid(trace, query, log=log_scale),
+    return (attention_heatmap(trace, layer, head, query, log=log_scale, patch=patch),
+            head_grid(trace, query, log=log_scale, layer=layer, head=head),
             before_after(result.var, layer, head, query, log=log_scale),
-            token_strip(trace, layer, head, relative=True),
+            token_strip(trace, layer, head, relative=True, query=query),
             phi_attention_scatter(result.baseline, layer), phi_overlay(result.var, layer),
             sink_count_strip(result.var, layer))
 
@@ -580,14 +589,16 @@ def selection_views(result: Analysis, layer, head, query, source, log_scale):
 def reverse_views(result: Analysis, patch, layer, head, source):
     """The reverse view of one patch: text tokens coloured by how much they attend to it, and its layer × head tile."""
     trace = _trace(result, source)
-    return tokens_attending(trace, int(patch), int(layer), _head(head)), patch_layer_head(trace, int(patch))
+    return (tokens_attending(trace, int(patch), int(layer), _head(head)),
+            patch_layer_head(trace, int(patch), layer=int(layer), head=_head(head)))
 
 
-def render_all(held: Held | None, layer, head, query, source, log_scale):
-    """Every view of a fresh analysis, what the model saw, and the selectors fitted to this model and these tokens."""
+def render_all(held: Held | None, layer, head, query, source, log_scale, patch=None):
+    """Every view of a fresh analysis, what the model saw, and the selectors fitted to this model and these tokens;
+    the reverse view opens on the strongest visual sink (whatever `patch` the page held before)."""
     result = stored(held)
     if result is None:
-        raise gr.Error("Run an analysis first.")
+        raise Refused("Run an analysis first.")
     trace = result.var
     layer_choice = layer_update(trace, layer if layer is not None else 0)
     layer = layer_choice["value"]
@@ -597,12 +608,12 @@ def render_all(held: Held | None, layer, head, query, source, log_scale):
     heads = [("mean over heads", MEAN_HEADS)] + [(f"head {h}", h) for h in range(trace.num_heads)]
     queries = QUERY_MODES + [(f"{row}: {trace.tokens[pos].strip() or repr(trace.tokens[pos])}", row)
                              for row, pos in enumerate(trace.query_positions)]
+    patch = int(visual_by_phi(trace)[-1])
     try:
-        selected = selection_views(result, layer, head, query, source, bool(log_scale))
+        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch)
     except ValueError:  # e.g. a one-token answer has no "answer" rows beyond the prompt's last token
         query = "all"
-        selected = selection_views(result, layer, head, query, source, bool(log_scale))
-    patch = int(visual_by_phi(trace)[-1])  # the reverse view opens on the strongest visual sink
+        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch)
     changes = result.changes()
     return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes), _status(result),
             seen_sentence(trace), trace.image, layer_choice,
@@ -613,15 +624,16 @@ def render_all(held: Held | None, layer, head, query, source, log_scale):
             *reverse_views(result, patch, layer, head, source))
 
 
-def render_selection(held: Held | None, layer, head, query, source, log_scale):
+def render_selection(held: Held | None, layer, head, query, source, log_scale, patch=None):
     """Re-render the selection-dependent views from the stored Traces (no model run)."""
     result = stored(held)
     if result is None or layer is None:
         return [gr.skip()] * len(SELECTION_VIEWS)
     try:
-        return selection_views(result, layer, head, query, source, bool(log_scale))
+        patch = number(patch, "patch", 0, integer=True, optional=True)
+        return selection_views(result, layer, head, query, source, bool(log_scale), patch)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
 
 
 def render_reverse(held: Held | None, patch, layer, head, source):
@@ -632,7 +644,7 @@ def render_reverse(held: Held | None, patch, layer, head, source):
     try:
         return reverse_views(result, number(patch, "patch", 0, integer=True), layer, head, source)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
 
 
 def pick_patch(held: Held | None, layer, head, source, evt: gr.SelectData):
@@ -665,7 +677,7 @@ def render_explanation(held: Held | None, prompt):
     """The method × run grid, each map's share on visual sinks, and downloads (PNG + NPZ) of stored maps."""
     explanations: dict[str, Explanation] | None = stored(held)
     if explanations is None:
-        raise gr.Error("Press the button to compute the explanation maps first.")
+        raise Refused("Press the button to compute the explanation maps first.")
     first = next(iter(explanations.values()))
     tokens = ", ".join(f"{run} {explanation.answer_token.strip()!r}" for run, explanation in explanations.items())
     picture = compare_methods(first.image, {run: explanation.maps for run, explanation in explanations.items()},
@@ -722,13 +734,17 @@ def page_settings(model_id, capture_text):
     return (*settings, capture)
 
 
-def make_downloads(held: Held | None, layer, head, query, source, log_scale):
+def make_downloads(held: Held | None, layer, head, query, source, log_scale, patch=None):
     """Every figure as PNG, both Traces as .npz, and a JSON of settings + answers, in a fresh temp folder."""
     result = stored(held)
     if result is None:
-        raise gr.Error("Run an analysis first.")
+        raise Refused("Run an analysis first.")
     folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-"))
-    views = dict(zip(SELECTION_VIEWS, selection_views(result, layer, head, query, source, bool(log_scale))))
+    try:
+        patch = number(patch, "patch", 0, integer=True, optional=True)
+        views = dict(zip(SELECTION_VIEWS, selection_views(result, layer, head, query, source, bool(log_scale), patch)))
+    except ValueError as error:
+        raise Refused(str(error)) from None
     del views["tokens"]  # highlighted text, not a figure
     figures = {**views, "head_ranking": head_ranking(result.var), "phi_by_layer": phi_by_layer(result.var),
                "massive_activations": massive_activations(result.baseline),
@@ -755,7 +771,7 @@ def reopen_request(files, request: gr.Request = None):
     try:
         analysis, saved = reopen(paths)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     saved = saved or {"layer": 5, "head": None, "query": "answer", "run": "var", "log_scale": False}
     held = keep(session_of(request), "analysis", analysis)
     head = MEAN_HEADS if saved["head"] is None else saved["head"]
@@ -768,11 +784,11 @@ def run_experiment(name, n_samples, request: gr.Request = None, progress=gr.Prog
     and a session starts a few an hour (`long_jobs`: others are refused at once with a message); each is stopped
     after EXPERIMENT_TIME_LIMIT_S or when its session presses Stop or leaves."""
     if name not in EXPERIMENTS:
-        raise gr.Error(f"Unknown experiment {shown(name)}; choose one of {', '.join(EXPERIMENTS)}.")
+        raise Refused(f"Unknown experiment {shown(name)}; choose one of {', '.join(EXPERIMENTS)}.")
     try:
         samples = number(n_samples, "samples", SAMPLES_RANGE[0], SAMPLES_RANGE[1], integer=True)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     session = session_of(request)
     signal = running.start(session)
     deadline = Deadline(EXPERIMENT_TIME_LIMIT_S, signal)
@@ -787,9 +803,9 @@ def run_experiment(name, n_samples, request: gr.Request = None, progress=gr.Prog
             rows, figures = slot.call(run_quick, name, samples, bundle=slot.current, progress_callback=step)
             LOG.info("experiment done: %s", name)
     except (Busy, ValueError, TimeLimitExceeded) as error:
-        raise gr.Error(str(error)) from None
+        raise Refused(str(error)) from None
     except GenerationStopped:
-        raise gr.Error("Stopped: the experiment was cancelled before it was complete.") from None
+        raise Refused("Stopped: the experiment was cancelled before it was complete.") from None
     finally:
         running.finish(session, signal)
     return gr.update(value=display_table(rows), visible=True), [figure_image(figure) for figure in figures]
@@ -983,7 +999,7 @@ def build_demo() -> gr.Blocks:
         var_settings = [p, rho, tau, min_mass]
         settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture,
                     pad]
-        selection = [result, layer, head, query, source, log_scale]
+        selection = [result, layer, head, query, source, log_scale, patch]
         selection_outputs = [heatmap, grid, compare, tokens, scatter, phi_map, sink_strip]  # as SELECTION_VIEWS
         reverse = [result, patch, layer, head, source]
         reverse_outputs = [reverse_tokens, patch_tile]
@@ -999,11 +1015,12 @@ def build_demo() -> gr.Blocks:
         explanation_outputs = [explain_status, methods_grid, sink_shares, explain_files, explain_json]
         analysis.success(cleared_explanation, None, explanation_outputs, **private)
         analysis.failure(stale_status, status, status, **private)
-        for control in (layer, head, query, source, log_scale):
+        for control in (layer, head, query, source, log_scale, patch):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         for control in (patch, layer, head, source):
             control.input(render_reverse, reverse, reverse_outputs, trigger_mode="always_last", **private)
-        heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private)
+        heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private).success(
+            render_selection, selection, selection_outputs, **private)  # the new patch framed
         explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle, explain_answer,
                             map_first, map_last, pad]
         explained = explain_button.click(explain_request, explain_settings, [explain_json, explanations],

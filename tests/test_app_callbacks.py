@@ -433,3 +433,18 @@ def test_pad_to_square_keeps_a_tall_image_whole_and_says_so(tmp_path):
     assert "padded to a 240×240 square" in app.seen_sentence(padded) and "cut away" not in app.seen_sentence(padded)
     blue = lambda trace: int(((trace.image[..., 2] > 150) & (trace.image[..., 0] < 100)).sum())  # noqa: E731
     assert blue(cropped) == 0 and blue(padded) > 0
+
+
+def test_the_selection_is_marked_in_every_view_that_shows_it(analysis):
+    """The reverse view's patch framed on the heatmap, the query token marked in the strip, the layer and head
+    marked in the head grid and the patch's layer × head tile (none of them were marked)."""
+    _, held, _ = analysis
+    plain = dict(zip(app.SELECTION_VIEWS, app.render_selection(held, 5, 2, 3, "VAR", False)))
+    marked = dict(zip(app.SELECTION_VIEWS, app.render_selection(held, 5, 2, 3, "VAR", False, 9)))
+    assert not np.array_equal(np.asarray(plain["heatmap"]), np.asarray(marked["heatmap"]))
+    assert sum("▸" in text for text, _ in marked["tokens"]) == 1
+    tokens, tile = app.render_reverse(held, 9, 5, 2, "VAR")
+    unmarked_tile = app.patch_layer_head(app.store.get(held).var, 9)
+    assert not np.array_equal(np.asarray(tile), np.asarray(unmarked_tile))
+    with pytest.raises(gr.Error, match="patch"):
+        app.render_selection(held, 5, 2, 3, "VAR", False, "nine")

@@ -63,7 +63,7 @@ def rest_call(url: str, api: str, body: str) -> tuple[str, str]:
 def test_raw_rest_nan_infinity_null_and_text_get_a_message(server, literal, field_index, name):
     url, _ = server
     fields = [json.dumps(upload(url)), json.dumps(PROMPT), json.dumps(DEFAULT_MODEL), "0.4", "0.5", "null", "0.2",
-              "2", "null", "true", "null", "null", "null"]  # the explain endpoint's 13 inputs
+              "2", "null", "true", "null", "null", "null", "false"]  # the explain endpoint's 14 inputs
     fields[field_index] = literal
     event, data = rest_call(url, "explain", '{"data": [' + ", ".join(fields) + "]}")
     assert event == "error", (event, data)
@@ -115,3 +115,15 @@ def test_request_bodies_over_the_limits_are_refused_with_413(server):
     huge_upload = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", b"\0" * (22 * MB))}, timeout=60)
     assert huge_upload.status_code == 413
     assert httpx.get(url, timeout=5).status_code == 200
+
+
+def test_ordinary_input_errors_leave_one_log_line_not_a_traceback(server):
+    """Every refusal above (bad numbers, busy experiments, a session without results, bodies over the limit) is a
+    message for the client; the server log keeps no traceback of them."""
+    url, log_path = server
+    no_image = ["null", '"Hi?"', json.dumps(DEFAULT_MODEL), "0.4", "0.5", "null", "0.2", "2", "null", "null", "true",
+                '""', "false"]  # the analyze endpoint's 13 inputs, without an image
+    event, data = rest_call(url, "analyze", '{"data": [' + ", ".join(no_image) + "]}")
+    assert event == "error" and "No image" in json.loads(data)["error"]
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[log.find("Traceback") - 300:][:1500]
