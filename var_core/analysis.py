@@ -12,8 +12,7 @@ from var_core.config import VARConfig
 from var_core.images import prepare_image
 from var_core.models.bundle import ModelBundle
 from var_core.run import generate
-from var_core.trace import Trace
-from viz.queries import answer_rows, attention_source, take_rows
+from var_core.trace import Trace, answer_rows, attention_source, take_rows
 
 
 @dataclass

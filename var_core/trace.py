@@ -161,3 +161,22 @@ class Trace:
                           "grid_indices": np.nonzero(self.visual_sinks[layer])[0].tolist()})
         return {"answer": self.answer, "first_token_top5": self.first_top(), "sinks": sinks, "heads": heads,
                 "settings": self.settings}
+
+
+def answer_rows(trace: Trace) -> np.ndarray:
+    """Indices into the query axis of the rows that predict answer tokens (position ≥ n_prompt − 1)."""
+    return np.nonzero(trace.query_positions >= trace.n_prompt - 1)[0]
+
+
+def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
+    """[k, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
+    if raw and trace.attn_to_visual_raw is not None:
+        return trace.attn_to_visual_raw
+    return trace.attn_to_visual
+
+
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """array[:, :, rows] as a view when the rows are contiguous (no copy of a large attention array)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return array[:, :, rows[0]:rows[-1] + 1]
+    return array[:, :, rows]

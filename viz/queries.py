@@ -13,14 +13,9 @@ import numpy as np
 
 from var_core.config import VARConfig
 from var_core.inputs import listed
-from var_core.trace import Trace
+from var_core.trace import Trace, answer_rows, attention_source, take_rows
 
 QUERY_MODES = ("all", "answer", "prompt")
-
-
-def answer_rows(trace: Trace) -> np.ndarray:
-    """Indices into the query axis of the rows that predict answer tokens (position ≥ n_prompt − 1)."""
-    return np.nonzero(trace.query_positions >= trace.n_prompt - 1)[0]
 
 
 def prompt_rows(trace: Trace) -> np.ndarray:
@@ -105,20 +100,6 @@ def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     if values.shape[-1] != rows * cols:
         raise ValueError(f"{values.shape[-1]} visual values do not fill the {rows}×{cols} grid ({rows * cols} cells)")
     return values.reshape(*values.shape[:-1], rows, cols)
-
-
-def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """array[:, :, rows] as a view when the rows are contiguous (no copy of a large attention array)."""
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        return array[:, :, rows[0]:rows[-1] + 1]
-    return array[:, :, rows]
-
-
-def attention_source(trace: Trace, raw: bool = False) -> np.ndarray:
-    """[k, H, Q, N_vis] attention used (raw=False) or before VAR (raw=True; the same array in a baseline)."""
-    if raw and trace.attn_to_visual_raw is not None:
-        return trace.attn_to_visual_raw
-    return trace.attn_to_visual
 
 
 def attention_map(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
