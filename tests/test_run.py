@@ -6,6 +6,7 @@ import torch
 
 from dataclasses import replace
 
+from tests.signals import StopAfter
 from var_core.config import VARConfig
 from var_core.models.bundle import PreparedInputs
 from var_core.models.llava import LlavaAdapter
@@ -172,17 +173,6 @@ def test_prompt_of_only_control_characters_is_empty(tiny_bundle, noise_image):
 def test_max_time_bounds_decoding(tiny_bundle, noise_image):
     trace = generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=200, max_time=0.0)
     assert len(trace.tokens) - trace.n_prompt <= 2
-
-
-class StopAfter:
-    """A stop signal that turns set after `checks` is_set() calls, counting the calls (decoding steps)."""
-
-    def __init__(self, checks: int):
-        self.checks, self.calls = checks, 0
-
-    def is_set(self) -> bool:
-        self.calls += 1
-        return self.calls > self.checks
 
 
 def test_stop_signal_ends_decoding_at_the_next_token(tiny_bundle, noise_image):
