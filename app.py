@@ -616,7 +616,7 @@ def render_all(held: Held | None, layer, head, query, source, log_scale, patch=N
         selected = selection_views(result, layer, head, query, source, bool(log_scale), patch)
     changes = result.changes()
     return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes), _status(result),
-            seen_sentence(trace), trace.image, layer_choice,
+            seen_sentence(trace), gr.update(value=trace.image, visible=True), layer_choice,
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query), phi_by_layer(trace),
             head_ranking(trace), gr.update(value=top_heads_table(trace), label=selection_summary(trace)),
             massive_activations(result.baseline), sink_attention_by_layer(result.baseline), *selected,
@@ -863,7 +863,8 @@ def build_demo() -> gr.Blocks:
                 seen = gr.Markdown(elem_id="model-saw")
                 model_input = gr.Image(label="What the model saw (its input, after the processor)", height=160,
                                        interactive=False, elem_id="model-input", type="numpy", format="png",
-                                       show_label=False, buttons=["fullscreen"])  # the sentence above names it
+                                       show_label=False, buttons=["fullscreen"],  # the sentence above names it
+                                       visible=False)  # until there is an analysis
                 prompt = gr.Textbox(label="Prompt", placeholder="Ask about the image", lines=2, elem_id="prompt",
                                     max_length=MAX_PROMPT_CHARS)
                 model_id = ChoiceField(list(CATALOG), value=slot.current_id or DEFAULT_MODEL_ID, label="Model",

@@ -54,7 +54,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     assert len(outputs) == 25
     baseline_diff, var_diff, changes, _, status, seen, model_input, layer, heads = outputs[:9]
     assert "VAR did not change the answer" in changes or "VAR changed the answer" in changes
-    assert model_input.shape == result.var.image.shape
+    assert model_input["visible"] and model_input["value"].shape == result.var.image.shape
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
     assert "visual sinks in layers" in status and "No visual token is a sink" not in status  # background sinks
