@@ -110,7 +110,7 @@ EXPLAIN = {
     "experiments": "Does it matter? Quick versions (about a minute each on a CPU) of the paper's experiments on "
                    "synthetic scenes: POPE-style yes/no accuracy with and without VAR, ablations, a p × ρ sweep, "
                    "masking sinks vs random visual tokens, their contribution, and whether sinks stay put.",
-    "compare": "The paper's claim: visual sinks stay at the same patches **whatever the question**. Ask a second "
+    "prompts": "The paper's claim: visual sinks stay at the same patches **whatever the question**. Ask a second "
                "question about the same image: both are answered (baseline and VAR), and the sinks and the attention "
                "of each are drawn side by side at the chosen layer, with the sink patches they share.",
     "evidence": "**The paper's evidence** on this input: sinks draw high attention (scatter), they carry a massive "
@@ -965,7 +965,7 @@ def build_demo() -> gr.Blocks:
                         gr.Markdown(EXPLAIN["compare"])
                         compare = view_image("Before / after / difference", "compare")
                     with gr.Tab("Compare prompts"):
-                        gr.Markdown(EXPLAIN["compare"])
+                        gr.Markdown(EXPLAIN["prompts"])
                         with gr.Row():
                             prompt_b = gr.Textbox(label="Second question about the same image", lines=1, scale=3,
                                                   elem_id="prompt-b", max_length=MAX_PROMPT_CHARS,
