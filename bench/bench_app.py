@@ -38,29 +38,30 @@ def request_seconds(reps: int = 5) -> tuple[list[float], list[float], list[float
     running the model once without us), on the same model thread; and the rows VAR changed in each request."""
     from PIL import Image
 
-    import app
+    from var_core.models.catalog import DEFAULT_MODEL_ID
+    from ui import analyze as ui_analyze, state as ui_state
 
     image = Image.open(EXAMPLE)
-    app.slot.get(app.DEFAULT_MODEL_ID)
-    bundle = app.slot.current
+    ui_state.slot.get(DEFAULT_MODEL_ID)
+    bundle = ui_state.slot.current
     config = bundle.model.generation_config
     default_min, config.min_new_tokens = config.min_new_tokens, 32  # exactly 32 tokens per answer
-    inputs = app.slot.call(lambda: bundle.adapter.prepare(bundle, image, PROMPT).inputs)
+    inputs = ui_state.slot.call(lambda: bundle.adapter.prepare(bundle, image, PROMPT).inputs)
 
     times, rerender, plain, changed = [], [], [], []
     try:
         for rep in range(reps):
             start = time.perf_counter()
-            app.slot.call(plain_generate, bundle, inputs, 32)
+            ui_state.slot.call(plain_generate, bundle, inputs, 32)
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            _, result = asyncio.run(app.analyze_request(image, PROMPT, max_new_tokens=32,
+            _, result = asyncio.run(ui_analyze.analyze_request(image, PROMPT, max_new_tokens=32,
                                                         progress=lambda *a, **k: None))
-            app.render_all(result, 5, app.MEAN_HEADS, "answer", "VAR", False)
+            ui_analyze.render_all(result, 5, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
             times.append(time.perf_counter() - start)
-            changed.append(changed_rows(app.store.get(result).var))  # the session's ticket → its Analysis
+            changed.append(changed_rows(ui_state.store.get(result).var))  # the session's ticket → its Analysis
             start = time.perf_counter()
-            app.render_selection(result, 10 + rep, app.MEAN_HEADS, "answer", "VAR", False)
+            ui_analyze.render_selection(result, 10 + rep, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
             rerender.append(time.perf_counter() - start)
     finally:
         config.min_new_tokens = default_min  # later benches in this process (the soak) decode as the app does

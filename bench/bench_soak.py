@@ -24,31 +24,33 @@ MIX = ["analyze"] * 6 + ["explain"] * 3 + ["experiment"]
 QUIET = {"progress": lambda *a, **k: None}
 
 
-def serve(app, kind: str, index: int, image) -> None:
+def serve(kind: str, index: int, image) -> None:
     """One request of `kind` and the views the page then renders, as one browser session asking again and again
     (experiments: one session each, as the app admits a few per session an hour)."""
+    from ui import analyze as ui_analyze, experiments as ui_experiments, explanations as ui_explanations
+
     session = SimpleNamespace(session_hash="soak")
     prompt = f"What colour is the square? ({index})"
     if kind == "analyze":
-        _, held = asyncio.run(app.analyze_request(image, prompt, request=session, max_new_tokens=4, **QUIET))
-        app.render_all(held, 5, app.MEAN_HEADS, "answer", "VAR", False)
+        _, held = asyncio.run(ui_analyze.analyze_request(image, prompt, request=session, max_new_tokens=4, **QUIET))
+        ui_analyze.render_all(held, 5, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
     elif kind == "explain":
-        _, held = asyncio.run(app.explain_request(image, prompt, request=session, **QUIET))
-        app.render_explanation(held, prompt)
+        _, held = asyncio.run(ui_explanations.explain_request(image, prompt, request=session, **QUIET))
+        ui_explanations.render_explanation(held, prompt)
     else:
-        app.run_experiment("contribution", 4, request=SimpleNamespace(session_hash=f"soak-experiment-{index}"),
-                           **QUIET)
+        ui_experiments.run_experiment("contribution", 4, request=SimpleNamespace(session_hash=f"soak-experiment-{index}"),
+                                      **QUIET)
 
 
 def main() -> dict:
-    import app
+    from ui import settings as ui_settings
 
     process = psutil.Process()
-    image = Image.open(app.EXAMPLES_DIR / "demo_three_shapes.png")
+    image = Image.open(ui_settings.EXAMPLES_DIR / "demo_three_shapes.png")
     samples, served = [], {kind: 0 for kind in MIX}
     for index in range(WARMUP + REQUESTS):
         kind = MIX[index % len(MIX)]
-        serve(app, kind, index, image)
+        serve(kind, index, image)
         served[kind] += index >= WARMUP
         if index >= WARMUP - 1 and (index - WARMUP + 1) % EVERY == 0:
             gc.collect()

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from ui import analyze as ui_analyze
+from ui import explanations as ui_explanations
+from ui import layout as ui_layout
+from ui import settings as ui_settings
+from ui import state as ui_state
 from tests.synthetic_trace import synthetic_trace
 from var_core.analysis import Analysis
 from var_core.sessions import Dropped, SessionResults, result_bytes
 from var_core.trace import ARRAY_FIELDS
 
-EXAMPLE = app.EXAMPLES_DIR / "demo_three_shapes.png"
+EXAMPLE = ui_settings.EXAMPLES_DIR / "demo_three_shapes.png"
 PROMPT = "What colour is the square?"
 
 
@@ -104,16 +108,16 @@ def test_a_cap_must_be_positive():
 @pytest.fixture
 def small_store(monkeypatch):
     """The app's store with room for two analyses of the default model at two new tokens, not three."""
-    first = asyncio.run(app.analyze_request(Image.open(EXAMPLE), PROMPT, max_new_tokens=2))[1]
-    size = result_bytes(app.store.get(first))
-    store = SessionResults(cap_bytes=int(2.5 * size), ttl_s=app.SESSION_TTL_S)
-    monkeypatch.setattr(app, "store", store)
+    first = asyncio.run(ui_analyze.analyze_request(Image.open(EXAMPLE), PROMPT, max_new_tokens=2))[1]
+    size = result_bytes(ui_state.store.get(first))
+    store = SessionResults(cap_bytes=int(2.5 * size), ttl_s=ui_state.SESSION_TTL_S)
+    monkeypatch.setattr(ui_state, "store", store)
     return store
 
 
 def analyze_as(session: str):
     request = type("Request", (), {"session_hash": session})()
-    return asyncio.run(app.analyze_request(Image.open(EXAMPLE), PROMPT, max_new_tokens=2, request=request))[1]
+    return asyncio.run(ui_analyze.analyze_request(Image.open(EXAMPLE), PROMPT, max_new_tokens=2, request=request))[1]
 
 
 def test_an_evicted_sessions_views_say_so_and_the_others_still_render(small_store):
@@ -122,25 +126,25 @@ def test_an_evicted_sessions_views_say_so_and_the_others_still_render(small_stor
     cap_mb = f"{small_store.cap_bytes / 2 ** 20:.0f} MB"
     message = (f"This session's results were dropped to free memory (the server keeps at most {cap_mb} of results); "
                "press Analyze again.")
-    selection = (5, app.MEAN_HEADS, "answer", "VAR", False)
-    for view in (lambda: app.render_all(oldest, *selection), lambda: app.render_selection(oldest, *selection),
-                 lambda: app.render_reverse(oldest, 3, 5, app.MEAN_HEADS, "VAR"),
-                 lambda: app.make_downloads(oldest, *selection)):
+    selection = (5, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
+    for view in (lambda: ui_analyze.render_all(oldest, *selection), lambda: ui_analyze.render_selection(oldest, *selection),
+                 lambda: ui_analyze.render_reverse(oldest, 3, 5, ui_analyze.MEAN_HEADS, "VAR"),
+                 lambda: ui_analyze.make_downloads(oldest, *selection)):
         with pytest.raises(gr.Error) as error:
             view()
         assert error.value.message == message
-    assert len(app.render_all(newest, *selection)) == 25
-    assert len(app.render_selection(middle, *selection)) == len(app.SELECTION_VIEWS)
+    assert len(ui_analyze.render_all(newest, *selection)) == 25
+    assert len(ui_analyze.render_selection(middle, *selection)) == len(ui_analyze.SELECTION_VIEWS)
 
 
 def test_a_dropped_explanation_asks_for_the_explain_button(small_store):
-    explained = asyncio.run(app.explain_request(Image.open(EXAMPLE), PROMPT,
+    explained = asyncio.run(ui_explanations.explain_request(Image.open(EXAMPLE), PROMPT,
                                                 request=type("Request", (), {"session_hash": "x"})()))[1]
     small_store.release(explained)
     with pytest.raises(gr.Error, match="press the Explain button again"):
-        app.render_explanation(explained, PROMPT)
+        ui_explanations.render_explanation(explained, PROMPT)
 
 
 def test_the_pages_states_release_their_results_when_gradio_deletes_them():
-    states = [block for block in app.build_demo().blocks.values() if isinstance(block, gr.State)]
-    assert len(states) == 3 and all(state.delete_callback == app.store.release for state in states)
+    states = [block for block in ui_layout.build_demo().blocks.values() if isinstance(block, gr.State)]
+    assert len(states) == 3 and all(state.delete_callback == ui_state.store.release for state in states)

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from var_core.eval.quick import NAMES as EXPERIMENTS
+from var_core.models.catalog import DEFAULT_MODEL_ID
+from ui import analyze as ui_analyze
+from ui import experiments as ui_experiments
+from ui import explanations as ui_explanations
+from ui import fields as ui_fields
+from ui import settings as ui_settings
+from ui import state as ui_state
 from var_core.models.catalog import ModelLoadError
 
 GOOD_PROMPT = "What colour is the square?"
@@ -31,7 +38,7 @@ def encoded(image, fmt):
 def files(tmp_path_factory):
     """Every odd file a user might upload, written once."""
     folder = tmp_path_factory.mktemp("uploads")
-    scene = Image.open(app.EXAMPLES_DIR / "demo_three_shapes.png").convert("RGB")
+    scene = Image.open(ui_settings.EXAMPLES_DIR / "demo_three_shapes.png").convert("RGB")
     exif = Image.Exif()
     exif[0x0112] = 8
     frames = [scene.convert("P"), scene.rotate(90).convert("P")]
@@ -58,7 +65,7 @@ def files(tmp_path_factory):
         "wide": save(scene.resize((4000, 60)), folder / "wide.png"),
         "webp": save(scene, folder / "scene.webp", "WEBP"),
         "bmp": save(scene, folder / "scene.bmp", "BMP"),
-        "good": str(app.EXAMPLES_DIR / "demo_three_shapes.png"),
+        "good": str(ui_settings.EXAMPLES_DIR / "demo_three_shapes.png"),
     })
     return paths
 
@@ -132,25 +139,25 @@ CASES = [  # (id, image key, overrides, expected message or OK)
 
 @pytest.mark.parametrize("image_key, overrides, expected", [case[1:] for case in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_table(files, monkeypatch, image_key, overrides, expected):
-    real_loader = app.slot._loader
+    real_loader = ui_state.slot._loader
 
     def loader(model_id, allow_any=False):
         if model_id == "llava-hf/llava-1.5-7b-hf":
             raise ModelLoadError("no network in this test")
         return real_loader(model_id, allow_any)
 
-    monkeypatch.setattr(app.slot, "_loader", loader)
+    monkeypatch.setattr(ui_state.slot, "_loader", loader)
     kwargs = {"prompt": GOOD_PROMPT, "max_new_tokens": 1, **overrides}
     image = None if image_key is None else files[image_key]
     if expected is OK:
-        summary, held = asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
-        result = app.store.get(held)
+        summary, held = asyncio.run(ui_analyze.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
+        result = ui_state.store.get(held)
         assert summary["var_answer"] == result.var.answer and result.var.image.shape[2] == 3
     else:
         with pytest.raises(gr.Error) as error:
-            asyncio.run(app.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
+            asyncio.run(ui_analyze.analyze_request(image, progress=lambda *a, **k: None, **kwargs))
         assert expected in str(error.value) and len(str(error.value)) <= 300
-    assert app.slot.current_id == app.DEFAULT_MODEL_ID  # a failed request never loses the loaded model
+    assert ui_state.slot.current_id == DEFAULT_MODEL_ID  # a failed request never loses the loaded model
 
 
 def test_table_has_at_least_40_cases():
@@ -159,30 +166,30 @@ def test_table_has_at_least_40_cases():
 
 @pytest.fixture(scope="module")
 def analysis(files):
-    return asyncio.run(app.analyze_request(files["good"], GOOD_PROMPT, max_new_tokens=2,
+    return asyncio.run(ui_analyze.analyze_request(files["good"], GOOD_PROMPT, max_new_tokens=2,
                                            progress=lambda *a, **k: None))[1]
 
 
 @pytest.mark.parametrize("layer, head, query, expected", [
-    (40, app.MEAN_HEADS, "answer", "layer=40 does not exist"),
+    (40, ui_analyze.MEAN_HEADS, "answer", "layer=40 does not exist"),
     (5, 50, "answer", "head=50 does not exist"),
-    (5, app.MEAN_HEADS, 999, "query=999 is out of range"),
-    (5, app.MEAN_HEADS, "everything", "must be a row index"),
+    (5, ui_analyze.MEAN_HEADS, 999, "query=999 is out of range"),
+    (5, ui_analyze.MEAN_HEADS, "everything", "must be a row index"),
 ])
 def test_selecting_what_does_not_exist(analysis, layer, head, query, expected):
     with pytest.raises(gr.Error, match=expected):
-        app.render_selection(analysis, layer, head, query, "VAR", False)
+        ui_analyze.render_selection(analysis, layer, head, query, "VAR", False)
 
 
 def test_rendering_before_any_analysis_is_a_message():
     with pytest.raises(gr.Error, match="Run an analysis first"):
-        app.render_all(None, 5, app.MEAN_HEADS, "answer", "VAR", False)
+        ui_analyze.render_all(None, 5, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
 
 
 def test_an_unreadable_upload_is_refused_at_preprocessing(files):
     from gradio.data_classes import FileData
 
-    component = app.UploadedImage(type="filepath")
+    component = ui_fields.UploadedImage(type="filepath")
     with pytest.raises(gr.Error, match="could not be read"):
         component.preprocess(FileData(path=files["text_as_png"], orig_name="notes.png"))
 
@@ -193,7 +200,7 @@ def test_a_decompression_bomb_upload_is_refused_as_too_large(tmp_path):
     path = tmp_path / "bomb.png"
     Image.new("1", (30000, 30000)).save(path)  # 110 kB on disk, 900 M pixels decoded
     with pytest.raises(gr.Error, match="too large to open safely; the limit is 40,000,000 pixels"):
-        app.UploadedImage(type="filepath").preprocess(FileData(path=str(path), orig_name="bomb.png"))
+        ui_fields.UploadedImage(type="filepath").preprocess(FileData(path=str(path), orig_name="bomb.png"))
 
 
 # Every numeric (and flag / text) field of every endpoint × every kind of bad value: refused before any model work,
@@ -212,7 +219,7 @@ FIELDS = {  # endpoint → field → (the name its message uses, whether empty m
 BAD_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "None": None, "text": "abc",
                "a long list": [1] * 10**5, "a dict": {"value": 1}, "true": True, "10**400 as text": "1" + "0" * 400,
                "a 10**6-character string": "7" * 10**6}
-ENDPOINTS = {"analyze": app.analyze_request, "explain": app.explain_request}
+ENDPOINTS = {"analyze": ui_analyze.analyze_request, "explain": ui_explanations.explain_request}
 FLAGS = {"recycle_text_sinks", "pad_to_square"}  # true is a good value of these
 FIELD_CASES = [(endpoint, field, bad) for endpoint, fields in FIELDS.items() for field, (_, optional) in fields.items()
                for bad in BAD_NUMBERS if not (bad == "None" and optional) and not (bad == "true" and field in FLAGS)]
@@ -220,9 +227,9 @@ FIELD_CASES = [(endpoint, field, bad) for endpoint, fields in FIELDS.items() for
 
 def call_endpoint(endpoint: str, **fields):
     if endpoint == "experiment":
-        return app.run_experiment(fields.pop("name", app.EXPERIMENTS[0]), fields["n_samples"],
+        return ui_experiments.run_experiment(fields.pop("name", EXPERIMENTS[0]), fields["n_samples"],
                                   progress=lambda *a, **k: None)
-    return asyncio.run(ENDPOINTS[endpoint](str(app.EXAMPLES_DIR / "demo_three_shapes.png"), GOOD_PROMPT,
+    return asyncio.run(ENDPOINTS[endpoint](str(ui_settings.EXAMPLES_DIR / "demo_three_shapes.png"), GOOD_PROMPT,
                                            progress=lambda *a, **k: None, **fields))
 
 
@@ -231,8 +238,8 @@ def no_model_work(monkeypatch):
     """Any call that reaches the model thread fails the test: validation must come first."""
     def reached(*args, **kwargs):
         raise AssertionError("a bad request reached the model thread")
-    monkeypatch.setattr(app.slot, "submit", reached)
-    monkeypatch.setattr(app.slot, "call", reached)
+    monkeypatch.setattr(ui_state.slot, "submit", reached)
+    monkeypatch.setattr(ui_state.slot, "call", reached)
 
 
 @pytest.mark.parametrize("endpoint, field, bad", FIELD_CASES, ids=[" · ".join(case) for case in FIELD_CASES])
@@ -260,6 +267,6 @@ def test_the_field_table_covers_every_argument_of_every_endpoint():
     """Besides the image, the texts (checked by their own cases above and in CASES) and Gradio's own arguments."""
     import inspect
     not_numeric = {"image", "prompt", "model_id", "answer", "capture_layers", "request", "progress", "name"}
-    handlers = {**ENDPOINTS, "experiment": app.run_experiment}
+    handlers = {**ENDPOINTS, "experiment": ui_experiments.run_experiment}
     for endpoint, handler in handlers.items():
         assert set(inspect.signature(handler).parameters) - not_numeric == set(FIELDS[endpoint]), endpoint

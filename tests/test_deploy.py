@@ -129,26 +129,30 @@ def test_gpu_task_is_the_identity_without_spaces(without_spaces):
     assert gpu.gpu_task(duration=150)(run) is run
 
 
-def load_app_copy(name: str, monkeypatch):
-    """app.py imported afresh under another module name (the `app` module other tests use is left alone)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses and inspect look the module up by name
-    spec.loader.exec_module(module)
-    return module
+def model_runners(tag: str, monkeypatch) -> list:
+    """run_analysis, run_explanation and run_comparison from their ui modules imported afresh under other names (the
+    modules other tests use are left alone), so `gpu_task` decides again whether to wrap them."""
+    runners = []
+    for module, function in (("analyze", "run_analysis"), ("explanations", "run_explanation"),
+                             ("comparison", "run_comparison")):
+        name = f"ui_{module}_{tag}"
+        spec = importlib.util.spec_from_file_location(name, ROOT / "ui" / f"{module}.py")
+        copy = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, copy)  # dataclasses and inspect look the module up by name
+        spec.loader.exec_module(copy)
+        runners.append(getattr(copy, function))
+    return runners
 
 
 def test_app_wraps_only_the_model_running_functions_with_spaces_gpu(with_spaces, monkeypatch):
-    module = load_app_copy("app_with_spaces", monkeypatch)
-    for function in (module.run_analysis, module.run_explanation, module.run_comparison):
+    for function in model_runners("with_spaces", monkeypatch):
         assert getattr(function, "spaces_gpu", False), \
-            f"app.{function.__name__} must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
+            f"{function.__name__} must be wrapped with var_core.gpu.gpu_task (spaces.GPU on Spaces)"
     assert [name for name, _ in with_spaces.calls] == ["run_analysis", "run_explanation", "run_comparison"]
 
 
 def test_app_runs_unwrapped_without_spaces(without_spaces, monkeypatch):
-    module = load_app_copy("app_without_spaces", monkeypatch)
-    for function in (module.run_analysis, module.run_explanation, module.run_comparison):
+    for function in model_runners("without_spaces", monkeypatch):
         assert not hasattr(function, "spaces_gpu")
 
 

@@ -15,7 +15,7 @@ import var_core
 from tests.tiny_llava import TINY_SINK_DIM, tiny_llava
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["pyproject.toml", "README.md", "LICENSE", "app.py", "var_core", "viz", "assets", "results"]
+SOURCES = ["pyproject.toml", "README.md", "LICENSE", "app.py", "ui", "var_core", "viz", "assets", "results"]
 OUTSIDE_SCRIPT = """
 import json, sys
 from pathlib import Path
@@ -61,7 +61,7 @@ def test_the_wheel_holds_both_packages_the_app_the_assets_and_the_entry_points(w
                 and name.endswith(("METADATA", "entry_points.txt"))}
         weights = archive.getinfo("var_core/_assets/default_model.safetensors").file_size
     for module in ("var_core/__init__.py", "var_core/explain/maps.py", "var_core/models/catalog.py",
-                   "var_core/eval/__main__.py", "viz/__init__.py", "viz/explain.py", "visual_sink_lens/app.py",
+                   "var_core/eval/__main__.py", "viz/__init__.py", "viz/explain.py", "ui/layout.py", "visual_sink_lens/app.py",
                    "var_core/_assets/examples/examples.json", "var_core/_assets/default_model_card.md",
                    "var_core/_results/pope/summary.json"):
         assert module in names, module

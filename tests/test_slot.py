@@ -48,12 +48,12 @@ def test_loads_and_calls_run_on_one_model_thread_whoever_asks():
 
 
 def test_the_paper_preset_applies_to_llava_1_5_models_only():
-    import app
+    from ui import settings as ui_settings
     from tests.tiny_models import tiny_qwen2_vl, tiny_vicuna_llava
     from var_core.models.common import preset_of
 
     bundles = {"vicuna": tiny_vicuna_llava(), "qwen": tiny_qwen2_vl()}
     slot = ModelSlot(loader=lambda model_id, allow_any=False: bundles[model_id], preset="paper")
     assert preset_of(slot.get("vicuna")) == "paper"
-    assert "paper preset" in app.model_info(slot.current)
-    assert preset_of(slot.get("qwen")) == "hub" and "paper" not in app.model_info(slot.current)
+    assert "paper preset" in ui_settings.model_info(slot.current)
+    assert preset_of(slot.get("qwen")) == "hub" and "paper" not in ui_settings.model_info(slot.current)
