@@ -37,7 +37,8 @@ def server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "app.log"
     log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                               stderr=subprocess.STDOUT,
+                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -333,3 +334,22 @@ def test_browser_a_first_users_page_at_laptop_and_phone_width(server):
         box, frame = heatmap.bounding_box(), page.locator("#heatmap").bounding_box()
         assert box["x"] >= frame["x"] - 1  # its left edge in sight (scrolling reaches the rest)
         page.screenshot(path=str(ARTIFACTS / "app_phone.png"), full_page=True)
+
+
+def test_browser_a_model_that_cannot_load_warns_once_and_keeps_the_current_one(server):
+    """Picking a hub model with no hub in reach: one warning (the dropdown's blur once sent the pick a second time,
+    so the load was tried, and reported, twice) and the default model stays selected."""
+    from playwright.sync_api import expect
+
+    url, log_path = server
+    failed = "model llava-hf/llava-1.5-7b-hf could not be loaded"
+    before = log_count(log_path, failed)
+    with page_with_example(url, PROMPT, 1440, 900) as page:
+        page.locator("#model input").click()
+        page.get_by_role("option", name="llava-hf/llava-1.5-7b-hf", exact=True).click()
+        warning = page.locator(".toast-body", has_text="cannot download llava-hf/llava-1.5-7b-hf")
+        expect(warning).to_have_count(1, timeout=60_000)
+        page.locator("#prompt textarea").click()  # leave the dropdown, as a user does
+        page.wait_for_timeout(4000)
+        assert log_count(log_path, failed) == before + 1  # tried (and reported) once
+        expect(page.locator("#model input")).to_have_value(DEFAULT_MODEL)

@@ -213,7 +213,7 @@ def build_demo() -> gr.Blocks:
         tokens.select(pick_token, [result], [query], **private).success(
             render_selection, selection, selection_outputs, **private)
         model_outputs = [tau, first_layer, last_layer, model_id, info, map_first, map_last, capture]
-        model_id.input(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
+        model_id.select(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
                        **private)
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)

@@ -117,6 +117,7 @@ def model_settings(model_id):
     try:
         bundle = state.slot.get(model_id)
     except ModelLoadError as error:
+        state.LOG.info("model %s could not be loaded; keeping %s", model_id, state.slot.current_id)
         gr.Warning(f"{error} — keeping {state.slot.current_id}.")
         bundle = state.slot.current
     last = bundle.num_layers - 1
