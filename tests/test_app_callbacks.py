@@ -458,3 +458,24 @@ def test_the_selection_is_marked_in_every_view_that_shows_it(analysis):
     assert not np.array_equal(np.asarray(tile), np.asarray(unmarked_tile))
     with pytest.raises(gr.Error, match="patch"):
         ui_analyze.render_selection(held, 5, 2, 3, "VAR", False, "nine")
+
+
+def test_a_typed_model_id_loads_once_and_a_failed_one_is_not_retried_on_leaving_the_field(monkeypatch):
+    """--allow-any-model: leaving the picker loads a typed id; after a pick (or a failure reported a moment ago) it
+    does nothing, so one choice is tried and reported once."""
+    from var_core.models.catalog import ModelLoadError
+
+    tried = []
+
+    def loader(model_id, allow_any=False):
+        tried.append(model_id)
+        raise ModelLoadError(f"no network for {model_id}")
+
+    current = ui_state.slot.get(DEFAULT_MODEL_ID) and ui_state.slot.current_id  # loaded before the loader fails
+    monkeypatch.setattr(ui_state.slot, "_loader", loader)
+    monkeypatch.setattr(ui_settings, "RECENT_FAILURES", {})
+    assert ui_settings.typed_model(current) == [gr.skip()] * ui_settings.MODEL_FIELDS  # the loaded one: nothing
+    first = ui_settings.typed_model("someone/custom-vlm")
+    assert len(first) == ui_settings.MODEL_FIELDS and tried == ["someone/custom-vlm"]
+    assert ui_settings.typed_model("someone/custom-vlm") == [gr.skip()] * ui_settings.MODEL_FIELDS
+    assert tried == ["someone/custom-vlm"] and ui_state.slot.current_id == current

@@ -18,7 +18,7 @@ from ui.experiments import full_results, run_experiment
 from ui.explanations import cleared_explanation, explain_request, render_explanation
 from ui.fields import ChoiceField, NumberField, SliderField, UploadedImage, view_image, view_plot
 from ui.settings import (DEFAULTS, MAX_CAPTURE_CHARS, MAX_NEW_TOKENS_UI, SAMPLES_RANGE, capture_layers, captured_text,
-                         default_capture, examples, model_info, model_settings, page_settings)
+                         default_capture, examples, model_info, model_settings, page_settings, typed_model)
 from ui.state import SESSION_TTL_S, stop_session
 from ui.texts import CAPTURE_HELP, EXPLAIN, HEADER
 
@@ -214,7 +214,10 @@ def build_demo() -> gr.Blocks:
             render_selection, selection, selection_outputs, **private)
         model_outputs = [tau, first_layer, last_layer, model_id, info, map_first, map_last, capture]
         model_id.select(model_settings, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
-                       **private)
+                        **private)  # not .input: the dropdown sends that twice for one pick
+        if state.slot.allow_any:  # a typed id selects no option: it loads when the field is left
+            model_id.blur(typed_model, [model_id], model_outputs, concurrency_id="model", concurrency_limit=1,
+                          **private)
         demo.load(page_settings, [model_id, capture], model_outputs, concurrency_id="model", concurrency_limit=1,
                   **private)
         prepare.click(make_downloads, selection, [files], **private)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import gradio as gr
 
@@ -26,6 +27,9 @@ MAX_CAPTURE_CHARS = 200
 MAX_ANSWER_CHARS = 200  # an answer to explain: only its first token is used
 SAMPLES_RANGE = (4, 80)  # samples of a quick experiment
 DEFAULTS = {"p": 0.4, "rho": 0.5, "min_visual_mass": 0.2, "max_new_tokens": 24}
+RETRY_AFTER_S = 60  # a model that failed to load is not tried again on the same page event for this long
+RECENT_FAILURES: dict[str, float] = {}  # model id → when it last failed to load
+MODEL_FIELDS = 8  # what model_settings fills: τ, the VAR layers (2), the picker, its info, map layers (2), capture
 
 
 def checked_settings(p, rho, tau, min_visual_mass, first_layer, last_layer, recycle_text_sinks) -> dict:
@@ -117,6 +121,7 @@ def model_settings(model_id):
     try:
         bundle = state.slot.get(model_id)
     except ModelLoadError as error:
+        RECENT_FAILURES[model_id] = time.monotonic()
         state.LOG.info("model %s could not be loaded; keeping %s", model_id, state.slot.current_id)
         gr.Warning(f"{error} — keeping {state.slot.current_id}.")
         bundle = state.slot.current
@@ -128,6 +133,16 @@ def model_settings(model_id):
             gr.update(value=0, maximum=last), gr.update(value=last, maximum=last),
             gr.update(value=default_capture(bundle),
                       label=f"Layers to capture (this model: 0 … {bundle.num_layers - 1})"))
+
+
+def typed_model(model_id):
+    """With --allow-any-model, an id typed into the picker loads when the field is left (a typed id selects no
+    option); nothing happens when it is the loaded model or failed within RETRY_AFTER_S, as after a pick, whose
+    own select event has just loaded or reported it."""
+    failed_at = RECENT_FAILURES.get(model_id)
+    if model_id == state.slot.current_id or (failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S):
+        return [gr.skip()] * MODEL_FIELDS
+    return model_settings(model_id)
 
 
 def page_settings(model_id, capture_text):
