@@ -41,8 +41,9 @@ class Refused(gr.Error):
 
 
 class RunningRequests:
-    """The stop signal of each session's running analysis, so Stop, a cancelled API job or a closed tab ends
-    decoding at the next token instead of letting an abandoned request hold the model for up to a minute."""
+    """The stop signal of each session's running job (analysis, explanation, comparison, experiment), so Stop, a
+    cancelled API job or a closed tab ends it at its next token, layer or run instead of letting an abandoned
+    request hold the model for up to its time limit."""
 
     def __init__(self):
         self._signals: dict[str, threading.Event] = {}
@@ -59,7 +60,7 @@ class RunningRequests:
                 del self._signals[session]
 
     def stop(self, session: str) -> bool:
-        """Set the session's stop signal; False when it has no analysis running."""
+        """Set the session's stop signal; False when it has no job running."""
         with self._lock:
             signal = self._signals.get(session)
         if signal is not None:
