@@ -4,8 +4,9 @@ accumulates.
 
 Run: `python -m bench.bench_soak`. In-process app handlers, default model; per 10 requests: 6 analyses (4 new
 tokens, every view rendered), 3 explanations (the method × run grid rendered) and 1 quick experiment (4 samples,
-table and plots); RSS sampled every 20 requests after a 20-request warm-up. Target (issue "Reliability v3"): RSS at
-the end ≤ +10 % of RSS after the warm-up.
+table and plots); RSS sampled every 20 requests after a 20-request warm-up, each time after handing freed heap back
+to the OS as the server does every 10 s. Target (issue "Reliability v3"): RSS at the end ≤ +10 % of RSS after the
+warm-up.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import psutil
 from PIL import Image
 
 from bench.common import peak_rss_mib, write
+from var_core.server import release_free_memory
 
 REQUESTS, WARMUP, EVERY = 200, 20, 20
 MIX = ["analyze"] * 6 + ["explain"] * 3 + ["experiment"]
@@ -54,6 +56,7 @@ def main() -> dict:
         served[kind] += index >= WARMUP
         if index >= WARMUP - 1 and (index - WARMUP + 1) % EVERY == 0:
             gc.collect()
+            release_free_memory()  # what the server's trim thread does every 10 s (app.TRIM_EVERY_S)
             samples.append(process.memory_info().rss / 2**20)
     growth = samples[-1] / samples[0] - 1
     mix = ", ".join(f"{count} {kind}" for kind, count in served.items())
