@@ -9,7 +9,8 @@ from tests.tiny_models import replaced_positions, tiny_qwen2_vl, tiny_vicuna_lla
 from var_core.config import VARConfig
 from var_core.models.catalog import DEFAULT_MODEL_ID, ModelLoadError, load_model, wrap
 from var_core.images import expand2square
-from var_core.models.llava import VICUNA_V1_SYSTEM, LlavaAdapter, mean_colour
+from var_core.models.common import mean_colour
+from var_core.models.llava import VICUNA_V1_SYSTEM, LlavaAdapter
 from var_core.run import generate
 
 PROMPT = "what colour is the square ?"

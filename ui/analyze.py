@@ -33,8 +33,8 @@ from viz.sinks import phi_overlay, sink_count_strip
 from viz.tokens import strip_rows, token_strip
 
 from ui import state
-from ui.settings import (DEFAULTS, MAX_NEW_TOKENS_UI, capture_layers, captured_text, checked_settings, default_capture,
-                         model_image, var_config)
+from ui.settings import (DEFAULTS, MAX_NEW_TOKENS_UI, captured_text, checked_settings, layers_to_capture, model_image,
+                         nearest_captured, var_config)
 from ui.state import GPU_DURATION_S, LOG, Refused, RUN_TIME_LIMIT_S, keep, model_job, session_of, stored
 from ui.texts import STALE
 
@@ -54,7 +54,7 @@ def run_analysis(image, prompt, model_id, settings: dict, square: bool, max_new_
     progress(0.02, desc=f"Loading model {model_id}")
     bundle = state.slot.get(model_id)
     config = var_config(bundle, **settings)
-    layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
+    layers = layers_to_capture(bundle, capture)
     image = model_image(bundle, image, square)
     steps = iter([(0.1, "Baseline answer (no VAR)"), (0.5, "Answer with VAR")])
     result = analyze(bundle, image, prompt, config, int(max_new_tokens), on_step=lambda _: progress(*next(steps)),
@@ -132,7 +132,7 @@ def seen_sentence(trace) -> str:
 def layer_update(trace, layer) -> dict:
     """The layer picker fitted to a Trace: only its captured layers, `layer` or the captured one nearest to it."""
     layers = trace.layers_captured
-    value = min(layers, key=lambda captured: (abs(captured - int(layer)), captured))
+    value = nearest_captured(layers, layer)
     return gr.update(choices=[(str(captured), captured) for captured in layers], value=value,
                      label=f"Layer (captured: {captured_text(layers, trace.num_layers)})")
 

@@ -15,7 +15,8 @@ from var_core.sessions import Held
 from viz.prompts import overlap_by_layer, overlap_text, prompt_comparison
 
 from ui import state
-from ui.settings import MAX_NEW_TOKENS_UI, capture_layers, checked_settings, default_capture, model_image, var_config
+from ui.settings import (MAX_NEW_TOKENS_UI, checked_settings, layers_to_capture, model_image, nearest_captured,
+                         var_config)
 from ui.state import GPU_DURATION_S, LOG, Refused, RUN_TIME_LIMIT_S, keep, model_job, session_of, stored
 
 
@@ -26,7 +27,7 @@ def run_comparison(image, prompts: tuple[str, str], model_id, settings: dict, sq
     LOG.info("comparison started: model=%s prompts=%r", model_id, [str(prompt)[:80] for prompt in prompts])
     bundle = state.slot.get(model_id)
     config = var_config(bundle, **settings)
-    layers = capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
+    layers = layers_to_capture(bundle, capture)
     return compare_prompts(bundle, model_image(bundle, image, square), prompts, config, int(max_new_tokens), capture_layers=layers,
                            max_time=RUN_TIME_LIMIT_S, stop=stop)
 
@@ -56,7 +57,7 @@ def render_comparison(held: Held | None, layer):
         return [gr.skip()] * 3
     first, second = (analysis.baseline for analysis in pair)
     captured = first.layers_captured
-    layer = min(captured, key=lambda choice: (abs(choice - int(layer if layer is not None else 0)), choice))
+    layer = nearest_captured(captured, layer)
     shared = shared_sinks(first, second)
     visual = first.all_image_positions
     same_states = np.array_equal(first.phi[:, visual], second.phi[:, visual])

@@ -92,6 +92,17 @@ def capture_layers(spec, num_layers: int) -> list[int] | None:
     return checked_layers(layers, num_layers, "layers to capture")
 
 
+def layers_to_capture(bundle, capture) -> list[int] | None:
+    """The 'layers to capture' field as `capture_layers` reads it, the model's default when it is empty."""
+    return capture_layers(capture if str(capture or "").strip() else default_capture(bundle), bundle.num_layers)
+
+
+def nearest_captured(layers: list[int], layer) -> int:
+    """The captured layer nearest to `layer` (the lower one on a tie; layer 0 when none is given)."""
+    target = int(layer if layer is not None else 0)
+    return min(layers, key=lambda captured: (abs(captured - target), captured))
+
+
 def captured_text(layers: list[int], num_layers: int) -> str:
     """'all 30' or '0, 4, 8 … 31 (9 of 32)': which layers' attention a Trace holds, for labels and the status."""
     if len(layers) == num_layers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 import time
@@ -121,12 +122,18 @@ class BoundedLog(logging.Filter):
         return True
 
 
+@functools.cache
+def _libc():
+    """The C library, or None: found once (`find_library` runs `ldconfig`, too slow to repeat every few seconds)."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
+
+
 def release_free_memory() -> bool:
     """Hand the C heap's free pages back to the OS (glibc's `malloc_trim`); False where there is no glibc. Without it
     a server's freed memory stays in the process: under 64 concurrent clients RSS grew ≈ 15 MiB per new session, and
     malloc_trim gave back all but ≈ 2.7 MiB of it (the session's stored results and Gradio's session state)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):
         return False
     libc.malloc_trim(0)

@@ -153,7 +153,13 @@ def describe_seen(seen: dict) -> str:
     return f"Model input {view} from {source}{preset}: {', '.join(steps) or 'unchanged'}; {tokens}.{note}"
 
 
+def mean_colour(image_processor) -> tuple[int, ...]:
+    """The processor's mean as 0–255 ints, as `expand2square` is called in LLaVA's `process_images`."""
+    return tuple(int(x * 255) for x in image_processor.image_mean)
+
+
 def padding_colour(bundle) -> tuple[int, int, int]:
     """What to pad an image to a square with: the processor's mean colour (as LLaVA pads), mid-grey without one."""
-    mean = getattr(getattr(bundle.processor, "image_processor", None), "image_mean", None)
-    return tuple(int(value * 255) for value in mean[:3]) if mean is not None and len(mean) >= 3 else (127,) * 3
+    image_processor = getattr(bundle.processor, "image_processor", None)
+    mean = getattr(image_processor, "image_mean", None)
+    return mean_colour(image_processor)[:3] if mean is not None and len(mean) >= 3 else (127,) * 3

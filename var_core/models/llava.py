@@ -14,7 +14,7 @@ from PIL import Image
 from var_core.budget import refuse_below, visual_token_budget
 from var_core.images import expand2square, pad_text
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import pixels_to_image, preset_of, seen_record, square_grid
+from var_core.models.common import mean_colour, pixels_to_image, preset_of, seen_record, square_grid
 from var_core.models.generic import GenericAdapter, encode_chat, encode_text
 
 # conv_templates["vicuna_v1"] of LLaVA's llava/conversation.py (SeparatorStyle.TWO, sep " ", roles USER/ASSISTANT)
@@ -25,11 +25,6 @@ VICUNA_V1_SYSTEM = ("A chat between a curious user and an artificial intelligenc
 def vicuna_v1_prompt(prompt: str, image_token: str = "<image>") -> str:
     """The paper's prompt for one question: system, `USER: <image>\\n{prompt}`, then the open `ASSISTANT:` turn."""
     return f"{VICUNA_V1_SYSTEM} USER: {image_token}\n{prompt} ASSISTANT:"
-
-
-def mean_colour(image_processor) -> tuple[int, ...]:
-    """The processor's mean as 0–255 ints, as `expand2square` is called in LLaVA's `process_images`."""
-    return tuple(int(x * 255) for x in image_processor.image_mean)
 
 
 def pads_to_square(image_processor) -> bool:
