@@ -210,7 +210,7 @@ def test_decoding_steps_never_read_a_tensor_back_to_the_host(tiny_bundle, noise_
 
 
 def test_a_grid_of_scattered_tokens_is_captured_like_the_reference(tiny_bundle, noise_image, monkeypatch):
-    """Consecutive grid tokens are copied as a slice; scattered ones (here: the grid in column-major order) are
+    """Consecutive visual tokens are copied as a slice; scattered ones (here: listed in column-major order) are
     gathered. Both must hold exactly the attention the reference records."""
     import dataclasses
 
@@ -220,7 +220,7 @@ def test_a_grid_of_scattered_tokens_is_captured_like_the_reference(tiny_bundle, 
         prepared = prepare(bundle, image, prompt)
         rows, cols = prepared.grid
         order = torch.arange(rows * cols).reshape(rows, cols).T.flatten()
-        return dataclasses.replace(prepared, grid_positions=prepared.visual_positions[order])
+        return dataclasses.replace(prepared, visual_positions=prepared.visual_positions[order])
     monkeypatch.setattr(tiny_bundle.adapter, "prepare", transposed)
     config = VARConfig(tau=1.0, layers=LAYERS)
     trace = generate(tiny_bundle, noise_image, PROMPT, config=config, max_new_tokens=NEW_TOKENS)

@@ -40,7 +40,7 @@ def test_an_architecture_without_an_adapter_takes_the_generic_path(tiny):
 def test_visual_positions_are_the_processors_image_tokens_drawn_as_a_strip_with_a_note(tiny, prepared):
     assert len(prepared.visual_positions) == tiny.processor.image_seq_length == TOKENS
     assert torch.equal(prepared.visual_positions, replaced_positions(tiny, prepared.inputs))
-    assert prepared.grid == (1, TOKENS) and prepared.grid_positions is None
+    assert prepared.grid == (1, TOKENS) and prepared.cells.ravel().tolist() == list(range(TOKENS))
     assert prepared.seen["grid_note"] == STRIP_NOTE and STRIP_NOTE in describe_seen(prepared.seen)
 
 

@@ -54,17 +54,22 @@ def test_visual_positions_are_the_processors_expansion_of_the_image_token(idefic
     assert torch.equal(prepared.visual_positions, replaced_positions(idefics, prepared.inputs))
 
 
-def test_grid_is_the_global_image_the_last_frame(prepared, image):
-    assert prepared.grid == (4, 4)
-    assert torch.equal(prepared.grid_positions, prepared.visual_positions[-PER_FRAME:])
-    overview = np.array(image.resize((IDEFICS_TILE, IDEFICS_TILE), Image.Resampling.LANCZOS)).astype(int)
-    assert prepared.image.shape == (IDEFICS_TILE, IDEFICS_TILE, 3)
-    assert np.abs(prepared.image.astype(int) - overview).max() <= 1  # the processor resamples with Lanczos
+def test_every_token_is_drawn_the_tiles_in_place_and_the_global_image_beside_them(prepared, image):
+    # 2 × 2 tiles of 4 × 4 tokens, a gap column, the 4 × 4 global image (the last frame's tokens)
+    assert prepared.grid == (8, 13)
+    assert sorted(prepared.cells[prepared.cells >= 0].tolist()) == list(range(5 * PER_FRAME))
+    views = {view["name"]: view["box"] for view in prepared.views}
+    assert views["all tiles"] == [0, 0, 8, 8] and views["global image"] == [0, 9, 4, 13]
+    assert prepared.cells[4, 0] == 2 * PER_FRAME and prepared.cells[0, 9] == 4 * PER_FRAME  # tile 2,1; global
+    pitch = prepared.image.shape[0] // 8
+    overview = np.array(image.resize((4 * pitch, 4 * pitch), Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(prepared.image[:4 * pitch, 9 * pitch:13 * pitch].astype(int) - overview).mean() < 4
 
 
+@pytest.mark.parametrize("view, side", [("global image", 4), ("all tiles", 8)])
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (1, 2)])
-def test_each_grid_token_sees_its_own_cell(local, image, row, col):
-    assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
+def test_each_token_sees_its_own_place_in_every_view(local, image, view, side, row, col):
+    assert most_changed_grid_cell(local, image, PROMPT, row, col, view) == row * side + col
 
 
 def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(idefics, prepared):
@@ -79,10 +84,9 @@ def test_var_changes_logits_after_the_image_only(idefics, prepared):
     check_var_changes_logits_after_the_image_only(idefics, prepared)
 
 
-def test_generate_traces_the_global_image_grid(idefics, image):
+def test_generate_traces_every_visual_token(idefics, image):
     trace = generate(idefics, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
     layers, heads = idefics.num_layers, idefics.num_heads
     queries = len(trace.query_positions)
-    assert trace.grid == (4, 4) and trace.attn_to_visual.shape == (layers, heads, queries, PER_FRAME)
-    assert len(trace.image_token_positions) == 5 * PER_FRAME
-    assert trace.phi.shape == (layers, trace.n_prompt) and trace.image.shape == (IDEFICS_TILE, IDEFICS_TILE, 3)
+    assert trace.grid == (8, 13) and trace.attn_to_visual.shape == (layers, heads, queries, 5 * PER_FRAME)
+    assert len(trace.visual_positions) == 5 * PER_FRAME and trace.phi.shape == (layers, trace.n_prompt)

@@ -51,23 +51,39 @@ def test_visual_positions_are_the_processors_expansion_of_img_context(internvl, 
     assert torch.equal(prepared.visual_positions, replaced_positions(internvl, prepared.inputs))
 
 
-def test_grid_is_the_thumbnail_the_last_tile(prepared, image):
-    assert prepared.grid == (4, 4)
-    assert torch.equal(prepared.grid_positions, prepared.visual_positions[-PER_TILE:])
-    thumbnail = np.array(image.resize((INTERNVL_TILE, INTERNVL_TILE), Image.Resampling.BICUBIC)).astype(int)
-    assert prepared.image.shape == (INTERNVL_TILE, INTERNVL_TILE, 3)
-    assert np.abs(prepared.image.astype(int) - thumbnail).mean() < 2
+def test_every_token_is_drawn_the_tiles_in_place_and_the_thumbnail_beside_them(prepared, image):
+    # 2 × 2 tiles of 4 × 4 tokens, a gap column, the 4 × 4 thumbnail (the last tile's tokens)
+    assert prepared.grid == (8, 13)
+    assert sorted(prepared.cells[prepared.cells >= 0].tolist()) == list(range(5 * PER_TILE))
+    views = {view["name"]: view["box"] for view in prepared.views}
+    assert views["all tiles"] == [0, 0, 8, 8] and views["thumbnail"] == [0, 9, 4, 13]
+    assert views["tile 1,2"] == [0, 4, 4, 8]  # tiles are cut row by row: the second tile is top right
+    assert prepared.cells[0, 4] == PER_TILE and prepared.cells[0, 9] == 4 * PER_TILE
+    pitch = prepared.image.shape[0] // 8
+    thumbnail = prepared.image[:4 * pitch, 9 * pitch:13 * pitch].astype(int)
+    expected = np.array(image.resize((4 * pitch, 4 * pitch), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(thumbnail - expected).mean() < 4
+    tiles = prepared.image[:, :8 * pitch].astype(int)  # the tiles put back together are the image again
+    assert np.abs(tiles - np.array(image.resize((8 * pitch, 8 * pitch), Image.Resampling.BICUBIC))).mean() < 4
 
 
 def test_an_image_of_one_tile_has_no_thumbnail_and_is_its_own_grid(internvl):
     single = internvl.adapter.prepare(internvl, noise_image(INTERNVL_TILE, INTERNVL_TILE), PROMPT)
     assert single.inputs["pixel_values"].shape[0] == 1
-    assert torch.equal(single.grid_positions, single.visual_positions) and single.grid == (4, 4)
+    assert single.grid == (4, 4) and single.cells.ravel().tolist() == list(range(PER_TILE))
 
 
+@pytest.mark.parametrize("view, side", [("thumbnail", 4), ("all tiles", 8)])
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (1, 2)])
-def test_each_grid_token_sees_its_own_cell(local, image, row, col):
-    assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
+def test_each_token_sees_its_own_place_in_every_view(local, image, view, side, row, col):
+    assert most_changed_grid_cell(local, image, PROMPT, row, col, view) == row * side + col
+
+
+def test_a_wide_image_has_its_tiles_side_by_side(local):
+    wide = noise_image(INTERNVL_TILE, 2 * INTERNVL_TILE)  # 1 row × 2 tiles + thumbnail
+    prepared = local.adapter.prepare(local, wide, PROMPT)
+    assert {view["name"]: view["box"] for view in prepared.views}["all tiles"] == [0, 0, 4, 8]
+    assert most_changed_grid_cell(local, wide, PROMPT, 2, 6, "all tiles") == 2 * 8 + 6
 
 
 def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(internvl, prepared):
@@ -82,10 +98,10 @@ def test_var_changes_logits_after_the_image_only(internvl, prepared):
     check_var_changes_logits_after_the_image_only(internvl, prepared)
 
 
-def test_generate_traces_the_thumbnail_grid(internvl, image):
+def test_generate_traces_every_visual_token(internvl, image):
     trace = generate(internvl, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
     layers, heads = internvl.num_layers, internvl.num_heads
     queries = len(trace.query_positions)
-    assert trace.grid == (4, 4) and trace.attn_to_visual.shape == (layers, heads, queries, PER_TILE)
-    assert len(trace.image_token_positions) == 5 * PER_TILE
-    assert trace.phi.shape == (layers, trace.n_prompt) and trace.image.shape == (INTERNVL_TILE, INTERNVL_TILE, 3)
+    assert trace.grid == (8, 13) and trace.attn_to_visual.shape == (layers, heads, queries, 5 * PER_TILE)
+    assert len(trace.visual_positions) == 5 * PER_TILE and trace.phi.shape == (layers, trace.n_prompt)
+    assert [view["name"] for view in trace.view_list][:2] == ["whole image (tiles in place)", "tile 1,1"]

@@ -44,20 +44,39 @@ def test_visual_positions_are_the_processors_expansion_of_the_image_token(next_b
     assert torch.equal(prepared.visual_positions, replaced_positions(next_bundle, prepared.inputs))
 
 
-def test_grid_is_the_base_view_in_raster_order(prepared):
-    assert prepared.grid == (4, 4)
-    assert torch.equal(prepared.grid_positions, prepared.visual_positions[:16])
-    assert prepared.image.shape == (NEXT_SIZE, NEXT_SIZE, 3) and prepared.image.dtype == np.uint8
+def test_every_token_is_drawn_tiles_newlines_and_base_view(prepared):
+    # the 1 × 2 tiles' 4 × 8 tokens, each row's newline in the next column, a gap, the 4 × 4 base view
+    assert prepared.grid == (4, 14) and prepared.image.dtype == np.uint8
+    cells = prepared.cells
+    assert sorted(cells[cells >= 0].tolist()) == list(range(52))
+    assert cells[:, 10:].ravel().tolist() == list(range(16))  # the base view comes first in the prompt
+    assert cells[0, :9].tolist() == list(range(16, 25)) and cells[:, 8].tolist() == [24, 33, 42, 51]  # newlines
+    assert (cells[:, 9] == -1).all()
+    views = {view["name"]: view["box"] for view in prepared.views}
+    assert views == {"whole image (tiles in place)": [0, 0, 4, 14], "high-resolution tiles": [0, 0, 4, 8],
+                     "base view": [0, 10, 4, 14]}
 
 
-def test_shown_image_is_the_base_view_the_model_saw(prepared, image):
-    base = np.array(image.resize((NEXT_SIZE, NEXT_SIZE), Image.Resampling.BICUBIC)).astype(int)
-    assert np.abs(prepared.image.astype(int) - base).mean() < 2
+def test_shown_views_are_what_the_model_saw(prepared, image):
+    pitch = prepared.image.shape[0] // 4
+    base = np.array(image.resize((4 * pitch, 4 * pitch), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(prepared.image[:, 10 * pitch:].astype(int) - base).mean() < 2
+    assert np.abs(prepared.image[:, :8 * pitch].astype(int) - np.array(image)).mean() < 2  # the tiles: the image
+    assert (prepared.image[:, 8 * pitch:9 * pitch] == 64).all()  # the newline column
 
 
+@pytest.mark.parametrize("view, cols", [("base view", 4), ("high-resolution tiles", 8)])
 @pytest.mark.parametrize("row, col", [(0, 3), (3, 0), (2, 1)])
-def test_each_grid_token_sees_its_own_cell(local, image, row, col):
-    assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * 4 + col
+def test_each_token_sees_its_own_place_in_every_view(local, image, view, cols, row, col):
+    assert most_changed_grid_cell(local, image, PROMPT, row, col, view) == row * cols + col
+
+
+def test_a_padded_image_draws_only_the_rows_the_model_keeps(local):
+    photo = noise_image(48, 64)  # 4:3, fitted into the 64 × 64 pinpoint and padded above and below
+    prepared = local.adapter.prepare(local, photo, PROMPT)
+    box = {view["name"]: view["box"] for view in prepared.views}["high-resolution tiles"]
+    assert box == [0, 0, 6, 8]  # 8 × 8 tokens, 6 rows kept
+    assert most_changed_grid_cell(local, photo, PROMPT, 5, 2, "high-resolution tiles") == 5 * 8 + 2
 
 
 def test_hook_with_p_zero_equals_eager_and_only_text_attention_is_hooked(next_bundle, prepared):
@@ -73,11 +92,11 @@ def test_var_changes_the_answer_logits(next_bundle, prepared):
     check_var_changes_logits_after_the_image_only(next_bundle, prepared)
 
 
-def test_generate_traces_the_base_view_grid(next_bundle, image):
+def test_generate_traces_every_visual_token(next_bundle, image):
     trace = generate(next_bundle, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
     layers, heads = next_bundle.num_layers, next_bundle.num_heads
     queries = len(trace.query_positions)
-    assert trace.grid == (4, 4) and trace.attn_to_visual.shape == (layers, heads, queries, 16)
-    assert len(trace.image_token_positions) == 52 and queries == trace.n_prompt - 3 - 52 + 2
-    assert trace.phi.shape == (layers, trace.n_prompt) and trace.image.shape == (NEXT_SIZE, NEXT_SIZE, 3)
+    assert trace.grid == (4, 14) and trace.attn_to_visual.shape == (layers, heads, queries, 52)
+    assert len(trace.visual_positions) == 52 and queries == trace.n_prompt - 3 - 52 + 2
+    assert trace.phi.shape == (layers, trace.n_prompt)
     assert trace.attn_to_visual_raw.shape == trace.attn_to_visual.shape

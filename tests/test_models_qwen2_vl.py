@@ -59,7 +59,7 @@ def test_visual_positions_are_the_processors_expansion_of_image_pad(qwen, prepar
 
 def test_grid_is_the_merged_patch_grid_over_the_resized_image(prepared, image):
     assert prepared.grid == (HEIGHT // (QWEN_PATCH * QWEN_MERGE), WIDTH // (QWEN_PATCH * QWEN_MERGE)) == (4, 6)
-    assert prepared.grid_positions is None
+    assert prepared.cells.ravel().tolist() == list(range(24)) and len(prepared.views) == 1  # one view, raster
     assert np.array_equal(prepared.image, np.array(image))  # size kept, pixels rebuilt exactly
 
 

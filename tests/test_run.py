@@ -13,6 +13,7 @@ from var_core.models.llava import LlavaAdapter
 from var_core.run import GenerationStopped, generate
 from var_core.trace import Trace
 from viz.evidence import visual_by_phi
+from viz.queries import attention_map
 
 PROMPT = "what colour is the square ?"
 VAR = VARConfig(p=0.6, tau=1.2)
@@ -107,18 +108,20 @@ def test_trace_round_trips_through_npz_without_pickle(tmp_path, with_var):
     assert loaded.settings == with_var.settings and loaded.tokens == with_var.tokens
 
 
-def test_grid_can_be_a_subset_of_the_visual_tokens(tiny_bundle, noise_image, with_var):
-    class CornerAdapter(LlavaAdapter):
+def test_cells_draw_each_visual_token_where_the_layout_puts_it(tiny_bundle, noise_image, with_var):
+    class TransposedAdapter(LlavaAdapter):
         def prepare(self, bundle, image, prompt):
             full = super().prepare(bundle, image, prompt)
-            return PreparedInputs(full.inputs, full.visual_positions, (2, 2), full.image,
-                                  grid_positions=full.visual_positions[[0, 1, 4, 5]])
+            rows, cols = full.grid
+            return PreparedInputs(full.inputs, full.visual_positions, (cols, rows), full.image.transpose(1, 0, 2),
+                                  cells=full.cells.T.copy())
 
-    corner = replace(tiny_bundle, adapter=CornerAdapter())
-    trace = generate(corner, noise_image, PROMPT, config=VAR, max_new_tokens=6)
-    assert trace.grid == (2, 2) and trace.attn_to_visual.shape[-1] == 4
-    assert np.array_equal(trace.attn_to_visual, with_var.attn_to_visual[..., [0, 1, 4, 5]])
-    assert len(trace.image_token_positions) == 16
+    transposed = replace(tiny_bundle, adapter=TransposedAdapter())
+    trace = generate(transposed, noise_image, PROMPT, config=VAR, max_new_tokens=6)
+    assert np.array_equal(trace.attn_to_visual, with_var.attn_to_visual)  # every visual token, token order
+    assert np.array_equal(attention_map(trace, 2), attention_map(with_var, 2).T)  # drawn at the layout's cells
+    with pytest.raises(ValueError, match="exactly once"):
+        PreparedInputs({}, torch.arange(4), (2, 2), np.zeros((2, 2, 3), np.uint8), cells=np.array([[0, 1], [1, 3]]))
 
 
 def test_summary_lists_sinks_and_selected_heads(with_var):

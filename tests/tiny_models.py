@@ -147,14 +147,25 @@ def perturb_cell(image: Image.Image, grid: tuple[int, int], row: int, col: int) 
     return Image.fromarray(pixels)
 
 
-def most_changed_grid_cell(bundle: ModelBundle, image: Image.Image, prompt: str, row: int, col: int) -> int:
-    """Perturb cell (row, col) of the image and return the index (raster order) of the grid token that changed
-    most in the decoder's input. With a localised vision tower it must be row * cols + col."""
+def view_cells(prepared, view: str | None = None) -> np.ndarray:
+    """[rows, cols] the token index of each cell of the canvas box `view` (None: the whole canvas)."""
+    from var_core.layout import view_box
+
+    top, left, bottom, right = view_box(prepared.views, view)
+    return prepared.cells[top:bottom, left:right]
+
+
+def most_changed_grid_cell(bundle: ModelBundle, image: Image.Image, prompt: str, row: int, col: int,
+                           view: str | None = None) -> int:
+    """Perturb cell (row, col) of the image, the image divided like the cells of `view` (None: the whole canvas),
+    and return the raster index, within that view, of the cell whose token changed most in the decoder's input.
+    With a localised vision tower it must be row * cols + col: the view's tokens lie where they are drawn."""
     prepared = bundle.adapter.prepare(bundle, image, prompt)
-    changed = bundle.adapter.prepare(bundle, perturb_cell(image, prepared.grid, row, col), prompt)
-    grid = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    cells = view_cells(prepared, view)
+    changed = bundle.adapter.prepare(bundle, perturb_cell(image, cells.shape, row, col), prompt)
     delta = (decoder_inputs(bundle, changed.inputs) - decoder_inputs(bundle, prepared.inputs)).abs().amax(-1)
-    return int(delta[grid].argmax())
+    values = delta[prepared.visual_positions].numpy()
+    return int(np.where(cells >= 0, values[np.maximum(cells, 0)], -np.inf).argmax())
 
 
 class AttentionSpy:
@@ -192,7 +203,7 @@ def hook_state(bundle: ModelBundle, prepared, var=None, tau: float = 1.0):
     visual[0, prepared.visual_positions] = True
     return RunState(visual_mask=visual, query_start=int(prepared.visual_positions.max()) + 1,
                     sink_dims=bundle.backbone.sink_dims, tau=tau, selection=var or VARConfig(), var=var,
-                    grid_positions=prepared.grid_positions,
+                    grid_positions=prepared.visual_positions,
                     var_layers=frozenset(range(bundle.num_layers)) if var else frozenset())
 
 

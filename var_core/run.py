@@ -159,12 +159,11 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
     needs = memory.estimate(_model_shape(bundle), input_ids.shape[1], len(prepared.visual_positions), max_new_tokens,
                             len(captured) if capture else 0, var=config is not None, explanation=explanation)
     memory.check_fits(needs, bundle.device)
-    grid_positions = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
     visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     visual_mask[0, prepared.visual_positions] = True
     state = RunState(visual_mask=visual_mask.to(bundle.device),
                      query_start=int(prepared.visual_positions.max()) + 1,
-                     grid_positions=grid_positions.to(bundle.device),
+                     grid_positions=prepared.visual_positions.to(bundle.device),
                      sink_dims=tuple(sink_dims), tau=float(tau), selection=selection, var=config,
                      var_layers=frozenset(config.resolve_layers(num_layers)) if config is not None else frozenset(),
                      capture=capture, capture_layers=None if capture_layers is None else frozenset(captured),
@@ -223,7 +222,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
         model_name=bundle.name, prompt=prompt, answer=answer,
         tokens=[tokenizer.decode([int(t)]) for t in sequence], n_prompt=n_prompt,
         image=prepared.image, grid=tuple(prepared.grid), visual_positions=visual_positions,
-        image_token_positions=prepared.visual_positions.cpu().numpy(),
+        image_token_positions=visual_positions, cells=prepared.cells, views=prepared.views,
         query_positions=np.arange(state.query_start, state.query_start + (n_queries if capture else 0)),
         phi=phi,
         sink_mask=_to_host([state.sink_masks[layer][0] for layer in range(num_layers)]).numpy(),

@@ -15,6 +15,7 @@ import numpy as np
 
 from var_core.analysis import Analysis
 from var_core.inputs import listed, number, shown
+from var_core.layout import check_every_token_once
 from var_core.sessions import MB
 from var_core.trace import ARRAY_FIELDS, Trace
 
@@ -118,6 +119,19 @@ def _list_of(values, kind: type) -> bool:
     return isinstance(values, (list, tuple)) and all(isinstance(value, kind) for value in values)
 
 
+def _cells_fit(trace: Trace) -> bool:
+    """Whether the layout draws each visual token exactly once on the grid (a one-view grid: rows·cols tokens)."""
+    if trace.cells is None:
+        return trace.grid[0] * trace.grid[1] == len(trace.visual_positions)
+    try:
+        check_every_token_once(trace.cells, len(trace.visual_positions))
+        view_boxes_fit = all(_list_of(view.get("box"), int) and len(view["box"]) == 4
+                             and isinstance(view.get("name"), str) for view in trace.views or [])
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return tuple(trace.cells.shape) == tuple(trace.grid) and view_boxes_fit
+
+
 def _misfits(trace: Trace) -> list[str]:
     """The parts of a well-typed Trace whose shapes or positions do not fit together."""
     ndims = {"image": 3, "phi": 2, "sink_mask": 2, "attn_to_visual": 4, "profile_hidden": 2}
@@ -125,17 +139,17 @@ def _misfits(trace: Trace) -> list[str]:
     if flat:
         return flat
     layers, heads = trace.phi.shape[0], trace.attn_to_visual.shape[1]
-    (rows, cols), n_q = trace.grid, len(trace.query_positions)
+    n_q = len(trace.query_positions)
     per_row = (len(trace.layers_captured), heads, n_q)
     checks = {
         "image": trace.image.shape[2] == 3 and trace.image.dtype == np.uint8 and min(trace.image.shape[:2]) > 0,
-        "grid": rows * cols == len(trace.visual_positions) > 0,
+        "grid": len(trace.visual_positions) > 0 and _cells_fit(trace),
         "φ": trace.phi.shape == trace.sink_mask.shape == (layers, trace.n_prompt),
         "positions": trace.n_prompt <= len(trace.tokens) and _within(trace.visual_positions, trace.n_prompt)
         and _within(trace.all_image_positions, trace.n_prompt) and _within(trace.query_positions, len(trace.tokens)),
         "captured layers": len(trace.layers_captured) > 0
         and _within(np.array(trace.layers_captured, dtype=int), layers),
-        "attention": trace.attn_to_visual.shape == (*per_row, rows * cols) and (
+        "attention": trace.attn_to_visual.shape == (*per_row, len(trace.visual_positions)) and (
             trace.attn_to_visual_raw is None or trace.attn_to_visual_raw.shape == trace.attn_to_visual.shape),
         "head statistics": all(getattr(trace, name).shape == per_row
                                for name in ("visual_mass", "sink_mass", "ratio", "selected")),

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from var_core.inputs import listed
+from var_core.layout import raster, whole_view
 
 ARRAY_FIELDS = ("image", "visual_positions", "image_token_positions", "query_positions", "phi", "sink_mask", "attn_to_visual",
                 "attn_to_visual_raw", "visual_mass", "sink_mass", "ratio", "selected", "profile_hidden",
-                "profile_tokens", "top_token_ids", "top_probs")
+                "profile_tokens", "top_token_ids", "top_probs", "cells")
 
 
 @dataclass
@@ -24,9 +25,12 @@ class Trace:
     """One run: tokens, where the image is, φ per layer, head statistics and text→visual attention.
 
     tokens: all token strings (prompt then generated); n_prompt: how many are prompt.
-    image: [H, W, 3] uint8 as the model saw it. grid: (rows, cols) of visual tokens.
-    visual_positions: [N_vis] token indices of the visual tokens drawn as the grid, raster order
-    (N_vis = rows·cols); image_token_positions: every visual token, incl. tiles not drawn. query_positions: [Q] token index of each
+    image: [H, W, 3] uint8 as the model saw it (tiled models: the canvas of `var_core.layout`, tiles in place and
+    the global view beside them). grid: (rows, cols) of the canvas's token cells.
+    visual_positions: [N_vis] token indices of every visual token, token order; cells: [rows, cols] the index into
+    them drawn at each grid cell (`var_core.layout.HOLE`: none); views: the canvas's named boxes. Traces saved
+    before cells existed drew one view (cells None: raster order, N_vis = rows·cols) and list every visual token
+    in image_token_positions (incl. tiles they did not draw). query_positions: [Q] token index of each
     captured query row (prompt text after the image, then each decoded token that was fed back).
     phi, sink_mask: [L, T_prompt] φ(x) entering each layer and φ > τ, over all prompt tokens.
     attn_to_visual: [k, H, Q, N_vis] float16 attention the model used, over the k `captured_layers` in order;
@@ -68,6 +72,8 @@ class Trace:
     top_token_ids: np.ndarray | None = None
     top_probs: np.ndarray | None = None
     top_tokens: list[list[str]] | None = None
+    cells: np.ndarray | None = None
+    views: list[dict] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -86,6 +92,16 @@ class Trace:
             return layers.index(layer)
         shown = listed(layers, 8)
         raise ValueError(f"layer {layer} was not captured (captured: {shown}); analyze again capturing it")
+
+    @property
+    def cell_map(self) -> np.ndarray:
+        """[rows, cols] index into `visual_positions` of the token drawn at each grid cell (HOLE: none)."""
+        return self.cells if self.cells is not None else raster(len(self.visual_positions), *self.grid)
+
+    @property
+    def view_list(self) -> list[dict]:
+        """The canvas's named boxes, the whole canvas first (`var_core.layout.TokenLayout.views`)."""
+        return self.views or [whole_view(*self.grid)]
 
     @property
     def num_heads(self) -> int:

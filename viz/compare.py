@@ -9,7 +9,7 @@ from var_core.trace import Trace
 from viz.canvas import colorbar, hstack, titled
 from viz.colors import DIVERGING, value_range
 from viz.heatmap import blend
-from viz.queries import attention_map, head_label, query_label
+from viz.queries import attention_map, head_label, query_label, view_of
 
 
 def compare_maps(image: np.ndarray, before: np.ndarray, after: np.ndarray, title: str, cmap: str = "viridis",
@@ -23,7 +23,7 @@ def compare_maps(image: np.ndarray, before: np.ndarray, after: np.ndarray, title
               for values, name in ((before, "before VAR"), (after, "after VAR"))]
     shared = colorbar(panels[0].height, vmin, vmax, cmap, log, "attention weight" + (" (log)" if log else ""))
     diff = after - before
-    changed = float(np.abs(diff).max())
+    changed = float(np.nanmax(np.abs(diff)))
     bound = changed or 0.01 * vmax  # no change (e.g. a head VAR did not select): a small scale, all white
     diff_panel = titled(Image.fromarray(blend(image, diff, -bound, bound, DIVERGING, False, 0.85, short_side)),
                         "difference (after − before)" + ("" if changed else ": no change"), 13)
@@ -32,15 +32,16 @@ def compare_maps(image: np.ndarray, before: np.ndarray, after: np.ndarray, title
 
 
 def before_after(trace: Trace, layer: int, head: int | None = None, query: int | str = "all", log: bool = False,
-                 cmap: str = "viridis", **options) -> Image.Image:
+                 cmap: str = "viridis", view: str | None = None, **options) -> Image.Image:
     """attn_to_visual_raw vs attn_to_visual of one VAR Trace (same rows), shared scale, and the difference.
 
-    options: alpha, short_side (see compare_maps). ValueError for a baseline Trace (nothing was redistributed).
+    view: a name of `trace.view_list` (None: the whole canvas). options: alpha, short_side (see compare_maps).
+    ValueError for a baseline Trace (nothing was redistributed).
     """
     if trace.attn_to_visual_raw is None:
         raise ValueError("this Trace is a baseline run (no VAR), so it has no before/after: pass the VAR run's Trace")
-    before = attention_map(trace, layer, head, query, raw=True)
-    after = attention_map(trace, layer, head, query, raw=False)
+    before = attention_map(trace, layer, head, query, raw=True, view=view)
+    after = attention_map(trace, layer, head, query, raw=False, view=view)
     title = (f"Before / after VAR (p = {trace.settings.get('p')}): layer {layer}, {head_label(head)}, "
              f"{query_label(trace, query)}")
-    return compare_maps(trace.image, before, after, title, cmap, log, **options)
+    return compare_maps(view_of(trace, view)[0], before, after, title, cmap, log, **options)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from var_core.layout import cell_of
 from var_core.trace import Trace
 from viz.figures import OTHER, SELECTED, few_ticks, key, log_y, new_figure, styled
 from viz.queries import captured_slot, layers_note, query_label, query_rows, take_rows
@@ -170,7 +171,7 @@ def token_name(trace: Trace, position: int) -> str:
     """'patch (row, col)' for a visual token on the grid, else the token's text, quoted and cut to 12 characters."""
     visual = np.nonzero(trace.visual_positions == position)[0]
     if len(visual):
-        return f"patch ({visual[0] // trace.grid[1]}, {visual[0] % trace.grid[1]})"
+        return "patch ({}, {})".format(*cell_of(trace.cell_map, int(visual[0])))
     return repr(trace.tokens[position].replace("\n", "↵").strip()[:12] or trace.tokens[position])
 
 

@@ -46,7 +46,7 @@ def compare_methods(image: np.ndarray, maps: dict[str, dict[str, np.ndarray]], t
             raise ValueError(f"sinks[{run!r}] must be a [rows, cols] = {grid} mask of a run in maps ({list(maps)})")
     cells = {(run, method): np.asarray(values, dtype=np.float32) for run, by_method in maps.items()
              for method, values in by_method.items()}
-    peaks = {name: float(values.max()) for name, values in cells.items()}
+    peaks = {name: float(np.nanmax(values)) for name, values in cells.items()}  # NaN: no token (between views)
     panels = {name: blend(image, values / peaks[name] if peaks[name] > 0 else values, 0.0, 1.0, cmap, False, alpha,
                           short_side) for name, values in cells.items()}
     height, width = next(iter(panels.values())).shape[:2]

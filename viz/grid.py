@@ -34,7 +34,8 @@ def mosaic(maps: np.ndarray, outlined: np.ndarray, tile: int = 48, gap: int = 5,
     levels = len(lut(cmap, 254))
     background, frame_index = levels, levels + 1
     table = np.vstack([lut(cmap, levels), np.array([BACKGROUND, OUTLINE], dtype=np.uint8)])
-    index = (normalize(maps, vmin, vmax, log) * (levels - 1)).round().astype(np.uint8)
+    index = (np.nan_to_num(normalize(maps, vmin, vmax, log)) * (levels - 1)).round().astype(np.uint8)
+    index[np.isnan(maps)] = background  # cells without a token (between a tiled model's views)
     cells = np.full((layers, heads, tile_h + gap, tile_w + gap), background, dtype=np.uint8)
     half = gap // 2
     frame = max(1, min(2, half))
@@ -69,8 +70,9 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} must be one of {SCALES}")
     if scale == "tile":
-        peak = maps.max(axis=(2, 3), keepdims=True)
-        maps = np.divide(maps, peak, out=np.zeros_like(maps, dtype=np.float32), where=peak > 0)
+        peak = np.nanmax(maps, axis=(2, 3), keepdims=True)
+        scaled = np.divide(maps, peak, out=np.zeros_like(maps, dtype=np.float32), where=peak > 0)
+        maps = np.where(np.isnan(maps), np.nan, scaled)
         vmin, vmax = value_range(maps, None, 1.0, log) if log else (0.0, 1.0)
         label = "attention / tile max"
     else:
@@ -102,11 +104,12 @@ def labelled_mosaic(maps: np.ndarray, outlined: np.ndarray, title: str, scale: s
 
 
 def head_grid(trace: Trace, query: int | str = "all", scale: str = "tile", log: bool = False, cmap: str = "viridis",
-              tile: int = 48, raw: bool = False, layer: int | None = None, head: int | None = None) -> Image.Image:
+              tile: int = 48, raw: bool = False, layer: int | None = None, head: int | None = None,
+              view: str | None = None) -> Image.Image:
     """All heads' text→visual maps for `query`, one row per captured layer; heads selected as image-centric in those
     rows are framed in vermillion. raw=True shows attention before VAR. layer: the current layer, its label marked;
-    with head, that tile framed in black and white."""
-    maps = head_maps(trace, query, raw)
+    with head, that tile framed in black and white. view: a name of `trace.view_list` (None: the whole canvas)."""
+    maps = head_maps(trace, query, raw, view)
     outlined = selected_heads(trace, query)
     title = (f"Layers × heads{layers_note(trace)}, {query_label(trace, query)}; framed: image-centric heads "
              f"({int(outlined.sum())} of {outlined.size})")

@@ -14,7 +14,8 @@ from viz.canvas import BACKGROUND, INK, colorbar, font, hstack, text_size, title
 from viz.colors import OUTLINE, value_range
 from viz.figures import NEUTRAL, OTHER, SELECTED, bars, key, new_figure, styled
 from viz.heatmap import blend, upsample
-from viz.queries import attention_map, check_layer_head, layer_spans, to_grid
+from var_core.layout import on_cells
+from viz.queries import attention_map, check_layer_head, layer_spans
 from viz.sinks import frame_cells
 
 PROMPT_CHARS = 50  # prompts are cut to this many characters in titles
@@ -66,15 +67,15 @@ def row(panels: list[Image.Image], titles: list[str], side: Image.Image) -> Imag
 
 def phi_row(traces: dict[str, Trace], sinks: dict[str, np.ndarray], layer: int, short_side: int) -> Image.Image:
     """φ of each run's visual tokens entering `layer` on one scale, its sinks framed, and the φ colour bar with τ."""
-    grid = next(iter(traces.values())).grid
+    cells = next(iter(traces.values())).cell_map
     tau = float(next(iter(traces.values())).settings.get("tau", np.inf))
-    phi = {name: to_grid(trace.phi_visual[layer], grid) for name, trace in traces.items()}
-    vmax = float(max(max(values.max() for values in phi.values()), tau * 1.05 if np.isfinite(tau) else 0.0))
+    phi = {name: on_cells(trace.phi_visual[layer], cells) for name, trace in traces.items()}
+    vmax = float(max(max(np.nanmax(values) for values in phi.values()), tau * 1.05 if np.isfinite(tau) else 0.0))
     panels = []
     for name, trace in traces.items():
         panel = Image.fromarray(blend(trace.image, phi[name], 0.0, vmax, "cividis", False, 0.65, short_side))
-        frame = int(np.clip(min(panel.size) // (8 * max(grid)), 1, 3))
-        panels.append(frame_cells(panel, to_grid(sinks[name], grid), grid, width=frame))
+        frame = int(np.clip(min(panel.size) // (8 * max(cells.shape)), 1, 3))
+        panels.append(frame_cells(panel, on_cells(sinks[name], cells), cells.shape, width=frame))
     marks = {f"τ = {tau:g}": tau} if np.isfinite(tau) else None
     bar = colorbar(panels[0].height, 0.0, vmax, "cividis", False, "φ(x)", marks=marks)
     return row(panels, [f"{name}: φ, {int(sinks[name].sum())} sink(s)" for name in traces], bar)
@@ -90,25 +91,26 @@ def attention_row(traces: dict[str, Trace], layer: int, short_side: int, alpha: 
     return row(panels, [f"{name}: attention, answer" for name in traces], bar)
 
 
-def sink_classes(a: np.ndarray, b: np.ndarray, grid: tuple[int, int], image: np.ndarray,
+def sink_classes(a: np.ndarray, b: np.ndarray, cells: np.ndarray, image: np.ndarray,
                  short_side: int) -> Image.Image:
-    """The image in grey with each visual sink cell filled by its class: in both runs, only in A, only in B."""
-    classes = to_grid(np.select([a & b, a, b], [1, 2, 3], 0), grid)
-    grey = blend(image, np.zeros(grid), 0.0, 1.0, alpha=0.0, short_side=short_side).astype(np.float32)
+    """The image in grey with each visual sink cell filled by its class: in both runs, only in A, only in B
+    (`a`, `b` [N_vis] in token order, drawn at their `cells`)."""
+    classes = on_cells(np.select([a & b, a, b], [1, 2, 3], 0), cells)
+    grey = blend(image, np.zeros(cells.shape), 0.0, 1.0, alpha=0.0, short_side=short_side).astype(np.float32)
     pixels = upsample(classes, (grey.shape[1], grey.shape[0]))[..., None]
     for index, colour in enumerate(SINK_COLOURS.values(), start=1):
         grey = np.where(pixels == index, 0.25 * grey + 0.75 * np.array(colour, np.float32), grey)
     return Image.fromarray(grey.round().astype(np.uint8))
 
 
-def shared_row(shared: SharedSinks, layer: int, image: np.ndarray, short_side: int) -> Image.Image:
+def shared_row(shared: SharedSinks, layer: int, image: np.ndarray, cells: np.ndarray, short_side: int) -> Image.Image:
     """The sinks of `layer` by class over the image, and a legend with each class's count and the layer's Jaccard."""
     slot = shared.at(layer)
     a, b = shared.a[slot], shared.b[slot]
     counts = {"both": int((a & b).sum()), "only A": int((a & ~b).sum()), "only B": int((b & ~a).sum())}
     entries = [(f"{name}: {count}", SINK_COLOURS[name]) for name, count in counts.items()]
     entries.append((f"Jaccard at layer {layer}: {overlap_text(shared.jaccard[slot])}", None))
-    return row([sink_classes(a, b, shared.grid, image, short_side)], ["sinks: shared or not"], legend(entries))
+    return row([sink_classes(a, b, cells, image, short_side)], ["sinks: shared or not"], legend(entries))
 
 
 def prompt_comparison(trace_a: Trace, trace_b: Trace, layer: int, side: int = 200, alpha: float = 0.6) -> Image.Image:
@@ -124,7 +126,7 @@ def prompt_comparison(trace_a: Trace, trace_b: Trace, layer: int, side: int = 20
     traces = {"A": trace_a, "B": trace_b}
     body = stack([phi_row(traces, {"A": shared.a[slot], "B": shared.b[slot]}, layer, short_side),
                   attention_row(traces, layer, short_side, alpha),
-                  shared_row(shared, layer, trace_a.image, short_side)])
+                  shared_row(shared, layer, trace_a.image, trace_a.cell_map, short_side)])
     lines = [f"Two prompts, one image: layer {layer}", f"A: {short_prompt(trace_a.prompt)}",
              f"B: {short_prompt(trace_b.prompt)}",
              f"sink overlap {overlap_text(shared.overlap)} (Jaccard over VAR layers {layer_spans(shared.var_layers)})"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from var_core.config import VARConfig
 from var_core.inputs import listed
+from var_core.layout import on_cells, view_box
 from var_core.trace import Trace, answer_rows, attention_source, take_rows
 
 QUERY_MODES = ("all", "answer", "prompt")
@@ -94,28 +95,33 @@ def layer_spans(layers) -> str:
     return ", ".join(f"{low}–{high}" if high > low else f"{low}" for low, high in runs) or "none"
 
 
-def to_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """[..., N_vis] raster-order values → [..., rows, cols]; ValueError if N_vis ≠ rows·cols."""
-    rows, cols = grid
-    if values.shape[-1] != rows * cols:
-        raise ValueError(f"{values.shape[-1]} visual values do not fill the {rows}×{cols} grid ({rows * cols} cells)")
-    return values.reshape(*values.shape[:-1], rows, cols)
+def view_of(trace: Trace, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image, cells) of the canvas box `view` (a name of `trace.view_list`; None: the whole canvas)."""
+    top, left, bottom, right = view_box(trace.view_list, view)
+    (rows, cols), (height, width) = trace.grid, trace.image.shape[:2]
+    image = trace.image[top * height // rows:bottom * height // rows, left * width // cols:right * width // cols]
+    return image, trace.cell_map[top:bottom, left:right]
 
 
-def attention_map(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
-                  raw: bool = False) -> np.ndarray:
-    """[rows, cols] text→visual attention at `layer`, for `head` (None = mean) and `query`, on the patch grid."""
+def attention_values(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
+                     raw: bool = False) -> np.ndarray:
+    """[N_vis] text→visual attention at `layer`, for `head` (None = mean) and `query`, in token order."""
     slot = captured_slot(trace, layer, head)
     rows = query_rows(trace, query)
     attn = take_rows(attention_source(trace, raw)[slot:slot + 1], rows)[0].mean(1, dtype=np.float32)
-    attn = attn.mean(0) if head is None else attn[head]
-    return to_grid(attn, trace.grid)
+    return attn.mean(0) if head is None else attn[head]
 
 
-def head_maps(trace: Trace, query: int | str = "all", raw: bool = False) -> np.ndarray:
-    """[k, H, rows, cols] every head's map for `query`, over the captured layers (`trace.layers_captured`)."""
-    return to_grid(take_rows(attention_source(trace, raw), query_rows(trace, query)).mean(2, dtype=np.float32),
-                   trace.grid)
+def attention_map(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
+                  raw: bool = False, view: str | None = None) -> np.ndarray:
+    """[rows, cols] `attention_values` on the cells of `view` (None: the whole canvas; NaN where no token)."""
+    return on_cells(attention_values(trace, layer, head, query, raw), view_of(trace, view)[1])
+
+
+def head_maps(trace: Trace, query: int | str = "all", raw: bool = False, view: str | None = None) -> np.ndarray:
+    """[k, H, rows, cols] every head's map for `query` over the cells of `view`, for the captured layers."""
+    values = take_rows(attention_source(trace, raw), query_rows(trace, query)).mean(2, dtype=np.float32)
+    return on_cells(values, view_of(trace, view)[1])
 
 
 def selected_heads(trace: Trace, query: int | str = "all") -> np.ndarray:

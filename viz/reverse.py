@@ -1,5 +1,5 @@
 """View 9, the reverse view: from one patch back to the text — which tokens attend to it, and in which layers and
-heads. `patch` is a raster index into `trace.grid` (cell (patch // cols, patch % cols))."""
+heads. `patch` is a visual token: an index into `trace.visual_positions`, drawn at its cell of `trace.cell_map`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from var_core.layout import cell_of
 from var_core.trace import Trace
 from viz.canvas import BACKGROUND, INK, colorbar, display_size, font, hstack, row_labels, text_size, titled
 from viz.colors import OUTLINE, value_range
@@ -53,9 +54,7 @@ def locator(trace: Trace, patch: int, short_side: int = 120) -> Image.Image:
     """The image, small, with `patch` framed: where the patch is."""
     height, width = trace.image.shape[:2]
     thumbnail = Image.fromarray(trace.image).resize(display_size(width, height, short_side), Image.BILINEAR)
-    cells = np.zeros(trace.grid, dtype=bool)
-    cells.flat[patch] = True
-    return frame_cells(thumbnail, cells, trace.grid, width=2)
+    return frame_cells(thumbnail, trace.cell_map == patch, trace.grid, width=2)
 
 
 def layer_head_cells(values: np.ndarray, outlined: np.ndarray, own: np.ndarray, other: np.ndarray, vmin: float,
@@ -107,9 +106,9 @@ def patch_layer_head(trace: Trace, patch: int, log: bool = False, cmap: str = "v
     full = Image.new("RGB", (cells.width + 8 + side.width, max(cells.height, top + side.height)), BACKGROUND)
     full.paste(cells, (0, 0))
     full.paste(side, (cells.width + 8, top))
-    rows, cols = trace.grid
+    row_col = cell_of(trace.cell_map, patch)
     key = (f"framed: image-centric heads ({int(outlined.sum())} of {outlined.size}); ◆ this patch is a visual sink "
            f"at that layer, ◇ only other visual tokens are (φ > τ = {trace.settings.get('tau', float('nan')):g})")
-    title = (f"Attention to patch {patch} (row {patch // cols}, col {patch % cols}) per layer × head"
+    title = (f"Attention to patch {patch} (row {row_col[0]}, col {row_col[1]}) per layer × head"
              f"{layers_note(trace)}, mean over all text queries")
     return titled(titled(full, key, 12), title)

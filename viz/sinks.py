@@ -12,7 +12,8 @@ from viz.canvas import colorbar, hstack, titled
 from viz.colors import OUTLINE
 from viz.figures import NEUTRAL, SELECTED, bars, few_ticks, new_figure, styled
 from viz.heatmap import blend
-from viz.queries import check_layer_head, to_grid
+from var_core.layout import on_cells
+from viz.queries import check_layer_head, view_of
 
 
 def visual_sink_counts(trace: Trace) -> np.ndarray:
@@ -32,15 +33,17 @@ def frame_cells(image: Image.Image, cells: np.ndarray, grid: tuple[int, int], wi
 
 
 def phi_overlay(trace: Trace, layer: int, cmap: str = "cividis", alpha: float = 0.65,
-                short_side: int = 336) -> Image.Image:
-    """φ(x) of each visual token entering `layer`, over the image; visual sinks (φ > τ) framed in vermillion."""
+                short_side: int = 336, view: str | None = None) -> Image.Image:
+    """φ(x) of each visual token entering `layer`, over the image; visual sinks (φ > τ) framed in vermillion.
+    view: a name of `trace.view_list` (None: the whole canvas, every visual token)."""
     check_layer_head(trace, layer)
     tau = float(trace.settings.get("tau", np.inf))
-    phi = to_grid(trace.phi_visual[layer], trace.grid)
-    sinks = to_grid(trace.visual_sinks[layer], trace.grid)
-    vmax = float(max(phi.max(), tau * 1.05 if np.isfinite(tau) else 0.0))
-    panel = Image.fromarray(blend(trace.image, phi, 0.0, vmax, cmap, False, alpha, short_side))
-    frame_cells(panel, sinks, trace.grid, width=int(np.clip(min(panel.size) // (8 * max(trace.grid)), 1, 3)))
+    image, cells = view_of(trace, view)
+    phi = on_cells(trace.phi_visual[layer], cells)
+    sinks = on_cells(trace.visual_sinks[layer], cells)
+    vmax = float(max(np.nanmax(phi), tau * 1.05 if np.isfinite(tau) else 0.0))
+    panel = Image.fromarray(blend(image, phi, 0.0, vmax, cmap, False, alpha, short_side))
+    frame_cells(panel, sinks, cells.shape, width=int(np.clip(min(panel.size) // (8 * max(cells.shape)), 1, 3)))
     marks = {f"τ = {tau:g}": tau} if np.isfinite(tau) else None
     bar = colorbar(panel.height, 0.0, vmax, cmap, False, "φ(x) sink-dimension value", marks=marks)
     title = f"φ of visual tokens entering layer {layer}: {int(sinks.sum())} sink(s) framed (φ > τ = {tau:g})"

@@ -20,7 +20,7 @@ from var_core.run import clean_prompt, prepare_run
 @dataclass
 class AnswerForward:
     """What one forward pass gives for the answer row (the last prompt token, whose logits give the first answer
-    token), on the visual grid [N_grid] in raster order. All tensors on the CPU, float32.
+    token), over every visual token [N_grid] in token order. All tensors on the CPU, float32.
 
     attention: [L, N_grid] that row's attention to the grid, mean over heads, as the model used it (after VAR).
     logits: [N_grid] the answer token's logit read from each grid token's final hidden state (after the final
@@ -36,6 +36,7 @@ class AnswerForward:
     sink_patches: torch.Tensor
     grid: tuple[int, int]
     image: np.ndarray
+    cells: np.ndarray  # [rows, cols] index into the visual tokens drawn at each grid cell (`var_core.layout`)
 
 
 def answer_id(bundle: ModelBundle, logits: torch.Tensor, answer: str | None) -> int:
@@ -146,4 +147,4 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
         attention=torch.stack([attention[layer] for layer in range(len(layers))]),
         logits=_token_logits(bundle, final[0][0].detach(), grid, token), relevancy=relevancy,
         sink_patches=(sinks[grid] if sinks is not None else torch.zeros(len(grid), dtype=torch.bool)).cpu(),
-        grid=tuple(prepared.grid), image=prepared.image)
+        grid=tuple(prepared.grid), image=prepared.image, cells=prepared.cells)

@@ -19,6 +19,7 @@ import torch
 from var_core.config import VARConfig, checked_layers
 from var_core.explain.forward import AnswerForward, answer_forward
 from var_core.explain.rules import normalised, relative
+from var_core.layout import on_cells
 from var_core.limits import Deadline
 from var_core.models.bundle import ModelBundle
 
@@ -32,8 +33,9 @@ def _layer_rows(forward: AnswerForward, layers: list[int]) -> torch.Tensor:
     return forward.attention[layers].mean(0)
 
 
-def _grid_map(values: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
-    return normalised(values).reshape(grid).numpy()
+def _grid_map(values: torch.Tensor, cells: np.ndarray) -> np.ndarray:
+    """[N_grid] values → normalised, at their cells of the layout ([rows, cols], NaN where no token)."""
+    return on_cells(normalised(values).numpy(), cells)
 
 
 def relevancy(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
@@ -42,7 +44,7 @@ def relevancy(bundle: ModelBundle, image, prompt: str, config: VARConfig | None 
     (∇A ⊙ A)⁺, with ∇A the gradient of the answer token's logit; R ← R + Ā·R; the answer row over the grid.
     Cost: one forward and one backward pass over the prompt, plus L·T² floats for the Ā (T = prompt length)."""
     forward = answer_forward(bundle, image, prompt, config, answer, gradients=True)
-    return _grid_map(forward.relevancy, forward.grid)
+    return _grid_map(forward.relevancy, forward.cells)
 
 
 def relative_attention(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
@@ -56,7 +58,7 @@ def relative_attention(bundle: ModelBundle, image, prompt: str, config: VARConfi
     question = answer_forward(bundle, image, prompt, config, answer)
     generic = answer_forward(bundle, image, generic_prompt, config)
     return _grid_map(relative(_layer_rows(question, layers), _layer_rows(generic, layers), RELATIVE_FLOOR),
-                     question.grid)
+                     question.cells)
 
 
 def activation_map(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
@@ -64,14 +66,15 @@ def activation_map(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     """The base of Token Activation Maps (ICCV 2025): each visual token's last-layer hidden state (after the final
     norm) through the LM head, the answer token's logit, positive part, normalised. Cost: one forward pass."""
     forward = answer_forward(bundle, image, prompt, config, answer)
-    return _grid_map(forward.logits, forward.grid)
+    return _grid_map(forward.logits, forward.cells)
 
 
 @dataclass
 class Explanation:
     """The four maps of one run (baseline or VAR) for its first answer token, and where its visual sinks are.
 
-    maps: method (METHODS order) → [rows, cols]; raw attention is the answer row's, mean over heads and
+    maps: method (METHODS order) → [rows, cols] on the layout's cells (NaN where a tiled model's canvas has no
+    token); raw attention is the answer row's, mean over heads and
     `attention_layers` (relative attention too). sink_patches: [rows, cols] bool, grid cells that are visual sinks
     in a layer VAR may act on.
     """
@@ -96,8 +99,13 @@ class Explanation:
     def summary(self) -> dict:
         """JSON-friendly: the answer token, every map as nested lists, and each map's share on visual sinks."""
         return {"answer_token": self.answer_token, "var": self.var, "attention_layers": self.attention_layers,
-                "maps": {method: values.tolist() for method, values in self.maps.items()},
+                "maps": {method: json_map(values) for method, values in self.maps.items()},
                 "sink_patches": self.sink_patches.tolist(), "mass_on_visual_sinks": self.mass_on_sinks()}
+
+
+def json_map(values: np.ndarray) -> list[list[float | None]]:
+    """A [rows, cols] map as nested lists, None where no token is drawn (JSON has no NaN)."""
+    return [[None if np.isnan(value) else float(value) for value in row] for row in values]
 
 
 def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, answer: str | None = None,
@@ -114,8 +122,8 @@ def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = 
               "relative attention": relative(rows, _layer_rows(generic, layers), RELATIVE_FLOOR),
               "activation map": question.logits}
     return Explanation(answer_token=question.answer_token, var=config is not None, image=question.image,
-                       maps={method: _grid_map(values[method], question.grid) for method in METHODS},
-                       sink_patches=question.sink_patches.reshape(question.grid).numpy(), attention_layers=layers)
+                       maps={method: _grid_map(values[method], question.cells) for method in METHODS},
+                       sink_patches=on_cells(question.sink_patches.numpy(), question.cells), attention_layers=layers)
 
 
 def save_explanations(explanations: dict[str, Explanation], path) -> Path:

@@ -10,22 +10,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from var_core.layout import TokenLayout, check_every_token_once, raster, whole_view
 from var_core.registry import Backbone
 
 
 @dataclass
 class PreparedInputs:
-    """One (image, prompt) pair turned into model inputs, plus where the image went.
+    """One (image, prompt) pair turned into model inputs, plus where every visual token lies on the picture.
 
     inputs: keyword arguments for `model.generate` / `model(...)` (input_ids, attention_mask, pixel_values, ...).
-    visual_positions: [N_vis] indices into input_ids of every visual token (VAR's I_vis).
-    grid: (rows, cols) of the patch grid drawn over `image`.
-    grid_positions: [rows * cols] the visual tokens that form that grid, in raster order; None = all of
-        `visual_positions` (a plain single-grid model). Tiled models (extra tiles, thumbnails, row separators)
-        draw one grid and keep the other visual tokens in VAR only.
-    image: [H, W, 3] uint8, the image as the model sees it (after resize/crop), for overlays.
+    visual_positions: [N_vis] indices into input_ids of every visual token (VAR's I_vis), token order.
+    grid: (rows, cols) of the canvas of token cells drawn over `image`.
+    image: [H, W, 3] uint8: the image as the model sees it (after resize/crop), or for tiled models the canvas of
+        `var_core.layout` (tiles in place, the global view beside them).
+    cells: [rows, cols] index into `visual_positions` of the token drawn at each cell, `var_core.layout.HOLE` where
+        none; None = a single view in raster order. Every visual token is drawn exactly once (checked).
+    views: the named boxes of the canvas (`var_core.layout.TokenLayout.views`); None = the whole image only.
     seen: what the model saw, for the UI and `Trace.settings["seen"]` (`var_core.models.common.seen_record`):
-        original_size and input_size [w, h] (the drawn view; tiled models add "tiles"), resized (bool), cropped and
+        original_size and input_size [w, h] (the global view; tiled models add "tiles"), resized (bool), cropped and
         padded (None or a sentence), visual_tokens, visual_token_budget, preset ("hub" or "paper");
         `var_core.models.common.describe_seen` turns it into one sentence.
     """
@@ -34,13 +36,26 @@ class PreparedInputs:
     visual_positions: torch.Tensor
     grid: tuple[int, int]
     image: np.ndarray
-    grid_positions: torch.Tensor | None = None
     seen: dict = field(default_factory=dict)
+    cells: np.ndarray | None = None
+    views: list[dict] | None = None
 
     def __post_init__(self):
-        drawn = self.visual_positions if self.grid_positions is None else self.grid_positions
-        if len(drawn) != self.grid[0] * self.grid[1]:
-            raise ValueError(f"grid {self.grid} needs {self.grid[0] * self.grid[1]} visual tokens, got {len(drawn)}")
+        rows, cols = self.grid
+        if self.cells is None:
+            if len(self.visual_positions) != rows * cols:
+                raise ValueError(f"grid {self.grid} needs {rows * cols} visual tokens, got {len(self.visual_positions)}")
+            self.cells = raster(rows * cols, rows, cols)
+        if tuple(self.cells.shape) != tuple(self.grid):
+            raise ValueError(f"cells {self.cells.shape} do not match grid {self.grid}")
+        check_every_token_once(self.cells, len(self.visual_positions))
+        self.views = self.views or [whole_view(rows, cols)]
+
+    @classmethod
+    def laid_out(cls, inputs: dict, visual_positions: torch.Tensor, layout: TokenLayout, seen: dict) -> "PreparedInputs":
+        """Inputs whose visual tokens are drawn on `layout`'s canvas (`var_core.layout.compose`)."""
+        return cls(inputs=inputs, visual_positions=visual_positions, grid=tuple(layout.cells.shape), image=layout.image,
+                   seen=seen, cells=layout.cells, views=layout.views)
 
 
 class Adapter(Protocol):

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from var_core.layout import Block, compose, raster, tile_grid
+
 
 def square_grid(n_tokens: int) -> tuple[int, int]:
     """(side, side) for a square patch grid; a clear error if the count is not a square."""
@@ -71,19 +73,21 @@ def image_only(processor_class: type) -> type:
                  "__doc__": image_only.__doc__, "apply_chat_template": ProcessorMixin.apply_chat_template})
 
 
-def last_tile_inputs(bundle, inputs, positions, per_tile: int, pixels, seen: dict):
-    """PreparedInputs for tiled models whose last `per_tile` image tokens form the drawn square grid (InternVL's
-    thumbnail, Idefics3's global image); `pixels` [3, H, W] is that tile. All image tokens stay in VAR."""
-    from var_core.models.bundle import PreparedInputs
+def tiles_beside_global(tiles: np.ndarray, tile_rows: int, tile_cols: int, per_side: tuple[int, int],
+                        tiles_start: int, global_pixels: np.ndarray, global_start: int, global_name: str):
+    """The canvas of a tiled model (`var_core.layout`): its `tile_rows` × `tile_cols` tiles ([n, h, w, 3] uint8,
+    cut row by row, tokens from `tiles_start`) put back together, and its global view (tokens from `global_start`)
+    one cell to their right; each a raster of `per_side` tokens. Views: every tile, "all tiles", `global_name`."""
+    blocks = tile_grid(tiles, tile_rows, tile_cols, per_side, tiles_start)
+    rows, cols = per_side
+    global_view = Block(raster(rows * cols, rows, cols, global_start), global_pixels, 0, tile_cols * cols + 1,
+                        global_name)
+    return compose(blocks + [global_view], groups={"all tiles": [b.view for b in blocks]})
 
-    return PreparedInputs(
-        inputs=inputs,
-        visual_positions=positions,
-        grid=square_grid(per_tile),
-        grid_positions=positions[-per_tile:],
-        image=pixels_to_image(pixels, bundle.processor.image_processor),
-        seen=seen,
-    )
+
+def tile_pictures(pixel_values: torch.Tensor, image_processor) -> np.ndarray:
+    """[n, 3, H, W] normalised tiles → [n, H, W, 3] uint8, as the model saw them."""
+    return np.stack([pixels_to_image(tile, image_processor) for tile in pixel_values])
 
 
 # ---------------------------------------------------------------- presets

@@ -7,8 +7,9 @@ original image comes first, then its crops, each another 256 tokens.
 
 Visual-token budget: fixed, 256 per view; pan & scan's crops are capped so all views fit.
 
-Grid provided: the original image's tokens (the first `mm_tokens_per_image`) as a square raster over its pixels;
-the crops' tokens are visual tokens for VAR only.
+Layout drawn: the original image's tokens (the first `mm_tokens_per_image`) as a square raster over its pixels;
+with pan & scan, its crops (cut side by side along the image's longer side, as `pan_and_scan` cuts them) back in
+place, the original image one cell to their right.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from PIL import Image
 
 from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import check_count, pixels_to_image, seen_record, square_grid
+from var_core.layout import single_view
+from var_core.models.common import check_count, seen_record, square_grid, tile_pictures, tiles_beside_global
 from var_core.models.generic import GenericAdapter
 
 
 class Gemma3Adapter(GenericAdapter):
-    """The generic path; the first view's pooled soft tokens are the grid."""
+    """The generic path; the image's pooled soft tokens, and pan & scan's crops in place beside them."""
 
     family = "gemma3"
 
@@ -40,14 +42,13 @@ class Gemma3Adapter(GenericAdapter):
         per_view = bundle.model.config.mm_tokens_per_image
         views = inputs["pixel_values"].shape[0]  # [views, 3, H, W]: the image, then its pan & scan crops
         check_count(len(positions), views * per_view, f"image tokens for {views} view(s)")
-        pixels = inputs["pixel_values"][0]
-        input_size = (pixels.shape[-1], pixels.shape[-2])
-        return PreparedInputs(
-            inputs=inputs,
-            visual_positions=positions,
-            grid=square_grid(per_view),
-            grid_positions=positions[:per_view],
-            image=pixels_to_image(pixels, bundle.processor.image_processor),
-            seen=seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
-                             tiles=views - 1),
-        )
+        pictures = tile_pictures(inputs["pixel_values"], bundle.processor.image_processor)
+        side = square_grid(per_view)
+        input_size = (pictures.shape[2], pictures.shape[1])
+        seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
+                           tiles=views - 1)
+        if views == 1:
+            return PreparedInputs.laid_out(inputs, positions, single_view(pictures[0], *side), seen)
+        rows, cols = (1, views - 1) if image.width >= image.height else (views - 1, 1)
+        layout = tiles_beside_global(pictures[1:], rows, cols, side, per_view, pictures[0], 0, "original image")
+        return PreparedInputs.laid_out(inputs, positions, layout, seen)

@@ -12,21 +12,28 @@ Instead an image over budget is downscaled to fit inside the largest pinpoint wh
 smaller one. The count depends on the aspect ratio: at least 576 + two tiles (≈ 1,180 tokens for a square photo,
 ≈ 1,370 for 4:3 with llava-v1.6's pinpoints); lower budgets are refused.
 
-Grid provided: the base view (side × side, e.g. 24 × 24 for 336-px CLIP-L/14), drawn over the base view's pixels.
-The tile tokens and newline tokens are visual tokens too (VAR's I_vis) but are not drawn.
+Layout drawn: every visual token. Where each high-resolution token lies is read off the model's own
+`pack_image_features`, fed features that carry their (row, col) in the stitched tiles: the unpadded (for
+LLaVA-OneVision, possibly bilinearly shrunk) feature map is drawn over the matching crop of the stitched tiles'
+pixels, each row's newline token in a dark column at its end, and the base view (side × side, e.g. 24 × 24 for
+336-px CLIP-L/14) one cell to their right; CLS tokens kept by the "full" strategy go in a dark row below.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
 from transformers.image_utils import ChannelDimension
+from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
 
 from var_core.budget import refuse_below
 from var_core.models.bundle import ModelBundle, PreparedInputs
-from var_core.models.common import pixels_to_image, seen_record
+from var_core.layout import Block, compose, raster
+from var_core.models.common import check_count, seen_record, tile_pictures
 from var_core.models.generic import GenericAdapter
 
 
@@ -77,6 +84,46 @@ def padding_text(processor, size: tuple[int, int]) -> str | None:
             "(the model drops the padded tokens)")
 
 
+def stitched_tiles(tiles: np.ndarray, tile_rows: int, tile_cols: int) -> np.ndarray:
+    """[n, h, w, 3] tiles cut row by row → the [rows·h, cols·w, 3] image they were cut from."""
+    n, h, w, channels = tiles.shape
+    return tiles.reshape(tile_rows, tile_cols, h, w, channels).transpose(0, 2, 1, 3, 4).reshape(
+        tile_rows * h, tile_cols * w, channels)
+
+
+def stitched_coordinates(tile_rows: int, tile_cols: int, side: int) -> torch.Tensor:
+    """[R, C, 2] each cell's own (row, col) in the stitched tiles' feature map."""
+    rows, cols = np.meshgrid(np.arange(tile_rows * side), np.arange(tile_cols * side), indexing="ij")
+    return torch.tensor(np.stack([rows, cols], -1), dtype=torch.float32)
+
+
+def unpadded_window(image_size, tile_rows: int, tile_cols: int, side: int) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) in feature cells of the stitched map that the model keeps (`unpad_image`)."""
+    kept = unpad_image(stitched_coordinates(tile_rows, tile_cols, side).permute(2, 0, 1), image_size)
+    return int(kept[0, 0, 0]), int(kept[1, 0, 0]), int(kept[0, -1, 0]) + 1, int(kept[1, 0, -1]) + 1
+
+
+def packed_shape(model, image_size, tile_rows: int, tile_cols: int, side: int) -> tuple[int, int]:
+    """(rows, cols + 1) of the high-resolution tokens as the model packs them (the last column: newlines), by
+    running its own `pack_image_features` on coordinate features with a NaN newline."""
+    coords = stitched_coordinates(tile_rows, tile_cols, side)
+    tiles = coords.reshape(tile_rows, side, tile_cols, side, 2).permute(0, 2, 1, 3, 4).reshape(-1, side * side, 2)
+    base = torch.zeros(1, side * side, 2)
+    packing = model.model.pack_image_features
+    options = {"image_newline": torch.full((2,), float("nan"))}
+    if "vision_feature_select_strategy" in inspect.signature(packing).parameters:
+        options["vision_feature_select_strategy"] = "default"
+    if "vision_aspect_ratio" in inspect.signature(packing).parameters:
+        options["vision_aspect_ratio"] = model.config.vision_aspect_ratio
+    packed = packing(image_features=[torch.cat([base, tiles])], image_sizes=image_size[None], **options)[0][0]
+    hires = packed[side * side:].numpy()
+    rows = int(np.isnan(hires[:, 0]).sum())
+    places = hires.reshape(rows, -1, 2)
+    if not np.isnan(places[:, -1]).all() or np.isnan(places[:, :-1]).any():
+        raise ValueError("the model's packing does not end each high-resolution row with one newline token")
+    return places.shape[:2]
+
+
 class LlavaNextAdapter(GenericAdapter):
     """The generic path with the image downscaled to the budget's pinpoint; the base view is the grid."""
 
@@ -89,19 +136,39 @@ class LlavaNextAdapter(GenericAdapter):
                budget: int) -> PreparedInputs:
         processor, config = bundle.processor, bundle.model.config
         side = config.vision_config.image_size // config.vision_config.patch_size
-        base = inputs["pixel_values"][0, 0]  # tile 0 = base view
-        input_size = (base.shape[-1], base.shape[-2])
+        pixel_values = inputs["pixel_values"][0]  # [1 + tiles, 3, H, W]: base view, then the tiles row by row
+        pictures = tile_pictures(pixel_values, processor.image_processor)
+        input_size = (pictures.shape[2], pictures.shape[1])
         fitted = tuple(int(v) for v in inputs["image_sizes"][0].flip(0))  # (w, h) of the image the processor took
         seen = seen_record(image, input_size, input_size != image.size, len(positions), budget, preset,
-                           padded=padding_text(processor, fitted), tiles=inputs["pixel_values"].shape[1] - 1)
-        return PreparedInputs(
-            inputs=inputs,
-            visual_positions=positions,
-            grid=(side, side),
-            grid_positions=positions[base_view_slice(config, processor)],
-            image=pixels_to_image(base, processor.image_processor),
-            seen=seen,
-        )
+                           padded=padding_text(processor, fitted), tiles=len(pictures) - 1)
+        layout = self.canvas(bundle, inputs["image_sizes"][0], pictures, len(positions), side)
+        return PreparedInputs.laid_out(inputs, positions, layout, seen)
+
+    def canvas(self, bundle: ModelBundle, image_size: torch.Tensor, pictures: np.ndarray, count: int, side: int):
+        """The canvas: the high-resolution feature map over its pixels with its newline column, the base view beside
+        it, any CLS tokens in a row below (`var_core.layout`)."""
+        config = bundle.model.config
+        base = base_view_slice(config, bundle.processor)
+        base_view = Block(raster(side * side, side, side, base.start), pictures[0], 0, 0, "base view")
+        if len(pictures) == 1:  # no tiles: the base view and the one newline the packing appends
+            blocks = [base_view, Block(np.array([[base.stop]]), None, 0, side)]
+        else:
+            tile_rows, tile_cols = get_anyres_image_grid_shape(image_size, config.image_grid_pinpoints,
+                                                               config.vision_config.image_size)
+            rows, width = packed_shape(bundle.model, image_size, tile_rows, tile_cols, side)
+            tokens = raster(rows * width, rows, width, base.stop)
+            pitch = pictures.shape[1] // side
+            top, left, bottom, right = (v * pitch for v in unpadded_window(image_size, tile_rows, tile_cols, side))
+            crop = stitched_tiles(pictures[1:], tile_rows, tile_cols)[top:bottom, left:right]
+            blocks = [Block(tokens[:, :-1], crop, 0, 0, "high-resolution tiles"),
+                      Block(tokens[:, -1:], None, 0, width - 1),
+                      Block(base_view.tokens, pictures[0], 0, width + 1, "base view")]
+        rows = max(b.top + b.tokens.shape[0] for b in blocks)
+        if base.start:  # CLS tokens kept before the base view ("full" strategy)
+            blocks.append(Block(np.arange(base.start, dtype=np.int32)[None], None, rows + 1, 0))
+        check_count(count, sum(b.tokens.size for b in blocks), "visual tokens laid out")
+        return compose(blocks, cell=pictures.shape[1] // side)
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
