@@ -1,15 +1,19 @@
 """The families added on the generic path, on tiny random models through their real transformers classes: Qwen3-VL
-(dense and MoE), Gemma 3, SmolVLM2 with SmolVLM's own processor, InternVL3.5-hf (Qwen3 dense and MoE LMs), and
-LLaVA-OneVision (refused by the hook today: see its test)."""
+(dense and MoE), Gemma 3, SmolVLM2 with SmolVLM's own processor, InternVL3.5-hf (Qwen3 dense and MoE LMs),
+LLaVA-OneVision (refused by the hook today: see its test), Mistral-3 and Pixtral-12B's LLaVA (PixtralProcessor on
+its PIL image processor, no torchvision)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import Qwen3Config, Qwen3MoeConfig
 
-from tests.tiny_families import tiny_gemma3, tiny_llava_onevision, tiny_qwen3_vl, tiny_smolvlm2
+from tests.tiny_families import (localise_pixtral_tower, tiny_gemma3, tiny_llava_onevision, tiny_mistral3,
+                                  tiny_pixtral_llava, tiny_qwen3_vl, tiny_smolvlm2)
 from tests.tiny_models import (check_p_zero_hook_equals_eager, check_p_zero_hook_exact_through_generate,
                                check_var_changes_logits_after_the_image_only, localise_vision_tower,
                                most_changed_grid_cell, noise_image, replaced_positions, tiny_internvl)
@@ -30,6 +34,7 @@ class Family:
     before: str  # the text token just before the first visual token
     attention: str  # the LM's attention class: the only one the hook may see
     tower: str  # attribute of model.model holding the vision tower
+    localise: Callable = localise_vision_tower  # makes each tower output depend on its own pixels only
 
 
 FAMILIES = {
@@ -46,6 +51,12 @@ FAMILIES = {
     # LLaVA-OneVision: base view 4 × 4, then 1 × 2 tiles (4 × 8 tokens) with a newline per row
     "llava_onevision": Family(tiny_llava_onevision, (32, 64), (4, 4), 16 + 32 + 4, ":", "Qwen2Attention",
                               "vision_tower"),
+    # Mistral-3: 40 × 60 resized to 32 × 48 (longest edge 48), 8-px merged tokens → 4 rows of 6 [IMG] (+ breaks)
+    "mistral3": Family(tiny_mistral3, (40, 60), (4, 6), 24, "[INST]", "MistralAttention", "vision_tower",
+                       localise_pixtral_tower),
+    # Pixtral-12B's LLaVA: 44 × 28 not enlarged, sides rounded up to 8-px patches (48 × 32) → 6 rows of 4
+    "pixtral_llava": Family(tiny_pixtral_llava, (44, 28), (6, 4), 24, "[INST]", "MistralAttention", "vision_tower",
+                            localise_pixtral_tower),
 }
 
 
@@ -76,14 +87,15 @@ def check_positions_and_grid(tiny, family: Family, prepared) -> None:
     assert len(prepared.visual_positions) == family.visual and prepared.grid == family.grid
     assert tokens[prepared.visual_positions[0] - 1] == family.before
     assert torch.equal(prepared.visual_positions, replaced_positions(tiny, prepared.inputs))
-    drawn = prepared.visual_positions if prepared.grid_positions is None else prepared.grid_positions
+    drawn = getattr(prepared, "grid_positions", None)  # single-view layouts (Mistral-3) pass none
+    drawn = prepared.visual_positions if drawn is None else drawn
     assert len(drawn) == family.grid[0] * family.grid[1] and prepared.image.dtype.name == "uint8"
 
 
 def check_cells(family: Family) -> None:
     """With a local vision tower, perturbing grid cell (r, c) of the image moves grid token r · cols + c most."""
     local = family.build()
-    assert localise_vision_tower(getattr(local.model.model, family.tower)) > 0
+    assert family.localise(getattr(local.model.model, family.tower)) > 0
     rows, cols = family.grid
     image = noise_image(*family.size)
     for row, col in [(0, cols - 1), (rows - 1, 0), (rows // 2, cols // 2)]:
@@ -139,3 +151,77 @@ def test_a_prompt_that_could_outgrow_a_sliding_window_is_refused():
     tiny = tiny_gemma3(sliding_window=64)
     with pytest.raises(ValueError, match="sliding window of 64 tokens"):
         tiny.adapter.prepare(tiny, noise_image(32, 32), PROMPT)
+
+
+# ---------------------------------------------------------------- Mistral-3 / Pixtral
+def test_pixtral_rows_are_closed_by_break_tokens_and_the_image_is_the_resized_one():
+    """[IMG] × cols then [IMG_BREAK] per row, [IMG_END] after the last; the drawn image is the 32 × 48 resize."""
+    tiny, image = tiny_mistral3(), noise_image(40, 60)
+    prepared = tiny.adapter.prepare(tiny, image, PROMPT)
+    tokens = tiny.processor.tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0])
+    first = int(prepared.visual_positions[0])
+    assert tokens[first:first + 4 * 7] == (["[IMG]"] * 6 + ["[IMG_BREAK]"]) * 3 + ["[IMG]"] * 6 + ["[IMG_END]"]
+    assert prepared.image.shape == (32, 48, 3) and prepared.seen["input_size"] == [48, 32] and prepared.seen["resized"]
+    resized = np.array(image.resize((48, 32), Image.BICUBIC)).astype(int)
+    assert np.abs(prepared.image.astype(int) - resized).max() <= 2  # what the model saw, up to float rounding
+
+
+def test_mistral3_budget_caps_the_longest_edge():
+    """Budget 6: the longest edge drops from 48 to 24 px (16 × 24: 2 × 3 tokens), keeping the aspect ratio."""
+    tiny = tiny_mistral3()
+    tiny.extra["visual_token_budget"] = 6
+    prepared = tiny.adapter.prepare(tiny, noise_image(40, 60), PROMPT)
+    assert prepared.grid == (2, 3) and len(prepared.visual_positions) == 6
+    assert prepared.seen["input_size"] == [24, 16] and prepared.seen["visual_token_budget"] == 6
+    tiny.extra["visual_token_budget"] = 1280  # the processor's own cap (48 px) is never exceeded
+    assert tiny.adapter.prepare(tiny, noise_image(120, 120), PROMPT).grid == (6, 6)
+
+
+def test_mistral3_refuses_a_budget_below_one_row_and_an_image_too_thin():
+    tiny = tiny_mistral3()
+    tiny.extra["visual_token_budget"] = 3  # 2 × 60 px: one row, at least 4 columns before the row vanishes
+    with pytest.raises(ValueError, match="below the 4 visual tokens"):
+        tiny.adapter.prepare(tiny, noise_image(2, 60), PROMPT)
+    tiny.extra["visual_token_budget"] = 4
+    assert tiny.adapter.prepare(tiny, noise_image(2, 60), PROMPT).grid == (1, 4)
+    with pytest.raises(ValueError, match="too thin"):
+        tiny.adapter.prepare(tiny, noise_image(1, 60), PROMPT)
+
+
+def test_mistral_sliding_window_goes_through_the_hook_and_is_checked():
+    """MistralAttention passes `sliding_window` to its attention function: the hook takes it (the window is in the
+    mask) when the prompt and the longest answer fit, and a window they could outgrow is refused."""
+    wide = tiny_mistral3(sliding_window=600)
+    check_p_zero_hook_equals_eager(wide, wide.adapter.prepare(wide, noise_image(40, 60), PROMPT), "MistralAttention")
+    narrow = tiny_mistral3(sliding_window=64)
+    with pytest.raises(ValueError, match="sliding window of 64 tokens"):
+        narrow.adapter.prepare(narrow, noise_image(40, 60), PROMPT)
+
+
+@pytest.mark.parametrize("build, family", [(tiny_mistral3, "mistral3"), (tiny_pixtral_llava, "pixtral")])
+def test_the_loader_reads_saved_mistral3_and_pixtral_files_without_torchvision(build, family, tmp_path, monkeypatch):
+    """Saved with save_pretrained and loaded back through the catalogue's loader: AutoProcessor cannot build
+    PixtralProcessor without torchvision, the loader falls back to it on the PIL image processor; LLaVA with a
+    Pixtral tower is the "pixtral" family, not LLaVA-1.5's square grid."""
+    from var_core.models.catalog import family_of, load_model
+
+    monkeypatch.setenv("VAR_CACHE_DIR", str(tmp_path / "cache"))
+    original = build()
+    original.model.save_pretrained(tmp_path / "model")
+    original.processor.save_pretrained(tmp_path / "model")
+    loaded = load_model(str(tmp_path / "model"), allow_any=True)
+    assert family_of(loaded.model.config) == family and loaded.adapter.family == family
+    assert type(loaded.processor).__name__ == "PixtralProcessor"
+    assert type(loaded.processor.image_processor).__name__ == "PixtralImageProcessorPil"
+    image = noise_image(40, 60)
+    mine, theirs = loaded.adapter.prepare(loaded, image, PROMPT), original.adapter.prepare(original, image, PROMPT)
+    assert torch.equal(mine.inputs["input_ids"], theirs.inputs["input_ids"]) and mine.grid == theirs.grid
+    assert torch.equal(mine.visual_positions, theirs.visual_positions)
+
+
+def test_mistral3_catalogue_entries():
+    from var_core.models.catalog import CATALOG, adapter_for
+
+    for model_id, family in [("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "mistral3"),
+                             ("mistral-community/pixtral-12b", "pixtral")]:
+        assert CATALOG[model_id].family == family and adapter_for(family).family == family

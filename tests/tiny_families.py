@@ -1,7 +1,7 @@
 """Tiny random models of the families added on the generic path (Qwen3-VL dense and MoE, Gemma 3, LLaVA-OneVision,
-SmolVLM2; InternVL3.5 is tests/tiny_models.py's InternVL with a Qwen3 LM) and of PaliGemma, served by the generic
-path alone; built like tests/tiny_models.py's: config classes, local word-level tokenizers, the family's own
-processor classes, no download."""
+SmolVLM2, Mistral-3 and Pixtral-12B's LLaVA; InternVL3.5 is tests/tiny_models.py's InternVL with a Qwen3 LM) and of
+PaliGemma, served by the generic path alone; built like tests/tiny_models.py's: config classes, local word-level
+tokenizers, the family's own processor classes, no download."""
 
 from __future__ import annotations
 
@@ -156,3 +156,93 @@ def tiny_paligemma(seed: int = 0):
         image_token_index=ids("<image>"), projection_dim=64, hidden_size=64, vocab_size=len(tokenizer))
     torch.manual_seed(seed)
     return bundle(PaliGemmaForConditionalGeneration(config), processor, "tiny-paligemma", GenericAdapter())
+
+
+# ---------------------------------------------------------------- Mistral-3 and Pixtral (LLaVA)
+MISTRAL_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"]
+MISTRAL_TEMPLATE = (  # Mistral's layout: [INST], the image, the question, [/INST]
+    "<s>{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}[IMG] {% else %}{{ part['text'] }} "
+    "{% endif %}{% endfor %}[/INST]{% else %}{{ message['content'][0]['text'] }} </s>{% endif %}{% endfor %}"
+)
+MISTRAL_PATCH, MISTRAL_MERGE, MISTRAL_EDGE = 4, 2, 48  # 8-px merged tokens, longest edge 48 px: at most 6 × 6
+
+
+def mistral_tokenizer():
+    return word_tokenizer(MISTRAL_SPECIALS, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def tiny_pixtral_processor(patch: int, merge: int, edge: int):
+    """`PixtralProcessor` on the PIL image processor (`var_core.models.mistral3.pixtral_processor`: no torchvision)."""
+    from transformers import PixtralImageProcessorPil
+
+    from var_core.models.mistral3 import pixtral_processor as processor_class
+
+    image_processor = PixtralImageProcessorPil(size={"longest_edge": edge},
+                                               patch_size={"height": patch, "width": patch})
+    return processor_class()(image_processor=image_processor, tokenizer=mistral_tokenizer(), patch_size=patch,
+                             spatial_merge_size=merge, chat_template=MISTRAL_TEMPLATE)
+
+
+def pixtral_vision(patch: int, edge: int):
+    from transformers import PixtralVisionConfig
+
+    return PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                               head_dim=16, patch_size=patch, image_size=edge)
+
+
+def mistral_text(tokenizer, sliding_window: int | None):
+    from transformers import MistralConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    return MistralConfig(**text_kwargs(len(tokenizer), head_dim=16, sliding_window=sliding_window,
+                                       pad_token_id=ids("<pad>"), bos_token_id=ids("<s>"), eos_token_id=ids("</s>")))
+
+
+def tiny_mistral3(seed: int = 0, sliding_window: int | None = None, edge: int = MISTRAL_EDGE):
+    """Mistral-3 (Mistral-Small-3.1's layout): a Pixtral tower (2-D rope over 4-px patches), the patch merger folding
+    2 × 2 patches into one token, a Mistral LM; the image resized within `edge` px keeping its aspect ratio, one row
+    of [IMG] per 8 px closed by [IMG_BREAK], the last by [IMG_END]. No sliding window, as on the hub."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    from var_core.models.mistral3 import Mistral3Adapter
+
+    processor = tiny_pixtral_processor(MISTRAL_PATCH, MISTRAL_MERGE, edge)
+    config = Mistral3Config(vision_config=pixtral_vision(MISTRAL_PATCH, edge),
+                            text_config=mistral_text(processor.tokenizer, sliding_window),
+                            image_token_index=processor.image_token_id, spatial_merge_size=MISTRAL_MERGE,
+                            tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    return bundle(Mistral3ForConditionalGeneration(config), processor, "tiny-mistral3", Mistral3Adapter())
+
+
+PIXTRAL_PATCH, PIXTRAL_EDGE = 8, 48  # one 8-px patch per token (no merger), longest edge 48 px
+
+
+def tiny_pixtral_llava(seed: int = 0):
+    """Pixtral-12B (`LlavaForConditionalGeneration` with a Pixtral tower, mistral-community/pixtral-12b's layout):
+    every patch a token (no merger), the "full" feature strategy (Pixtral has no CLS token), a Mistral LM."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    from var_core.models.mistral3 import PixtralLlavaAdapter
+
+    processor = tiny_pixtral_processor(PIXTRAL_PATCH, 1, PIXTRAL_EDGE)
+    config = LlavaConfig(vision_config=pixtral_vision(PIXTRAL_PATCH, PIXTRAL_EDGE),
+                         text_config=mistral_text(processor.tokenizer, None),
+                         image_token_index=processor.image_token_id, vision_feature_select_strategy="full",
+                         vision_feature_layer=-1, projector_hidden_act="gelu", tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    return bundle(LlavaForConditionalGeneration(config), processor, "tiny-pixtral-llava", PixtralLlavaAdapter())
+
+
+def localise_pixtral_tower(vision: torch.nn.Module) -> int:
+    """`localise_vision_tower` for the Pixtral tower, whose blocks sit under `transformer.layers` (no "encoder" in
+    their names): zero each block's attention output and MLP output projections, so every patch depends on its own
+    pixels only. Returns how many projections were zeroed."""
+    count = 0
+    for name, module in vision.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.startswith("transformer.layers.") and \
+                name.rsplit(".", 1)[-1] in ("o_proj", "down_proj"):
+            torch.nn.init.zeros_(module.weight)
+            count += 1
+    return count

@@ -87,19 +87,35 @@ CATALOG: dict[str, CatalogEntry] = {e.model_id: e for e in [
     # LLaVA-OneVision: SigLIP + Qwen2, anyres tiles like LLaVA-NeXT
     CatalogEntry("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "llava_onevision", "qwen2-0.5b", "Qwen2-0.5B"),
     CatalogEntry("llava-hf/llava-onevision-qwen2-7b-ov-hf", "llava_onevision", "qwen2-7b", "Qwen2-7B"),
+    # Mistral-3 (Pixtral tower + 2 × 2 patch merger): 24B, ≈ 48 GB of bfloat16 weights, one 80 GB GPU (or two 48 GB)
+    CatalogEntry("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "mistral3", "mistral-small-3.1-24b",
+                 "Mistral-Small-3.1-24B"),
+    # Pixtral-12B in LLaVA form (a Pixtral tower, one token per 16-px patch): ≈ 25 GB of weights, a 40 GB+ GPU
+    CatalogEntry("mistral-community/pixtral-12b", "pixtral", "mistral-nemo-12b", "Mistral-NeMo-12B"),
 ]}
 
 # config.model_type → adapter family; other image-text-to-text models take the generic path (var_core.models.generic)
 FAMILY_OF_MODEL_TYPE = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl",
                         "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl_moe",
                         "internvl": "internvl", "idefics3": "idefics3", "smolvlm": "idefics3", "gemma3": "gemma3",
-                        "llava_onevision": "llava_onevision"}
-# processor class used when AutoProcessor needs torchvision for video
+                        "llava_onevision": "llava_onevision", "mistral3": "mistral3"}
+# processor class used when AutoProcessor needs torchvision (for video, or Pixtral's import); keyed by model type,
+# "pixtral" by family (its model type is "llava")
 PROCESSOR_CLASS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
                    "qwen3_vl": "Qwen3VLProcessor", "qwen3_vl_moe": "Qwen3VLProcessor",
                    "internvl": "InternVLProcessor", "smolvlm": "SmolVLMProcessor",
-                   "llava_onevision": "LlavaOnevisionProcessor"}
-FAMILIES = sorted({*FAMILY_OF_MODEL_TYPE.values(), "generic"})
+                   "llava_onevision": "LlavaOnevisionProcessor", "mistral3": "PixtralProcessor",
+                   "pixtral": "PixtralProcessor"}
+FAMILIES = sorted({*FAMILY_OF_MODEL_TYPE.values(), "pixtral", "generic"})
+
+
+def family_of(config) -> str | None:
+    """The adapter family of a model config: by `model_type`, except LLaVA with a Pixtral vision tower
+    (mistral-community/pixtral-12b), which is "pixtral"; None when no family adapter knows it."""
+    vision = getattr(config, "vision_config", None)
+    if config.model_type == "llava" and getattr(vision, "model_type", None) == "pixtral":
+        return "pixtral"
+    return FAMILY_OF_MODEL_TYPE.get(config.model_type)
 
 
 def adapter_for(family: str):
@@ -125,6 +141,12 @@ def adapter_for(family: str):
     if family == "llava_onevision":
         from var_core.models.llava_next import LlavaOnevisionAdapter
         return LlavaOnevisionAdapter()
+    if family == "mistral3":
+        from var_core.models.mistral3 import Mistral3Adapter
+        return Mistral3Adapter()
+    if family == "pixtral":
+        from var_core.models.mistral3 import PixtralLlavaAdapter
+        return PixtralLlavaAdapter()
     if family == "generic":
         from var_core.models.generic import GenericAdapter
         return GenericAdapter()
@@ -237,11 +259,15 @@ def load_processor(source: str, model_type: str):
     try:
         return AutoProcessor.from_pretrained(source, trust_remote_code=False)
     except (ImportError, ValueError, TypeError, AttributeError, OSError) as exc:
-        if model_type not in PROCESSOR_CLASS or not any("torchvision" in str(e) or "video" in str(e).lower()
+        if model_type not in PROCESSOR_CLASS or not any("torchvision" in str(e).lower() or "video" in str(e).lower()
                                                         for e in _chain(exc)):
             raise
         import transformers
 
+        if PROCESSOR_CLASS[model_type] == "PixtralProcessor":  # no video processor: only its module needs torchvision
+            from var_core.models.mistral3 import pixtral_processor
+
+            return pixtral_processor().from_pretrained(source)
         return image_only(getattr(transformers, PROCESSOR_CLASS[model_type])).from_pretrained(source)
 
 
@@ -265,8 +291,8 @@ def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims
     the model is none of them, and for a preset the model cannot run.
     """
     model_type = model.config.model_type
-    problem = None if family or model_type in FAMILY_OF_MODEL_TYPE else generic_problem(model)
-    family = family or FAMILY_OF_MODEL_TYPE.get(model_type) or (None if problem else "generic")
+    problem = None if family or family_of(model.config) else generic_problem(model)
+    family = family or family_of(model.config) or (None if problem else "generic")
     if family not in FAMILIES:
         why = f" (and not the generic path: {problem})" if problem else ""
         raise ValueError(f"{type(model).__name__} ({model_type!r}) is not a supported architecture{why}: supported "
@@ -300,7 +326,7 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> M
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
-    family = FAMILY_OF_MODEL_TYPE.get(config.model_type) or ("generic" if image_token_id(config) is not None else None)
+    family = family_of(config) or ("generic" if image_token_id(config) is not None else None)
     if family is None:
         raise ModelLoadError(f"{model_id} is a {config.model_type!r} model without an image token; supported "
                              f"architectures: {sorted(FAMILY_OF_MODEL_TYPE)}, or any image-text-to-text model with "
@@ -314,7 +340,8 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> M
     if device_map is None:
         model = model.to(device)
     try:
-        return wrap(model, load_processor(model_id, config.model_type), family, name=model_id, preset=preset)
+        processor = load_processor(model_id, "pixtral" if family == "pixtral" else config.model_type)
+        return wrap(model, processor, family, name=model_id, preset=preset)
     except ValueError as error:  # a catalog entry that does not match the model
         raise ModelLoadError(str(error)) from error
 
