@@ -61,7 +61,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     _, held, _ = analysis
     result = ui_state.store.get(held)
     outputs = ui_analyze.render_all(held, 5, ui_analyze.MEAN_HEADS, "answer", "VAR", False)
-    assert len(outputs) == 25
+    assert len(outputs) == 26
     baseline_diff, var_diff, changes, _, status, seen, model_input, layer, heads = outputs[:9]
     assert "VAR did not change the answer" in changes or "VAR changed the answer" in changes
     assert model_input["visible"] and model_input["value"].shape == result.var.image.shape
@@ -76,9 +76,10 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     # heatmap, φ overlay, grid, before/after, the patch's layer × head tile
     assert sum(isinstance(view, Image.Image) for view in outputs) == 5
     assert sum(isinstance(view, Figure) for view in outputs) == 7  # changes, sink strip, φ by layer, ranking, 3 evidence
-    patch, reverse_tokens = outputs[-3]["value"], outputs[-2]
+    patch, reverse_tokens, picture = outputs[-4]["value"], outputs[-3], outputs[-1]
     assert result.var.visual_sinks[:, patch].any()  # the reverse view opens on the strongest visual sink
     assert sum(score is not None for _, score in reverse_tokens) == len(result.var.query_positions)
+    assert not picture["visible"] and picture["choices"] == ["whole image (tiles in place)"]  # one view: no picker
 
 
 def test_a_click_on_the_heatmap_fills_the_reverse_view_for_that_patch(analysis, monkeypatch):
@@ -87,14 +88,15 @@ def test_a_click_on_the_heatmap_fills_the_reverse_view_for_that_patch(analysis, 
     monkeypatch.setattr(ui_explanations, "explain", lambda *a, **k: pytest.fail("the model must not run again"))
     top = title_height()  # the heatmap's title band; the 128 px image is drawn 336 px wide below it
     rows, cols = result.var.grid
-    patch, tokens, tile = ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", SimpleNamespace(index=[2, top + 2]))
+    patch, tokens, tile = ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", None,
+                                                SimpleNamespace(index=[2, top + 2]))
     assert patch == 0 and isinstance(tile, Image.Image)
     scores = [score for _, score in tokens if score is not None]
     assert max(scores) == 1.0 and len(scores) == len(result.var.query_positions)
     bottom_right = SimpleNamespace(index=[333, top + 333])
-    assert ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", bottom_right)[0] == rows * cols - 1
+    assert ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", None, bottom_right)[0] == rows * cols - 1
     on_the_title = SimpleNamespace(index=[5, 3])
-    assert ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", on_the_title) == [gr.skip()] * 3
+    assert ui_analyze.pick_patch(held, 5, ui_analyze.MEAN_HEADS, "VAR", None, on_the_title) == [gr.skip()] * 3
     other = ui_analyze.render_reverse(held, 9, 5, ui_analyze.MEAN_HEADS, "VAR")[0]
     assert [score for _, score in other] != [score for _, score in tokens]
     with pytest.raises(gr.Error, match="patch"):

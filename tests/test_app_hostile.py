@@ -103,7 +103,7 @@ def test_internal_events_see_only_the_calling_sessions_results(server):
     url, _ = server
     Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), PROMPT, max_new_tokens=2, api_name="/analyze")
     downloads = event_index(url, "prepare-downloads")
-    answer = queue_call(url, downloads, [None, 5, -1, "answer", "VAR", False, None], "stranger")
+    answer = queue_call(url, downloads, [None, 5, -1, "answer", "VAR", False, None, None], "stranger")
     assert not answer["success"] and "Run an analysis first" in answer["output"]["error"]
 
 

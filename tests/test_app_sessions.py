@@ -133,7 +133,7 @@ def test_an_evicted_sessions_views_say_so_and_the_others_still_render(small_stor
         with pytest.raises(gr.Error) as error:
             view()
         assert error.value.message == message
-    assert len(ui_analyze.render_all(newest, *selection)) == 25
+    assert len(ui_analyze.render_all(newest, *selection)) == 26
     assert len(ui_analyze.render_selection(middle, *selection)) == len(ui_analyze.SELECTION_VIEWS)
 
 

@@ -29,28 +29,38 @@ class Family:
 
     build: Callable
     size: tuple[int, int]  # (height, width) of the noise image
-    grid: tuple[int, int]
+    grid: tuple[int, int]  # the canvas of token cells: every visual token drawn (tiled models: tiles, then views)
     visual: int  # every visual token (grid + tiles + newlines)
     before: str  # the text token just before the first visual token
     attention: str  # the LM's attention class: the only one the hook may see
     tower: str  # attribute of model.model holding the vision tower
     localise: Callable = localise_vision_tower  # makes each tower output depend on its own pixels only
+    views: tuple = ((None, None),)  # (view, (rows, cols)) each covering the whole image; None: the whole canvas
 
+    def view_shapes(self) -> list[tuple[str | None, tuple[int, int]]]:
+        return [(view, shape or self.grid) for view, shape in self.views]
+
+
+TILED = (("all tiles", (8, 8)), ("tile 2,1", (4, 4)))  # 2 × 2 tiles of 4 × 4 tokens
 
 FAMILIES = {
     "qwen3_vl": Family(tiny_qwen3_vl, (32, 48), (4, 6), 24, "<|vision_start|>", "Qwen3VLTextAttention", "visual"),
     "qwen3_vl_moe": Family(lambda: tiny_qwen3_vl(moe=True), (32, 48), (4, 6), 24, "<|vision_start|>",
                            "Qwen3VLMoeTextAttention", "visual"),
     "gemma3": Family(tiny_gemma3, (40, 24), (4, 4), 16, "<start_of_image>", "Gemma3Attention", "vision_tower"),
-    "smolvlm2": Family(tiny_smolvlm2, (64, 64), (4, 4), 5 * 16, "<row_1_col_1>", "LlamaAttention", "vision_model"),
-    "internvl3_5": Family(lambda: tiny_internvl(text_config_class=Qwen3Config, head_dim=16), (64, 64), (4, 4),
-                          5 * 16, "<img>", "Qwen3Attention", "vision_tower"),
+    # tiled: 2 × 2 tiles of 4 × 4 tokens in place, a gap column, the 4 × 4 global image / thumbnail
+    "smolvlm2": Family(tiny_smolvlm2, (64, 64), (8, 13), 5 * 16, "<row_1_col_1>", "LlamaAttention", "vision_model",
+                       views=(("global image", (4, 4)), *TILED)),
+    "internvl3_5": Family(lambda: tiny_internvl(text_config_class=Qwen3Config, head_dim=16), (64, 64), (8, 13),
+                          5 * 16, "<img>", "Qwen3Attention", "vision_tower", views=(("thumbnail", (4, 4)), *TILED)),
     "internvl3_5_moe": Family(lambda: tiny_internvl(text_config_class=Qwen3MoeConfig, head_dim=16, num_experts=4,
                                                     num_experts_per_tok=2, moe_intermediate_size=32),
-                              (64, 64), (4, 4), 5 * 16, "<img>", "Qwen3MoeAttention", "vision_tower"),
-    # LLaVA-OneVision: base view 4 × 4, then 1 × 2 tiles (4 × 8 tokens) with a newline per row
-    "llava_onevision": Family(tiny_llava_onevision, (32, 64), (4, 4), 16 + 32 + 4, ":", "Qwen2Attention",
-                              "vision_tower"),
+                              (64, 64), (8, 13), 5 * 16, "<img>", "Qwen3MoeAttention", "vision_tower",
+                              views=(("thumbnail", (4, 4)), *TILED)),
+    # LLaVA-OneVision: base view 4 × 4 first, then 1 × 2 tiles (4 × 8 tokens) with a newline per row; drawn: the
+    # tiles, their newline column, a gap, the base view
+    "llava_onevision": Family(tiny_llava_onevision, (32, 64), (4, 14), 16 + 32 + 4, ":", "Qwen2Attention",
+                              "vision_tower", views=(("base view", (4, 4)), ("high-resolution tiles", (4, 8)))),
     # Mistral-3: 40 × 60 resized to 32 × 48 (longest edge 48), 8-px merged tokens → 4 rows of 6 [IMG] (+ breaks)
     "mistral3": Family(tiny_mistral3, (40, 60), (4, 6), 24, "[INST]", "MistralAttention", "vision_tower",
                        localise_pixtral_tower),
@@ -87,19 +97,26 @@ def check_positions_and_grid(tiny, family: Family, prepared) -> None:
     assert len(prepared.visual_positions) == family.visual and prepared.grid == family.grid
     assert tokens[prepared.visual_positions[0] - 1] == family.before
     assert torch.equal(prepared.visual_positions, replaced_positions(tiny, prepared.inputs))
-    drawn = getattr(prepared, "grid_positions", None)  # single-view layouts (Mistral-3) pass none
-    drawn = prepared.visual_positions if drawn is None else drawn
-    assert len(drawn) == family.grid[0] * family.grid[1] and prepared.image.dtype.name == "uint8"
+    drawn = prepared.cells[prepared.cells >= 0]  # every visual token, once
+    assert sorted(drawn.tolist()) == list(range(family.visual)) and prepared.image.dtype.name == "uint8"
+    views = {view["name"]: view["box"] for view in prepared.views}
+    for view, (rows, cols) in family.view_shapes():
+        if view is not None:
+            top, left, bottom, right = views[view]
+            assert (bottom - top, right - left) == (rows, cols), view
 
 
 def check_cells(family: Family) -> None:
-    """With a local vision tower, perturbing grid cell (r, c) of the image moves grid token r · cols + c most."""
+    """With a local vision tower, perturbing cell (r, c) of the image, divided like a view, moves the token drawn at
+    that view's cell r · cols + c most: in every view, the tokens lie where they are drawn."""
     local = family.build()
     assert family.localise(getattr(local.model.model, family.tower)) > 0
-    rows, cols = family.grid
     image = noise_image(*family.size)
-    for row, col in [(0, cols - 1), (rows - 1, 0), (rows // 2, cols // 2)]:
-        assert most_changed_grid_cell(local, image, PROMPT, row, col) == row * cols + col
+    for view, (rows, cols) in family.view_shapes():
+        if view and view.startswith("tile "):  # one tile covers a quarter: perturb inside it, at its own cells
+            continue
+        for row, col in [(0, cols - 1), (rows - 1, 0), (rows // 2, cols // 2)]:
+            assert most_changed_grid_cell(local, image, PROMPT, row, col, view) == row * cols + col, (view, row, col)
 
 
 def test_visual_positions_are_the_processors_expansion_and_the_grid_is_whole(tiny, family, prepared):
@@ -124,9 +141,8 @@ def test_var_changes_logits_after_the_image_only(tiny, prepared):
 
 def test_generate_traces_the_grid(tiny, family, image):
     trace = generate(tiny, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=3)
-    cells = family.grid[0] * family.grid[1]
-    assert trace.grid == family.grid and len(trace.image_token_positions) == family.visual
-    assert trace.attn_to_visual.shape == (tiny.num_layers, tiny.num_heads, len(trace.query_positions), cells)
+    assert trace.grid == family.grid and len(trace.visual_positions) == family.visual
+    assert trace.attn_to_visual.shape == (tiny.num_layers, tiny.num_heads, len(trace.query_positions), family.visual)
     assert trace.phi.shape == (tiny.num_layers, trace.n_prompt) and len(trace.tokens) == trace.n_prompt + 3
 
 
@@ -134,16 +150,18 @@ def test_gemma3_draws_the_whole_image_squashed_to_its_square_input():
     tiny = tiny_gemma3()
     prepared = tiny.adapter.prepare(tiny, noise_image(40, 24), PROMPT)
     assert prepared.image.shape == (32, 32, 3) and prepared.seen["original_size"] == [24, 40]
-    assert prepared.seen["resized"] and torch.equal(prepared.grid_positions, prepared.visual_positions)
+    assert prepared.seen["resized"] and prepared.cells.ravel().tolist() == list(range(16))
 
 
 def test_llava_onevision_draws_its_base_view_first():
     """OneVision forwards `logits_to_keep` down to every attention call (harmless there: the LM head uses it), so
-    the hook lets it through; the grid is the 4 × 4 base view before the tiles."""
+    the hook lets it through; the 4 × 4 base view's tokens come before the tiles'."""
     onevision = FAMILIES["llava_onevision"]
     tiny = onevision.build()
     prepared = tiny.adapter.prepare(tiny, noise_image(*onevision.size), PROMPT)
-    assert torch.equal(prepared.grid_positions, prepared.visual_positions[:16])  # base view first, no CLS
+    top, left, bottom, right = {view["name"]: view["box"] for view in prepared.views}["base view"]
+    assert prepared.cells[top:bottom, left:right].ravel().tolist() == list(range(16))  # base view first, no CLS
+    assert prepared.cells[:, 8].tolist() == [24, 33, 42, 51]  # each tile row closed by its newline token
 
 
 def test_a_prompt_that_could_outgrow_a_sliding_window_is_refused():

@@ -41,7 +41,7 @@ def test_view_contains_the_blended_panel_and_a_title():
 
 
 def test_a_click_on_the_heatmap_selects_the_cell_drawn_there():
-    image = np.full((60, 100, 3), 128, np.uint8)
+    image, cells = np.full((60, 100, 3), 128, np.uint8), np.arange(15).reshape(3, 5)
     for cell in (0, 7, 14):
         values = np.zeros((3, 5))
         values.flat[cell] = 1.0
@@ -49,9 +49,9 @@ def test_a_click_on_the_heatmap_selects_the_cell_drawn_there():
         yellow = view[:, :560, 0] + view[:, :560, 1] - 2 * view[:, :560, 2]  # left of the colour bar: viridis'
         ys, xs = np.nonzero(yellow == yellow.max())  # top colour over grey (white scores 0)
         point = (int(np.median(xs)), int(np.median(ys)))
-        assert heatmap_cell(image.shape, (3, 5), point) == cell
-    assert heatmap_cell(image.shape, (3, 5), (10, 5)) is None  # the title band
-    assert heatmap_cell(image.shape, (3, 5), (560, 200)) is None  # right of the image: the colour bar
+        assert heatmap_cell(image.shape, cells, point) == cell
+    assert heatmap_cell(image.shape, cells, (10, 5)) is None  # the title band
+    assert heatmap_cell(image.shape, cells, (560, 200)) is None  # right of the image: the colour bar
 
 
 def test_the_selected_patch_is_framed_in_black_and_white_on_exactly_the_cell_a_click_selects():
@@ -64,8 +64,8 @@ def test_the_selected_patch_is_framed_in_black_and_white_on_exactly_the_cell_a_c
         assert marked.shape == plain.shape and tuple(marked[top, left]) == SELECTION[0]
         assert tuple(marked[(top + ys.max()) // 2, left + 2]) == SELECTION[1]
         assert {tuple(colour) for colour in marked[ys, xs]} == set(SELECTION)
-        assert {heatmap_cell(trace.image.shape, trace.grid, (x, y)) for y, x in zip(ys, xs)} == {patch}
-        assert heatmap_cell(trace.image.shape, trace.grid, (left - 1, top - 1)) != patch
-        assert heatmap_cell(trace.image.shape, trace.grid, (xs.max() + 1, ys.max() + 1)) != patch
+        assert {heatmap_cell(trace.image.shape, trace.cell_map, (x, y)) for y, x in zip(ys, xs)} == {patch}
+        assert heatmap_cell(trace.image.shape, trace.cell_map, (left - 1, top - 1)) != patch
+        assert heatmap_cell(trace.image.shape, trace.cell_map, (xs.max() + 1, ys.max() + 1)) != patch
     with pytest.raises(ValueError, match="0 … 14"):
         attention_heatmap(trace, 2, patch=15)

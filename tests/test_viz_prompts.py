@@ -12,7 +12,7 @@ from viz.prompts import SINK_COLOURS, mpl_text, overlap_by_layer, prompt_compari
 
 def test_each_sink_cell_is_filled_with_its_class():
     a, b = planted_pair()  # layer 2: A {8}, B {0, 8}; layer 3: A {8}, B {0}
-    out = np.asarray(sink_classes(a.visual_sinks[3], b.visual_sinks[3], a.grid, a.image, 300)).astype(int)
+    out = np.asarray(sink_classes(a.visual_sinks[3], b.visual_sinks[3], a.cell_map, a.image, 300)).astype(int)
     assert out.shape == (300, 500, 3)
 
     def nearest(row, col):  # the class colour closest to the centre of cell (row, col), None for plain grey
@@ -22,7 +22,7 @@ def test_each_sink_cell_is_filled_with_its_class():
         return min(SINK_COLOURS, key=lambda name: np.abs(pixel - np.array(SINK_COLOURS[name])).sum())
 
     assert nearest(1, 3) == "only A" and nearest(0, 0) == "only B" and nearest(2, 2) is None
-    both = np.asarray(sink_classes(a.visual_sinks[2], b.visual_sinks[2], a.grid, a.image, 300)).astype(int)
+    both = np.asarray(sink_classes(a.visual_sinks[2], b.visual_sinks[2], a.cell_map, a.image, 300)).astype(int)
     assert np.abs(both[150, 350] - np.array(SINK_COLOURS["both"])).sum() < 100
 
 

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic_trace import synthetic_trace
-from viz.queries import (answer_rows, attention_map, head_maps, prompt_rows, query_label, query_rows, selected_heads,
-                         to_grid)
+from viz.queries import answer_rows, attention_map, head_maps, prompt_rows, query_label, query_rows, selected_heads
 
 
 def test_answer_rows_start_at_the_last_prompt_token():
@@ -28,14 +27,6 @@ def test_bad_queries_are_refused_with_the_valid_range():
         query_rows(trace, "mean")
     with pytest.raises(ValueError, match="layers 0 … 3"):
         attention_map(trace, 4)
-
-
-def test_non_square_grid_maps_raster_order():
-    values = np.arange(15)
-    grid = to_grid(values, (3, 5))
-    assert grid[1, 3] == 1 * 5 + 3 and grid.shape == (3, 5)
-    with pytest.raises(ValueError, match="3×4"):
-        to_grid(values, (3, 4))
 
 
 def test_planted_sink_is_the_peak_of_the_map():

@@ -26,6 +26,7 @@ from viz.evidence import (massive_activations, phi_attention_scatter, phi_by_lay
 from viz.figures import figure_image
 from viz.grid import head_grid
 from viz.heatmap import attention_heatmap, heatmap_cell
+from viz.queries import view_of
 from viz.ranking import head_ranking, selection_summary, top_heads_table
 from viz.report import analysis_report
 from viz.reverse import patch_layer_head, tokens_attending
@@ -145,17 +146,30 @@ def _trace(result: Analysis, source: str):
     return result.baseline if source == "baseline" else result.var
 
 
-def selection_views(result: Analysis, layer, head, query, source, log_scale, patch=None):
-    """Views that follow the one layer / head / query selection, each marking it: heatmap (the reverse view's
-    `patch` framed), grid (the layer's row, the head's tile), before/after, token strip (the query token), the
-    φ-vs-attention scatter (the baseline's, as in the paper), the φ overlay and the sink count strip."""
+def selection_views(result: Analysis, layer, head, query, source, log_scale, patch=None, view=None):
+    """Views that follow the one layer / head / query / picture selection, each marking it: heatmap (the reverse
+    view's `patch` framed), grid (the layer's row, the head's tile), before/after, token strip (the query token),
+    the φ-vs-attention scatter (the baseline's, as in the paper), the φ overlay and the sink count strip. `view`:
+    the part of a tiled model's picture drawn (None: the whole, every visual token)."""
     trace, layer, head = _trace(result, source), int(layer), _head(head)
-    return (attention_heatmap(trace, layer, head, query, log=log_scale, patch=patch),
-            head_grid(trace, query, log=log_scale, layer=layer, head=head),
-            before_after(result.var, layer, head, query, log=log_scale),
+    view = view if view in view_names(trace) else None
+    return (attention_heatmap(trace, layer, head, query, log=log_scale, patch=patch, view=view),
+            head_grid(trace, query, log=log_scale, layer=layer, head=head, view=view),
+            before_after(result.var, layer, head, query, log=log_scale, view=view),
             token_strip(trace, layer, head, relative=True, query=query),
-            phi_attention_scatter(result.baseline, layer), phi_overlay(result.var, layer),
+            phi_attention_scatter(result.baseline, layer), phi_overlay(result.var, layer, view=view),
             sink_count_strip(result.var, layer))
+
+
+def view_names(trace) -> list[str]:
+    """The parts of the picture a user can pick: the whole first, then each view the processor cut."""
+    return [view["name"] for view in trace.view_list]
+
+
+def view_update(trace, view) -> dict:
+    """The picture picker fitted to a Trace: its views, `view` kept when it has it; hidden for one-view models."""
+    names = view_names(trace)
+    return gr.update(choices=names, value=view if view in names else names[0], visible=len(names) > 1)
 
 
 def reverse_views(result: Analysis, patch, layer, head, source):
@@ -165,7 +179,7 @@ def reverse_views(result: Analysis, patch, layer, head, source):
             patch_layer_head(trace, int(patch), layer=int(layer), head=_head(head)))
 
 
-def render_all(held: Held | None, layer, head, query, source, log_scale, patch=None):
+def render_all(held: Held | None, layer, head, query, source, log_scale, patch=None, view=None):
     """Every view of a fresh analysis, what the model saw, and the selectors fitted to this model and these tokens;
     the reverse view opens on the strongest visual sink (whatever `patch` the page held before)."""
     result = stored(held)
@@ -182,10 +196,10 @@ def render_all(held: Held | None, layer, head, query, source, log_scale, patch=N
                              for row, pos in enumerate(trace.query_positions)]
     patch = int(visual_by_phi(trace)[-1])
     try:
-        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch)
+        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch, view)
     except ValueError:  # e.g. a one-token answer has no "answer" rows beyond the prompt's last token
         query = "all"
-        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch)
+        selected = selection_views(result, layer, head, query, source, bool(log_scale), patch, view)
     changes = result.changes()
     return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes), _status(result),
             seen_sentence(trace), gr.update(value=trace.image, visible=True), layer_choice,
@@ -193,17 +207,17 @@ def render_all(held: Held | None, layer, head, query, source, log_scale, patch=N
             head_ranking(trace), gr.update(value=top_heads_table(trace), label=selection_summary(trace)),
             massive_activations(result.baseline), sink_attention_by_layer(result.baseline), *selected,
             gr.update(value=patch, maximum=len(trace.visual_positions) - 1),
-            *reverse_views(result, patch, layer, head, source))
+            *reverse_views(result, patch, layer, head, source), view_update(trace, view))
 
 
-def render_selection(held: Held | None, layer, head, query, source, log_scale, patch=None):
+def render_selection(held: Held | None, layer, head, query, source, log_scale, patch=None, view=None):
     """Re-render the selection-dependent views from the stored Traces (no model run)."""
     result = stored(held)
     if result is None or layer is None:
         return [gr.skip()] * len(SELECTION_VIEWS)
     try:
         patch = number(patch, "patch", 0, integer=True, optional=True)
-        return selection_views(result, layer, head, query, source, bool(log_scale), patch)
+        return selection_views(result, layer, head, query, source, bool(log_scale), patch, view)
     except ValueError as error:
         raise Refused(str(error)) from None
 
@@ -219,12 +233,14 @@ def render_reverse(held: Held | None, patch, layer, head, source):
         raise Refused(str(error)) from None
 
 
-def pick_patch(held: Held | None, layer, head, source, evt: gr.SelectData):
-    """Clicking the heatmap selects the patch under the pointer and fills the reverse view (the title and colour
-    bar select nothing)."""
+def pick_patch(held: Held | None, layer, head, source, view, evt: gr.SelectData):
+    """Clicking the heatmap selects the patch under the pointer and fills the reverse view (the title, the colour
+    bar and the gaps between a tiled model's views select nothing)."""
     result = stored(held)
     trace = None if result is None else _trace(result, source)
-    patch = None if trace is None else heatmap_cell(trace.image.shape, trace.grid, evt.index)
+    if trace is not None:
+        image, cells = view_of(trace, view if view in view_names(trace) else None)
+    patch = None if trace is None else heatmap_cell(image.shape, cells, evt.index)
     if patch is None:
         return [gr.skip()] * 3
     return (patch, *reverse_views(result, patch, layer, head, source))
@@ -247,7 +263,7 @@ def pick_token(held: Held | None, evt: gr.SelectData):
     return gr.skip() if row is None else gr.update(value=row)
 
 
-def make_downloads(held: Held | None, layer, head, query, source, log_scale, patch=None):
+def make_downloads(held: Held | None, layer, head, query, source, log_scale, patch=None, view=None):
     """Every figure as PNG, both Traces as .npz, and a JSON of settings + answers, in a fresh temp folder."""
     result = stored(held)
     if result is None:
@@ -255,7 +271,8 @@ def make_downloads(held: Held | None, layer, head, query, source, log_scale, pat
     folder = Path(tempfile.mkdtemp(prefix="visual-sink-lens-"))
     try:
         patch = number(patch, "patch", 0, integer=True, optional=True)
-        views = dict(zip(SELECTION_VIEWS, selection_views(result, layer, head, query, source, bool(log_scale), patch)))
+        views = dict(zip(SELECTION_VIEWS, selection_views(result, layer, head, query, source, bool(log_scale), patch,
+                                                          view)))
     except ValueError as error:
         raise Refused(str(error)) from None
     del views["tokens"]  # highlighted text, not a figure

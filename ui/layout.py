@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from var_core.eval.quick import NAMES as EXPERIMENTS, QUICK
+from var_core.layout import WHOLE
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID
 from var_core.run import MAX_PROMPT_CHARS
 from viz.diff import DIFF_COLORS
@@ -95,6 +96,8 @@ def build_demo() -> gr.Blocks:
                                        min_width=200)
                     query = ChoiceField(QUERY_MODES, value="answer", label="Text token (query)", min_width=260)
                     log_scale = gr.Checkbox(False, label="log scale", min_width=120)
+                    picture = ChoiceField([WHOLE], value=WHOLE, label="Picture (tiled models: the whole or one view)",
+                                          elem_id="picture", min_width=240, visible=False)
                 tokens = gr.HighlightedText(label="Tokens, coloured by attention to the image — click one to "
                                                   "see where it looks", elem_id="tokens", show_legend=False)
                 with gr.Tabs(overflow_behavior="wrap"):  # every tab in sight, on a phone too
@@ -102,7 +105,7 @@ def build_demo() -> gr.Blocks:
                         gr.Markdown(EXPLAIN["attention"])
                         heatmap = view_image("Attention heatmap", "heatmap")
                         patch = NumberField(None, precision=0, minimum=0, elem_id="patch",
-                                          label="Patch (raster index over the grid) — or click the heatmap")
+                                          label="Patch (visual token number) — or click the heatmap")
                         reverse_tokens = gr.HighlightedText(
                             label="Which text tokens look at this patch (this layer and head; scaled to the largest)",
                             elem_id="reverse-tokens", show_legend=False)
@@ -181,14 +184,14 @@ def build_demo() -> gr.Blocks:
         var_settings = [p, rho, tau, min_mass]
         settings = [image, prompt, model_id, *var_settings, max_new_tokens, first_layer, last_layer, recycle, capture,
                     pad]
-        selection = [result, layer, head, query, source, log_scale, patch]
+        selection = [result, layer, head, query, source, log_scale, patch, picture]
         selection_outputs = [heatmap, grid, compare, tokens, scatter, phi_map, sink_strip]  # as SELECTION_VIEWS
         reverse = [result, patch, layer, head, source]
         reverse_outputs = [reverse_tokens, patch_tile]
         all_outputs = [baseline_answer, var_answer, changes_text, changes_plot, status, seen, model_input, layer, head,
                        query, phi_layers, ranking,
                        ranking_table, profile, sink_share, *selection_outputs, patch,
-                       *reverse_outputs]
+                       *reverse_outputs, picture]
         private = {"api_visibility": "private"}
         analysis = run.click(analyze_request, settings, [summary, result], api_name="analyze",
                              concurrency_id="model", concurrency_limit=1,
@@ -197,11 +200,11 @@ def build_demo() -> gr.Blocks:
         explanation_outputs = [explain_status, methods_grid, sink_shares, explain_files, explain_json]
         analysis.success(cleared_explanation, None, explanation_outputs, **private)
         analysis.failure(stale_status, status, status, **private)
-        for control in (layer, head, query, source, log_scale, patch):
+        for control in (layer, head, query, source, log_scale, patch, picture):
             control.input(render_selection, selection, selection_outputs, trigger_mode="always_last", **private)
         for control in (patch, layer, head, source):
             control.input(render_reverse, reverse, reverse_outputs, trigger_mode="always_last", **private)
-        heatmap.select(pick_patch, [result, layer, head, source], [patch, *reverse_outputs], **private).success(
+        heatmap.select(pick_patch, [result, layer, head, source, picture], [patch, *reverse_outputs], **private).success(
             render_selection, selection, selection_outputs, **private)  # the new patch framed
         explain_settings = [image, prompt, model_id, *var_settings, first_layer, last_layer, recycle, explain_answer,
                             map_first, map_last, pad]
