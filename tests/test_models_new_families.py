@@ -164,6 +164,39 @@ def test_llava_onevision_draws_its_base_view_first():
     assert prepared.cells[:, 8].tolist() == [24, 33, 42, 51]  # each tile row closed by its newline token
 
 
+def test_llava_onevision_draws_shrunk_tile_features_over_the_region_they_cover():
+    """Past `anyres_max_N` the model bilinearly shrinks the tile features: here (anyres_max_1) the 4 × 8 map becomes
+    2 × 5 + newlines; the picture follows the model's own packing, and each shrunk token still sees its place."""
+    tiny = FAMILIES["llava_onevision"].build()
+    tiny.model.config.vision_aspect_ratio = tiny.processor.vision_aspect_ratio = "anyres_max_1"
+    image = noise_image(32, 64)
+    prepared = tiny.adapter.prepare(tiny, image, PROMPT)
+    assert len(prepared.visual_positions) == 16 + 2 * 6 == len(replaced_positions(tiny, prepared.inputs))
+    assert {view["name"]: view["box"] for view in prepared.views}["high-resolution tiles"] == [0, 0, 2, 5]
+    assert prepared.cells[:2, 5].tolist() == [21, 27]  # the newlines
+    assert localise_vision_tower(tiny.model.model.vision_tower) > 0
+    for row, col in [(0, 4), (1, 0), (1, 2)]:
+        assert most_changed_grid_cell(tiny, image, PROMPT, row, col, "high-resolution tiles") == row * 5 + col
+
+
+def test_gemma3_pan_and_scan_crops_are_drawn_in_place_beside_the_image():
+    """With pan & scan on, a 1:3 image is cut into 3 crops side by side after the whole image's 16 tokens; the
+    processor's own call defaults (off) do not override the image processor's setting."""
+    tiny = tiny_gemma3(sliding_window=4096)
+    image_processor = tiny.processor.image_processor
+    image_processor.do_pan_and_scan, image_processor.pan_and_scan_min_crop_size = True, 8
+    image_processor.pan_and_scan_max_num_crops, image_processor.pan_and_scan_min_ratio_to_activate = 4, 1.2
+    tiny.extra["visual_token_budget"] = 64
+    image = noise_image(24, 72)
+    prepared = tiny.adapter.prepare(tiny, image, PROMPT)
+    assert len(prepared.visual_positions) == 4 * 16 == len(replaced_positions(tiny, prepared.inputs))
+    views = {view["name"]: view["box"] for view in prepared.views}
+    assert views["all tiles"] == [0, 0, 4, 12] and views["original image"] == [0, 13, 4, 17]
+    assert localise_vision_tower(tiny.model.model.vision_tower) > 0
+    for row, col in [(0, 11), (3, 0), (2, 5)]:
+        assert most_changed_grid_cell(tiny, image, PROMPT, row, col, "all tiles") == row * 12 + col
+
+
 def test_a_prompt_that_could_outgrow_a_sliding_window_is_refused():
     """Past the window the cache drops the oldest keys and the hook would trace the wrong ones."""
     tiny = tiny_gemma3(sliding_window=64)

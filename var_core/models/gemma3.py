@@ -24,6 +24,9 @@ from var_core.models.common import check_count, seen_record, square_grid, tile_p
 from var_core.models.generic import GenericAdapter
 
 
+PAN_AND_SCAN = ("pan_and_scan_min_crop_size", "pan_and_scan_max_num_crops", "pan_and_scan_min_ratio_to_activate")
+
+
 class Gemma3Adapter(GenericAdapter):
     """The generic path; the image's pooled soft tokens, and pan & scan's crops in place beside them."""
 
@@ -32,10 +35,14 @@ class Gemma3Adapter(GenericAdapter):
     def image_kwargs(self, bundle: ModelBundle, image: Image.Image, budget: int) -> dict:
         per_view = bundle.model.config.mm_tokens_per_image
         refuse_below(budget, per_view, f"of one {bundle.name} image")
-        if not bundle.processor.image_processor.do_pan_and_scan:
+        image_processor = bundle.processor.image_processor
+        if not image_processor.do_pan_and_scan:
             return {}
-        return {"pan_and_scan_max_num_crops": min(bundle.processor.image_processor.pan_and_scan_max_num_crops,
-                                                  budget // per_view - 1)}
+        # the processor's own call defaults (pan & scan off, 256-px crops) would override the image processor's
+        saved = {name: getattr(image_processor, name) for name in PAN_AND_SCAN
+                 if getattr(image_processor, name, None) is not None}
+        crops = min(saved.get("pan_and_scan_max_num_crops", budget), budget // per_view - 1)
+        return {**saved, "do_pan_and_scan": True, "pan_and_scan_max_num_crops": crops}
 
     def layout(self, bundle: ModelBundle, image: Image.Image, inputs: dict, positions: torch.Tensor, preset: str,
                budget: int) -> PreparedInputs:
