@@ -105,3 +105,18 @@ def test_generate_traces_every_visual_token(internvl, image):
     assert trace.grid == (8, 13) and trace.attn_to_visual.shape == (layers, heads, queries, 5 * PER_TILE)
     assert len(trace.visual_positions) == 5 * PER_TILE and trace.phi.shape == (layers, trace.n_prompt)
     assert [view["name"] for view in trace.view_list][:2] == ["whole image (tiles in place)", "tile 1,1"]
+
+
+def test_a_saved_tiled_analysis_reopens_with_its_layout_and_a_broken_layout_is_refused(internvl, image, tmp_path):
+    from var_core.saved import reopen
+
+    runs = {"baseline": generate(internvl, image, PROMPT, max_new_tokens=2),
+            "var": generate(internvl, image, PROMPT, config=VARConfig(p=0.5, tau=1.0), max_new_tokens=2)}
+    paths = [trace.save(tmp_path / f"trace_{name}.npz") for name, trace in runs.items()]
+    reopened = reopen(paths).analysis
+    assert np.array_equal(reopened.var.cells, runs["var"].cells) and reopened.var.views == runs["var"].views
+    broken = runs["var"]
+    broken.cells = broken.cells.copy()
+    broken.cells[0, 0] = broken.cells[0, 1]  # token 0 no longer drawn, token 1 twice
+    with pytest.raises(ValueError, match="grid"):
+        reopen([paths[0], broken.save(tmp_path / "trace_var.npz")])
