@@ -9,7 +9,9 @@ from var_core.trace import Trace
 from viz.canvas import colorbar, display_size, frame_selection, hstack, title_height, titled
 from viz.colors import colorize, value_range
 from var_core.layout import HOLE, cell_of, on_cells
-from viz.queries import attention_values, head_label, query_label, view_of
+from viz.queries import attention_values, head_label, query_label, view_of, view_outlines
+
+VIEW_EDGE = (40, 40, 40)  # the thin line where a tiled model's tiles and views meet
 
 
 def check_patch(trace: Trace, patch: int) -> None:
@@ -52,14 +54,25 @@ def frame_patch(panel: Image.Image, grid: tuple[int, int], cell: tuple[int, int]
     frame_selection(ImageDraw.Draw(panel), (left, top, right, bottom), width)
 
 
+def outline_boxes(panel: Image.Image, grid: tuple[int, int], boxes: list[list[int]]) -> None:
+    """A thin dark line around each [top, left, bottom, right] cell box of a panel showing the whole grid: where a
+    tiled model's tiles and views meet."""
+    rows, cols = grid
+    draw = ImageDraw.Draw(panel)
+    for top, left, bottom, right in boxes:
+        draw.rectangle((left * panel.width // cols, top * panel.height // rows,
+                        right * panel.width // cols - 1, bottom * panel.height // rows - 1), outline=VIEW_EDGE)
+
+
 def heatmap_image(image: np.ndarray, values: np.ndarray, title: str, label: str = "attention",
                   vmin: float | None = None, vmax: float | None = None, cmap: str = "viridis", log: bool = False,
                   alpha: float = 0.6, short_side: int = 336, smooth: bool = False,
-                  cell: tuple[int, int] | None = None) -> Image.Image:
+                  cell: tuple[int, int] | None = None, outlines: list[list[int]] = ()) -> Image.Image:
     """Plain-array heatmap: `values` [rows, cols] over `image` [H, W, 3] (NaN: no token there, left grey), with a
-    title and a colour bar; grid `cell` (row, col) framed in black and white."""
+    title and a colour bar; grid `cell` (row, col) framed in black and white; `outlines`: cell boxes edged thinly."""
     vmin, vmax = value_range(values, vmin, vmax, log)
     panel = Image.fromarray(blend(image, values, vmin, vmax, cmap, log, alpha, short_side, smooth))
+    outline_boxes(panel, values.shape, outlines)
     if cell is not None:
         frame_patch(panel, values.shape, cell)
     bar = colorbar(panel.height, vmin, vmax, cmap, log, label + (" (log)" if log else ""))
@@ -96,4 +109,5 @@ def attention_heatmap(trace: Trace, layer: int, head: int | None = None, query: 
     title = f"Layer {layer}, {head_label(head)}, {query_label(trace, query)} ({stage})"
     title += "" if view is None or view == trace.view_list[0]["name"] else f" · {view}"
     return heatmap_image(image, values, title, "attention weight", cmap=cmap, log=log,
-                         cell=None if patch is None else cell_of(cells, patch), **options)
+                         cell=None if patch is None else cell_of(cells, patch), outlines=view_outlines(trace, view),
+                         **options)

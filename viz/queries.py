@@ -103,6 +103,12 @@ def view_of(trace: Trace, view: str | None = None) -> tuple[np.ndarray, np.ndarr
     return image, trace.cell_map[top:bottom, left:right]
 
 
+def view_outlines(trace: Trace, view: str | None = None) -> list[list[int]]:
+    """The boxes of a tiled model's views, to outline on the whole canvas (none when one view is drawn alone)."""
+    whole = trace.view_list[0]["name"]
+    return [v["box"] for v in trace.view_list[1:]] if view is None or view == whole else []
+
+
 def attention_values(trace: Trace, layer: int, head: int | None = None, query: int | str = "all",
                      raw: bool = False) -> np.ndarray:
     """[N_vis] text→visual attention at `layer`, for `head` (None = mean) and `query`, in token order."""

@@ -11,9 +11,9 @@ from var_core.trace import Trace
 from viz.canvas import colorbar, hstack, titled
 from viz.colors import OUTLINE
 from viz.figures import NEUTRAL, SELECTED, bars, few_ticks, new_figure, styled
-from viz.heatmap import blend
+from viz.heatmap import blend, outline_boxes
 from var_core.layout import on_cells
-from viz.queries import check_layer_head, view_of
+from viz.queries import check_layer_head, view_of, view_outlines
 
 
 def visual_sink_counts(trace: Trace) -> np.ndarray:
@@ -43,6 +43,7 @@ def phi_overlay(trace: Trace, layer: int, cmap: str = "cividis", alpha: float = 
     sinks = on_cells(trace.visual_sinks[layer], cells)
     vmax = float(max(np.nanmax(phi), tau * 1.05 if np.isfinite(tau) else 0.0))
     panel = Image.fromarray(blend(image, phi, 0.0, vmax, cmap, False, alpha, short_side))
+    outline_boxes(panel, cells.shape, view_outlines(trace, view))
     frame_cells(panel, sinks, cells.shape, width=int(np.clip(min(panel.size) // (8 * max(cells.shape)), 1, 3)))
     marks = {f"τ = {tau:g}": tau} if np.isfinite(tau) else None
     bar = colorbar(panel.height, 0.0, vmax, cmap, False, "φ(x) sink-dimension value", marks=marks)
