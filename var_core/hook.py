@@ -35,6 +35,7 @@ from transformers.models.llama.modeling_llama import repeat_kv
 
 from var_core.config import VARConfig
 from var_core.heads import rho_margin_column
+from var_core.interventions.base import Intervention, Site
 from var_core.limits import Deadline
 from var_core.redistribute import key_deltas, rescale_, row_coefficients
 from var_core.sink import phi
@@ -142,6 +143,8 @@ class RunState:
     receives that layer's [1, H, T, T] attention and its gradient there, one layer at a time.
     deadline: checked at every attention call, forward and backward (`var_core.limits`): a stopped or overdue
     request ends within one layer.
+    intervention: another method or a causal probe (`var_core.interventions`), called at the stages it acts at:
+    the pre-softmax scores and the per-head outputs of the layers it names (None: none).
     """
 
     visual_mask: torch.Tensor
@@ -167,6 +170,8 @@ class RunState:
     observe: Callable[[int, torch.Tensor], None] | None = None
     attention_gradient: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
     deadline: Deadline | None = None
+    intervention: Intervention | None = None
+    first_visual: int = field(init=False)  # the first image token's position (system-prompt keys lie before it)
 
     def captures(self, layer: int) -> bool:
         """Whether this run records `layer`'s text→visual attention."""
@@ -176,12 +181,19 @@ class RunState:
         """Whether `layer` needs explicit attention weights (VAR, capture, masking or an observer), else sdpa runs."""
         return (self.captures(layer) or (self.var is not None and layer in self.var_layers)
                 or self.mask_positions is not None or self.observe is not None
-                or self.attention_gradient is not None)
+                or self.attention_gradient is not None or self.intervenes(layer))
+
+    def intervenes(self, layer: int) -> bool:
+        """Whether the run's intervention changes `layer`'s scores or head outputs."""
+        method = self.intervention
+        return method is not None and (method.acts_on_scores(layer) or method.acts_on_heads(layer))
 
     def __post_init__(self):
         if self.visual_mask.dim() != 2 or self.visual_mask.shape[0] != 1:
             raise ValueError(f"visual_mask has shape {tuple(self.visual_mask.shape)}: the hook traces one request "
                              "at a time, [1, T_prompt]")
+        image = self.visual_mask[0].nonzero()
+        self.first_visual = int(image[0]) if len(image) else 0  # one read, when the run is set up
 
 
 _ACTIVE_RUN: ContextVar[RunState | None] = ContextVar("var_active_run", default=None)
@@ -300,6 +312,16 @@ def _mask_keys(state: RunState, scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(rows[:, None] & columns[None, :], torch.finfo(scores.dtype).min)
 
 
+def _site(state: RunState, layer: int, queries: int, keys: int, device: torch.device) -> Site:
+    """Where this attention call is, for the intervention: acted-on rows, image keys, system-prompt keys."""
+    prompt = state.visual_mask.shape[1]
+    visual = torch.zeros(keys, dtype=torch.bool, device=device)
+    visual[:min(keys, prompt)] = state.visual_mask[0, :keys].to(device)
+    positions = torch.arange(keys, device=device)
+    return Site(layer=layer, rows=positions[keys - queries:] >= state.query_start, visual=visual,
+                system=positions < state.first_visual)
+
+
 def _refuse_unsupported(state: RunState, module, arguments: dict) -> None:
     """Raise `UnsupportedAttention` for an argument in use (not None) that changes the attention and is not
     implemented here, naming the model and the argument."""
@@ -322,12 +344,18 @@ def _attend(state: RunState, module, query, key, value, attention_mask, scaling:
         scores.add_(attention_mask[:, :, :, : key_states.shape[-2]])
     if state.mask_positions is not None:
         scores = _mask_keys(state, scores)
+    layer, method = module.layer_idx, state.intervention
+    site = _site(state, layer, *scores.shape[-2:], scores.device) if state.intervenes(layer) else None
+    if site is not None and method.acts_on_scores(layer):
+        scores = method.scores(site, scores)
     weights = torch.nn.functional.softmax(scores, dim=-1)
     del scores
-    weights = _apply_var_and_capture(state, module.layer_idx, weights, record)
+    weights = _apply_var_and_capture(state, layer, weights, record)
     if record and state.observe is not None:
-        state.observe(module.layer_idx, weights)
+        state.observe(layer, weights)
     output = torch.matmul(weights.to(value_states.dtype), value_states).transpose(1, 2).contiguous()
+    if site is not None and method.acts_on_heads(layer):
+        output = method.heads(site, output, weights)
     return output, weights
 
 

@@ -14,6 +14,7 @@ from var_core import memory
 from var_core.config import VARConfig, checked_layers
 from var_core.heads import image_centric, non_sink_ratio
 from var_core.hook import NON_SINK, RHO_MARGIN, SINKS, VISUAL, RunState, attention_hook
+from var_core.interventions.base import Intervention
 from var_core.limits import MAX_NEW_TOKENS_LIMIT, Deadline, GenerationStopped
 from var_core.models.bundle import ModelBundle, PreparedInputs
 from var_core.registry import validate_tau
@@ -141,10 +142,12 @@ def _model_shape(bundle: ModelBundle) -> memory.ModelShape:
 def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
                 measure: VARConfig | None = None, capture: bool = True,
                 mask_positions=None, capture_layers=None, max_new_tokens: int = 0,
-                explanation: bool = False, deadline: Deadline | None = None) -> tuple[PreparedInputs, RunState]:
+                explanation: bool = False, deadline: Deadline | None = None,
+                intervention: Intervention | None = None) -> tuple[PreparedInputs, RunState]:
     """Validate the request and build its model inputs and the hook's `RunState` (see `generate` for the arguments);
     shared by `generate` and the single forward passes of `var_core.explain` (`explanation`: a backward pass
-    follows; `deadline`: the hook checks it at every layer). Before any model code runs, the request's peak memory is estimated (`var_core.memory`) and a request
+    follows; `deadline`: the hook checks it at every layer; `intervention`: another method or a probe,
+    `var_core.interventions`). Before any model code runs, the request's peak memory is estimated (`var_core.memory`) and a request
     that cannot fit on the model's device is refused with `InsufficientMemory`."""
     image = check_image_and_prompt(image, prompt)
     selection = config or measure or VARConfig()
@@ -154,6 +157,8 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
     validate_tau(tau, bundle.text_config.hidden_size)
     num_layers = bundle.num_layers
     captured = checked_layers(capture_layers, num_layers, "capture_layers")
+    if intervention is not None:
+        intervention.check(num_layers)
     prepared = bundle.adapter.prepare(bundle, image, clean_prompt(prompt))
     input_ids = prepared.inputs["input_ids"]
     needs = memory.estimate(_model_shape(bundle), input_ids.shape[1], len(prepared.visual_positions), max_new_tokens,
@@ -169,14 +174,22 @@ def prepare_run(bundle: ModelBundle, image, prompt: str, config: VARConfig | Non
                      capture=capture, capture_layers=None if capture_layers is None else frozenset(captured),
                      model_name=bundle.name,
                      mask_positions=_mask_tensor(mask_positions, input_ids.shape[1], bundle.device),
-                     deadline=deadline)
+                     deadline=deadline, intervention=intervention)
     return prepared, state
+
+
+def _logits_processors(bundle: ModelBundle, prepared: PreparedInputs, intervention: Intervention | None) -> list:
+    """The intervention's next-token logits processor (contrastive decoding), if it has one; it runs before the
+    top-5 record, so the Trace records the distribution generate chose from."""
+    processor = None if intervention is None else intervention.logits_processor(bundle, prepared)
+    return [] if processor is None else [processor]
 
 
 @torch.inference_mode()
 def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, capture: bool = True,
              max_new_tokens: int = 64, measure: VARConfig | None = None, max_time: float | None = None,
-             mask_positions=None, stop: threading.Event | None = None, capture_layers=None) -> Trace:
+             mask_positions=None, stop: threading.Event | None = None, capture_layers=None,
+             intervention: Intervention | None = None) -> Trace:
     """Greedy-generate an answer to `prompt` about `image`, with VAR if `config` is given, and trace it.
 
     config=None is the baseline: no redistribution, but sinks and head statistics are still measured, with
@@ -184,6 +197,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     max_time: stop decoding after this many seconds (a request time limit); control characters are dropped.
     mask_positions: prompt token positions (e.g. visual sinks) that the text after the image and the generated
     tokens may not attend to, in every layer (pre-softmax −∞; paper Fig. 3b); None = no masking.
+    intervention: another training-free method or a causal probe (`var_core.interventions`), alone or with VAR.
     stop: a cancel signal (anything with `is_set()`); once set, decoding ends after the current token and
     `GenerationStopped` is raised, so a request the user abandoned frees the model within one decoding step.
     capture_layers: the layers whose text→visual attention the Trace keeps (None = all); the other layers run
@@ -193,7 +207,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     if not (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}]")
     prepared, state = prepare_run(bundle, image, prompt, config, measure, capture, mask_positions, capture_layers,
-                                  max_new_tokens)
+                                  max_new_tokens, intervention=intervention)
     prompt = clean_prompt(prompt)
     selection, num_layers, num_heads = state.selection, bundle.num_layers, bundle.num_heads
     input_ids = prepared.inputs["input_ids"]
@@ -205,7 +219,8 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
     with bundle.lock, attention_hook(bundle.model, bundle.adapter.decoder_layers(bundle.model), state):
         _raise_if_stopped(stop)  # set while this run waited for the model
         output = bundle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, max_time=max_time,
-                                       stopping_criteria=stopping, logits_processor=LogitsProcessorList([top]),
+                                       stopping_criteria=stopping, logits_processor=LogitsProcessorList(
+                                           _logits_processors(bundle, prepared, intervention) + [top]),
                                        pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
     _raise_if_stopped(stop)
     sequence = output[0].cpu()
@@ -236,6 +251,7 @@ def generate(bundle: ModelBundle, image, prompt: str, config: VARConfig | None =
                   "mask_positions": None if mask_positions is None else np.asarray(mask_positions).reshape(-1).tolist(),
                   "max_new_tokens": max_new_tokens, "prompt_queries": n_queries_prompt,
                   "capture_layers": captured, "dtype": str(bundle.model.dtype).removeprefix("torch."),
-                  "attention": ATTENTION_NUMERICS, "seen": dict(getattr(prepared, "seen", None) or {})},
+                  "attention": ATTENTION_NUMERICS, "seen": dict(getattr(prepared, "seen", None) or {}),
+                  "intervention": None if intervention is None else intervention.settings()},
         **layer_arrays,
     )

@@ -1,0 +1,1 @@
+"""Training-free attention interventions beside VAR, and causal probes, on one hook (`base.Intervention`)."""
