@@ -137,3 +137,21 @@ def test_an_intervention_runs_only_inside_its_own_run(tiny_bundle, noise_image):
     assert after_run > 0 and set(calls) == {1}
     generate(tiny_bundle, noise_image, PROMPT, max_new_tokens=2)  # the next run has no intervention
     assert len(calls) == after_run
+
+
+def test_the_registry_builds_every_method_with_its_papers_defaults_and_runs_it(tiny_bundle, noise_image):
+    from var_core.interventions.registry import METHODS, build, run_method
+
+    assert build("baseline") is None and build("var").p == 0.4
+    assert build("vaf").settings() == {"method": "vaf", "enh_para": 1.15, "sup_para": 0.95, "start_layer": 9,
+                                       "end_layer": 15}
+    with pytest.raises(ValueError, match="PAI takes alpha, start_layer, end_layer, gamma; not beta"):
+        build("pai", beta=1.0)
+    with pytest.raises(ValueError, match="unknown method 'opera'"):
+        build("opera")
+    for name, chosen in METHODS.items():
+        assert chosen.paper and chosen.acts_on and chosen.cost, name
+    trace = run_method(tiny_bundle, noise_image, PROMPT, "pai", {"start_layer": 1, "end_layer": 3, "gamma": 1.0},
+                       max_new_tokens=2)
+    assert trace.settings["method"]["method"] == "pai" and trace.settings["method"]["end_layer"] == 3
+    assert run_method(tiny_bundle, noise_image, PROMPT, "var", max_new_tokens=2).settings["method"]["p"] == 0.4
