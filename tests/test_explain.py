@@ -203,3 +203,20 @@ def test_control_characters_in_a_given_answer_are_dropped(bundle, noise_image):
     assert answer_id(bundle, torch.zeros(1), "\x00\x1b red\x07") == clean
     with pytest.raises(ValueError, match="answer is empty"):
         answer_id(bundle, torch.zeros(1), "\x00\x1b")
+
+
+@pytest.mark.parametrize("gradients", [False, True])
+def test_the_maps_read_another_methods_attention_as_generate_records_it(bundle, noise_image, gradients):
+    """An intervention (here VAF) acts in the explanation's passes as in `generate`: the answer row's attention is
+    the one the method's run records, and differs from the baseline's."""
+    from var_core.interventions.vaf import VAF
+
+    vaf = VAF(enh_para=3.0, sup_para=0.2, start_layer=1, end_layer=3)
+    trace = generate(bundle, noise_image, PROMPT, max_new_tokens=1, intervention=vaf)
+    row = trace.settings["prompt_queries"] - 1
+    forward = answer_forward(bundle, noise_image, PROMPT, gradients=gradients, intervention=vaf)
+    captured = trace.attn_to_visual[:, :, row].astype(np.float32).mean(1)
+    np.testing.assert_allclose(forward.attention.numpy(), captured, rtol=1e-3, atol=1e-6)
+    baseline = answer_forward(bundle, noise_image, PROMPT, gradients=gradients)
+    assert np.abs(forward.attention.numpy() - baseline.attention.numpy())[1:3].max() > 1e-3
+    assert np.array_equal(forward.attention.numpy()[0], baseline.attention.numpy()[0])  # layer 0 untouched

@@ -12,6 +12,7 @@ from var_core.config import VARConfig
 from var_core.explain.rules import head_mean_product, relevancy_row
 from var_core.hook import attention_hook
 from var_core.images import prepare_image
+from var_core.interventions.base import Intervention
 from var_core.limits import Deadline
 from var_core.models.bundle import ModelBundle
 from var_core.run import clean_prompt, prepare_run
@@ -95,8 +96,10 @@ def _token_logits(bundle: ModelBundle, hidden: torch.Tensor, grid: torch.Tensor,
 
 
 def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None,
-                   answer: str | None = None, gradients: bool = False, deadline: Deadline | None = None) -> AnswerForward:
-    """Run the prompt once (VAR active when `config` is given) and read the answer row's attention and logits.
+                   answer: str | None = None, gradients: bool = False, deadline: Deadline | None = None,
+                   intervention: Intervention | None = None) -> AnswerForward:
+    """Run the prompt once (VAR active when `config` is given, another method's attention changes when
+    `intervention` is, `var_core.interventions`) and read the answer row's attention and logits.
     `image`: anything `var_core.images.prepare_image` accepts (a path, PIL image or array).
 
     gradients=True also takes the gradient of the answer token's logit with respect to every layer's attention
@@ -107,7 +110,7 @@ def answer_forward(bundle: ModelBundle, image, prompt: str, config: VARConfig | 
     whatever the depth (`tests/test_explain_memory.py`).
     """
     prepared, state = prepare_run(bundle, prepare_image(image), prompt, config, capture=False, explanation=gradients,
-                                  deadline=deadline)
+                                  deadline=deadline, intervention=intervention)
     grid = state.grid_positions
     attention: dict[int, torch.Tensor] = {}
     products: dict[int, torch.Tensor] = {}

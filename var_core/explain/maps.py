@@ -19,6 +19,7 @@ import torch
 from var_core.config import VARConfig, checked_layers
 from var_core.explain.forward import AnswerForward, answer_forward
 from var_core.explain.rules import normalised, relative
+from var_core.interventions.base import Intervention
 from var_core.layout import on_cells
 from var_core.limits import Deadline
 from var_core.models.bundle import ModelBundle
@@ -110,13 +111,16 @@ def json_map(values: np.ndarray) -> list[list[float | None]]:
 
 def explain(bundle: ModelBundle, image, prompt: str, config: VARConfig | None = None, answer: str | None = None,
             generic_prompt: str = GENERIC_PROMPT, layers: Sequence[int] | None = None,
-            deadline: Deadline | None = None) -> Explanation:
+            deadline: Deadline | None = None, intervention: Intervention | None = None) -> Explanation:
     """All four maps of one run at the cost of two forward passes and one backward pass: the question's pass
     gives raw attention, relevancy and the activation map; the generic prompt's pass gives relative attention.
+    intervention: another method's attention changes in both passes (`var_core.interventions`; a logits-only
+    method such as VCD changes no map, only which answer token they explain).
     deadline: a stop signal and time limit for all three passes (`var_core.limits`), checked at every layer."""
     layers = checked_layers(layers, bundle.num_layers)
-    question = answer_forward(bundle, image, prompt, config, answer, gradients=True, deadline=deadline)
-    generic = answer_forward(bundle, image, generic_prompt, config, deadline=deadline)
+    question = answer_forward(bundle, image, prompt, config, answer, gradients=True, deadline=deadline,
+                              intervention=intervention)
+    generic = answer_forward(bundle, image, generic_prompt, config, deadline=deadline, intervention=intervention)
     rows = _layer_rows(question, layers)
     values = {"raw attention": rows, "relevancy": question.relevancy,
               "relative attention": relative(rows, _layer_rows(generic, layers), RELATIVE_FLOOR),
