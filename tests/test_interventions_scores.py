@@ -155,3 +155,14 @@ def test_the_registry_builds_every_method_with_its_papers_defaults_and_runs_it(t
                        max_new_tokens=2)
     assert trace.settings["method"]["method"] == "pai" and trace.settings["method"]["end_layer"] == 3
     assert run_method(tiny_bundle, noise_image, PROMPT, "var", max_new_tokens=2).settings["method"]["p"] == 0.4
+
+
+def test_the_readme_table_lists_every_registered_method():
+    from pathlib import Path
+
+    from var_core.interventions.registry import METHODS
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    table = readme[readme.index("## Other fixes beside VAR"):].split("\n\n")[2]
+    listed = {line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]}
+    assert listed == set(METHODS) - {"baseline"}
