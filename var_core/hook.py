@@ -440,3 +440,15 @@ def attention_hook(model: torch.nn.Module, decoder_layers, state: RunState):
         for handle in handles:
             handle.remove()
         model.set_attn_implementation({"text_config": previous})
+
+
+@contextmanager
+def outside_run():
+    """Run the enclosed model calls outside any run's hook state: no capture, VAR, masking or intervention (the
+    attention falls back to sdpa, the sink pre-hooks record nothing), then restore the run that was active. For a
+    second decoding branch inside a run (`var_core.interventions.contrast`)."""
+    token = _ACTIVE_RUN.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE_RUN.reset(token)

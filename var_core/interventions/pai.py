@@ -11,9 +11,23 @@ the generated tokens. Both are that row here. Defaults: the released scripts' fo
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from var_core.interventions.base import Intervention, Site, check_layers, check_range, in_span
+from var_core.interventions.contrast import ContrastProcessor, without_image
+
+GUIDANCE_CUT = 0.1  # CFG.py: tokens with p(y | v, x) < 0.1·max are dropped
+
+
+def pai_guidance(scores: torch.Tensor, text_only: torch.Tensor, gamma: float) -> torch.Tensor:
+    """CFG.py's step on [..., V] logits: s = log_softmax(scores), u = log_softmax(text_only),
+    γ·(s − u) + u, −∞ where s < log 0.1 + max s; float32."""
+    s = torch.log_softmax(scores.float(), dim=-1)
+    u = torch.log_softmax(text_only.float(), dim=-1)
+    cutoff = math.log(GUIDANCE_CUT) + s.max(dim=-1, keepdim=True).values
+    return (gamma * (s - u) + u).masked_fill(s < cutoff, -math.inf)
 
 
 class PAI(Intervention):
@@ -40,6 +54,19 @@ class PAI(Intervention):
         last = scores[:, :, -1:, site.visual]  # the predicting row (a copy: boolean indexing)
         scores[:, :, -1:, site.visual] = last + self.alpha * last.abs()
         return scores
+
+    def logits_processor(self, bundle, prepared):
+        """γ = 1: None (no guidance; CFG.py then returns log_softmax of the scores, the same distribution). Else the
+        guidance step against a second decoding branch over the same chat prompt without the image
+        (`contrast.without_image`: the image tokens cut out of input_ids, as the released code joins the prompt's
+        text before and after the image placeholder; no pixel values). That branch runs outside the run state, so
+        the image-attention amplification does not act in it (CFG.py's `use_cfg` switch). Doubles the forward
+        passes."""
+        if self.gamma == 1:
+            return None
+        gamma = self.gamma
+        return ContrastProcessor(bundle.model, without_image(prepared.inputs, prepared.visual_positions),
+                                 lambda scores, text_only: pai_guidance(scores, text_only, gamma))
 
     def settings(self) -> dict:
         return {"method": self.name, "alpha": self.alpha, "start_layer": self.start_layer,
