@@ -10,6 +10,7 @@ from var_core.config import VARConfig
 from var_core.interventions.base import Intervention
 from var_core.interventions.pai import PAI
 from var_core.interventions.vaf import VAF
+from var_core.interventions.vcd import VCD
 from var_core.trace import Trace
 
 
@@ -44,6 +45,10 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("vaf", "VAF (ClearSight)", "pre-softmax scores", "image scores × enh_para, system-prompt scores × "
            "sup_para, middle layers", "explicit attention in 6 layers", "Yin et al., CVPR 2025 (ClearSight)", VAF,
            {"enh_para": 1.15, "sup_para": 0.95, "start_layer": 9, "end_layer": 15}),
+    Method("vcd", "VCD", "next-token logits", "(1 + α)·l(y | v, x) − α·l(y | v′, x) against a diffusion-noised "
+           "image v′, plausibility cut β", "a second decoding branch: ≈ 2× the forward passes, a second KV cache",
+           "Leng et al., CVPR 2024 (code DAMO-NLP-SG/VCD)", VCD,
+           {"alpha": 1.0, "beta": 0.1, "noise_step": 500, "seed": 0}),
 )}
 
 
