@@ -13,7 +13,7 @@ import time
 
 from bench.common import RESULTS, bench_device
 
-BENCHMARKS = ("views", "explain", "generation", "scaling", "memory", "trace_memory", "app", "soak", "load")
+BENCHMARKS = ("views", "explain", "generation", "methods", "scaling", "memory", "trace_memory", "app", "soak", "load")
 
 
 def main() -> int:

@@ -7,6 +7,8 @@ Examples (the exact commands behind results/ are in results/README.md):
   python -m var_core.eval pope --n 1000 --shard 0/4 --out runs/s0   (… 1/4, 2/4, 3/4), then
   python -m var_core.eval merge --out runs/all runs/s0 runs/s1 runs/s2 runs/s3
   accelerate launch --num_processes 4 -m var_core.eval pope --n 1000 --shard auto --out runs/s   (RANK → own folder)
+  python -m var_core.eval compare --methods baseline,var,pai,vaf --params pai.alpha=0.5 --n 200 --per-kind 25 \
+      --out results/compare   (every registered method without --methods; the baseline always)
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+from var_core.eval.compare import COMPARE, check_methods, parse_methods, parse_params, run_compare
 from var_core.eval.experiments import EXPERIMENTS, make_samples
+from var_core.interventions.registry import METHODS
 from var_core.eval.runner import DEFAULTS, merge, run_experiment
 from var_core.eval.shard import parse_shard
 
@@ -66,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=int, default=DEFAULTS["k"], help="top-k φ set size (mask rule topk, probes)")
         p.add_argument("--mask-rule", choices=("tau", "topk"), default=DEFAULTS["mask_rule"],
                        help="mask: 'tau' masks the visual sinks φ > τ, 'topk' the k highest-φ visual tokens")
+        if name == "compare":
+            p.add_argument("--methods", default=None,
+                           help=f"comma-separated registered methods (default: all of {', '.join(METHODS)}); "
+                                "the baseline is always included")
+            p.add_argument("--params", action="append", default=[],
+                           help="method.parameter=value overrides, comma-separated or repeated (e.g. pai.alpha=0.5)")
+            p.add_argument("--per-kind", type=int, default=COMPARE.defaults["per_kind"],
+                           help="held-out questions per kind (colour, shape, count, position) and scene family; "
+                                "0 = yes/no only")
     m = sub.add_parser("merge", help="combine shard folders into one table")
     m.add_argument("--out", required=True)
     m.add_argument("inputs", nargs="+", help="the --out folders of the shard runs")
@@ -88,7 +101,15 @@ def _moved(bundle, device):
 
 
 def main(argv=None, bundle=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        try:  # names and parameters before loading anything; the layers once the model is there
+            methods = parse_methods(args.methods)
+            params = parse_params(args.params, methods)
+            check_methods(methods, params)
+        except ValueError as error:
+            parser.error(str(error))
     if args.command == "merge":
         result = merge(EXPERIMENTS, args.inputs, out=args.out)
     else:
@@ -99,7 +120,8 @@ def main(argv=None, bundle=None) -> int:
         out = Path(args.out)
         if args.shard == "auto" and shard[1] > 1:
             out = out.with_name(f"{out.name}-shard{shard[0]}of{shard[1]}")
-        samples = make_samples(args.command, args.n, args.seed, args.pope_file, args.image_dir, args.images)
+        samples = make_samples(args.command, args.n, args.seed, args.pope_file, args.image_dir, args.images,
+                               getattr(args, "per_kind", None))
         if bundle is None:
             device = args.device
             if args.shard == "auto" and device is None and shard[1] > 1:
@@ -114,8 +136,17 @@ def main(argv=None, bundle=None) -> int:
             options["taus"] = [args.tau]  # `sweep --tau 15` sweeps p × ρ at that τ
         options["dataset"] = ("pope-file:" + Path(args.pope_file).name if args.pope_file else
                               "images:" + str(args.images) if args.images else f"synthetic seed {args.seed}")
-        result = run_experiment(EXPERIMENTS[args.command], bundle, samples, options, out=out, cache_dir=args.cache,
-                                shard=shard, show_bar=not args.no_bar)
+        if args.command == "compare":
+            try:
+                check_methods(methods, params, bundle.num_layers)  # before the first sample
+            except ValueError as error:
+                parser.error(str(error))
+            result = run_compare(bundle, samples, methods, params, args.max_new_tokens, out=out, cache_dir=args.cache,
+                                 shard=shard, show_bar=not args.no_bar,
+                                 options={"dataset": options["dataset"], "per_kind": args.per_kind, "seed": args.seed})
+        else:
+            result = run_experiment(EXPERIMENTS[args.command], bundle, samples, options, out=out,
+                                    cache_dir=args.cache, shard=shard, show_bar=not args.no_bar)
         args.out = str(out)
     print(json.dumps(result.rows, indent=1, default=str))
     print(f"wrote {args.out}/table.csv, summary.json, records.jsonl and {len(result.figures)} plot(s)",
