@@ -269,7 +269,7 @@ def compare_plots(rows: list[dict], records: list[dict], opts: dict) -> dict:
 
 
 COMPARE = Experiment("compare", "every training-free method on the same samples vs the baseline: accuracy, paired "
-                     "95 % interval of the change, answers changed, wall-time ratio", compare_conditions, compute,
+                     "95-percent interval of the change, answers changed, wall-time ratio", compare_conditions, compute,
                      compare_rows, compare_plots, dataset="compare",
                      defaults={"methods": None, "params": {}, "per_kind": DEFAULT_PER_KIND})
 
