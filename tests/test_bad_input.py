@@ -16,6 +16,7 @@ from ui import analyze as ui_analyze
 from ui import experiments as ui_experiments
 from ui import explanations as ui_explanations
 from ui import fields as ui_fields
+from ui import fixes as ui_fixes
 from ui import settings as ui_settings
 from ui import state as ui_state
 from var_core.models.catalog import ModelLoadError
@@ -215,11 +216,13 @@ FIELDS = {  # endpoint → field → (the name its message uses, whether empty m
                 "recycle_text_sinks": ("recycle_text_sinks", False), "map_first_layer": ("first map layer", True),
                 "map_last_layer": ("last map layer", True), "pad_to_square": ("pad_to_square", False)},
     "experiment": {"n_samples": ("samples", False)},
+    "compare_fixes": {"max_new_tokens": ("max new tokens", False), "pad_to_square": ("pad_to_square", False)},
 }
 BAD_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "None": None, "text": "abc",
                "a long list": [1] * 10**5, "a dict": {"value": 1}, "true": True, "10**400 as text": "1" + "0" * 400,
                "a 10**6-character string": "7" * 10**6}
-ENDPOINTS = {"analyze": ui_analyze.analyze_request, "explain": ui_explanations.explain_request}
+ENDPOINTS = {"analyze": ui_analyze.analyze_request, "explain": ui_explanations.explain_request,
+             "compare_fixes": ui_fixes.compare_fixes_request}
 FLAGS = {"recycle_text_sinks", "pad_to_square"}  # true is a good value of these
 FIELD_CASES = [(endpoint, field, bad) for endpoint, fields in FIELDS.items() for field, (_, optional) in fields.items()
                for bad in BAD_NUMBERS if not (bad == "None" and optional) and not (bad == "true" and field in FLAGS)]
@@ -266,7 +269,8 @@ def test_text_fields_and_experiment_choices_are_checked_before_any_work(no_model
 def test_the_field_table_covers_every_argument_of_every_endpoint():
     """Besides the image, the texts (checked by their own cases above and in CASES) and Gradio's own arguments."""
     import inspect
-    not_numeric = {"image", "prompt", "model_id", "answer", "capture_layers", "request", "progress", "name"}
+    not_numeric = {"image", "prompt", "model_id", "answer", "capture_layers", "request", "progress", "name",
+                   "methods", "method_params"}  # compare_fixes' choices: tests/test_app_fixes.py
     handlers = {**ENDPOINTS, "experiment": ui_experiments.run_experiment}
     for endpoint, handler in handlers.items():
         assert set(inspect.signature(handler).parameters) - not_numeric == set(FIELDS[endpoint]), endpoint

@@ -60,6 +60,16 @@ class ChoiceField(gr.Dropdown):
             raise Refused(f"{self.label}: {shown(payload)} is not one of the choices.") from None
 
 
+class CheckboxField(gr.CheckboxGroup):
+    """gr.CheckboxGroup whose value reaches the handler as sent, checked there against the choices with a bounded
+    message (Gradio's own repeats the whole value and every choice)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
 def view_image(label: str, elem_id: str) -> gr.Image:
     """An output image for a view; the view draws its own title, so Gradio's label badge is hidden, and only the
     fullscreen button is drawn over it."""

@@ -9,6 +9,8 @@ from var_core.layout import WHOLE
 from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID
 from var_core.run import MAX_PROMPT_CHARS
 from viz.diff import DIFF_COLORS
+from viz.fixes import TABLE_HEADERS as FIX_HEADERS
+from var_core.interventions.registry import METHODS
 from viz.ranking import TABLE_HEADERS
 
 from ui import state
@@ -17,7 +19,8 @@ from ui.analyze import (MEAN_HEADS, QUERY_MODES, analyze_request, make_downloads
 from ui.comparison import compare_request, render_comparison
 from ui.experiments import full_results, run_experiment
 from ui.explanations import cleared_explanation, explain_request, render_explanation
-from ui.fields import ChoiceField, NumberField, SliderField, UploadedImage, view_image, view_plot
+from ui.fixes import compare_fixes_request, default_params_text, method_choices, render_fixes
+from ui.fields import CheckboxField, ChoiceField, NumberField, SliderField, UploadedImage, view_image, view_plot
 from ui.settings import (DEFAULTS, MAX_CAPTURE_CHARS, MAX_NEW_TOKENS_UI, SAMPLES_RANGE, capture_layers, captured_text,
                          default_capture, examples, model_info, model_settings, page_settings, typed_model)
 from ui.state import SESSION_TTL_S, stop_session
@@ -34,6 +37,7 @@ def build_demo() -> gr.Blocks:
         result = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=state.store.release)
         explanations = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=state.store.release)
         comparison = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=state.store.release)
+        fixes = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=state.store.release)
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=4, min_width=300):
@@ -158,6 +162,32 @@ def build_demo() -> gr.Blocks:
                         comparison_note = gr.Markdown(elem_id="comparison-note")
                         comparison_view = view_image("Prompt A vs prompt B", "comparison")
                         overlap_plot = view_plot("Shared visual sinks per layer", "overlap")
+                    with gr.Tab("Compare fixes"):
+                        gr.Markdown(EXPLAIN["fixes"])
+                        with gr.Row():
+                            fix_methods = CheckboxField(method_choices(), value=[name for _, name in method_choices()],
+                                                        label="Methods (the baseline always runs)", scale=3,
+                                                        elem_id="fix-methods")
+                            fix_button = gr.Button("Compare fixes", elem_id="compare-fixes", scale=1)
+                        with gr.Accordion("Method parameters (JSON: method → {parameter: value}; paper defaults)",
+                                          open=False):
+                            fix_params = gr.Code(default_params_text(), language="json", interactive=True,
+                                                 label="method parameters", elem_id="fix-params", max_lines=12)
+                        fix_status = gr.Markdown(elem_id="fix-status")
+                        with gr.Row(elem_id="fix-answers"):  # side by side, wrapping on a phone
+                            fix_answers = [gr.HighlightedText(label=f"{method.title} answer", elem_id=f"fix-answer-{name}",
+                                                              color_map=DIFF_COLORS, show_legend=False, min_width=160,
+                                                              visible=False)
+                                           for name, method in METHODS.items()]
+                        fix_view = view_image("Methods vs the baseline", "fixes")
+                        fix_table = gr.Dataframe(headers=FIX_HEADERS, elem_id="fix-table", wrap=True,
+                                                 label="Per method: first answer token, its probability p (and the "
+                                                       "baseline's token's), share of attention on visual sinks and "
+                                                       "on the image (Δ from the baseline)")
+                        fix_file = gr.File(label="Export: every run's settings, answer, probabilities and masses (JSON)",
+                                           elem_id="fix-downloads")
+                        with gr.Accordion("What the compare_fixes API returns (JSON)", open=False):
+                            fix_json = gr.JSON(label="compare_fixes", elem_id="fix-json")
                     with gr.Tab("Experiments"):
                         gr.Markdown(EXPLAIN["experiments"])
                         with gr.Row():
@@ -235,11 +265,19 @@ def build_demo() -> gr.Blocks:
                                         show_progress_on=[comparison_view], **private)
         compared.success(render_comparison, [comparison, layer], comparison_outputs, **private)
         layer.input(render_comparison, [comparison, layer], comparison_outputs, trigger_mode="always_last", **private)
+        fix_outputs = [*fix_answers, fix_view, fix_table, fix_status, fix_file, head]
+        fixed = fix_button.click(compare_fixes_request, [image, prompt, model_id, fix_methods, fix_params,
+                                                         max_new_tokens, capture, pad],
+                                 [fix_json, fixes], api_name="compare_fixes", concurrency_id="model",
+                                 concurrency_limit=1, show_progress_on=[fix_view])
+        fixed.success(render_fixes, [fixes, layer, head], fix_outputs, **private)
+        for control in (layer, head):
+            control.input(render_fixes, [fixes, layer, head], fix_outputs, trigger_mode="always_last", **private)
         # not queued behind the model's group: a second experiment is refused at once instead of waiting minutes
         experiment_run = run_experiment_button.click(run_experiment, [experiment, n_samples],
                                                      [experiment_table, experiment_plots],
                                                      concurrency_id="experiment", concurrency_limit=None, **private)
-        stop.click(stop_session, None, None, cancels=[analysis, explained, experiment_run, compared], queue=False,
+        stop.click(stop_session, None, None, cancels=[analysis, explained, experiment_run, compared, fixed], queue=False,
                    **private)
         demo.unload(stop_session)
         experiment.change(full_results, [experiment], [full_table, full_plots, full_note, n_samples], **private)

@@ -25,7 +25,8 @@ GPU_DURATION_S = 2 * RUN_TIME_LIMIT_S + 60  # ZeroGPU: longest GPU hold per requ
 EXPERIMENT_TIME_LIMIT_S = 300  # a quick experiment (about a minute on a CPU) is stopped after this long
 EXPERIMENTS_PER_SESSION, EXPERIMENT_WINDOW_S = 6, 3600  # and one session starts at most 6 an hour, one at a time
 SESSION_TTL_S = 3600  # a session's Traces are dropped an hour after its last use
-AGAIN = {"analysis": "Analyze", "explanation": "the Explain button", "comparison": "Compare"}  # what re-creates them
+AGAIN = {"analysis": "Analyze", "explanation": "the Explain button", "comparison": "Compare",
+         "fixes": "Compare fixes"}  # what re-creates them
 
 slot = ModelSlot()
 store = SessionResults(int(session_memory_mb() * MB), SESSION_TTL_S)  # every session's results, under one cap

@@ -36,6 +36,12 @@ EXPLAIN = {
     "prompts": "The paper's claim: visual sinks stay at the same patches **whatever the question**. Ask a second "
                "question about the same image: both are answered (baseline and VAR), and the sinks and the attention "
                "of each are drawn side by side at the chosen layer, with the sink patches they share.",
+    "fixes": "Other training-free fixes beside VAR, on the same image, question and model: tick the methods (the "
+             "baseline always runs) and press the button. Each answer is shown with the words the baseline did not "
+             "say highlighted; the figure gives, per method, its first answer token's probability, the share of the "
+             "answer tokens' attention on visual sinks and on the image (mean over captured layers and heads, with "
+             "the change from the baseline), and its map of the layer and head chosen above beside the baseline's, "
+             "on one colour scale. Parameters: JSON of method → {parameter: value}, each method's paper defaults.",
     "evidence": "**The paper's evidence** on this input: sinks draw high attention (scatter), they carry a massive "
                 "activation in fixed dimensions (profile), and how attention to sinks compares per layer.",
 }
