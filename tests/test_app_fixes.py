@@ -26,47 +26,66 @@ def call(image=EXAMPLE, prompt=PROMPT, **fields):
                                                       **{"max_new_tokens": 2, **fields}))
 
 
+RUNS = ui_fixes.RUNS
+
+
 @pytest.fixture(scope="module")
 def every_method():
-    """The baseline and every method of the registry, PAI with one parameter changed, on the default model."""
+    """The baseline, every method of the registry and both probes, PAI with one parameter changed, each run's
+    explanation too, on the default model."""
     return call(methods=[name for _, name in ui_fixes.method_choices()],
-                method_params=json.dumps({"pai": {"alpha": 0.5}}), max_new_tokens=2)
+                method_params=json.dumps({"pai": {"alpha": 0.5}, "knockout": {"top": 4}}), max_new_tokens=2,
+                explain_each=True)
 
 
-def test_every_method_runs_and_the_api_answer_names_its_settings(every_method):
+def test_every_method_and_probe_runs_and_the_api_answer_names_its_settings(every_method):
     summary, held = every_method
-    assert list(summary["methods"]) == list(METHODS)  # the baseline first, then the registry's order
+    assert list(summary["methods"]) == RUNS == ["baseline", *[m for m in METHODS if m != "baseline"], "mask",
+                                                "knockout"]
     json.dumps(summary)  # plain JSON
+    assert summary["not_run"] == {}
     for name, row in summary["methods"].items():
         assert row["settings"]["method"] == name
         assert row["answer"].strip() and 0 < row["first_token_probability"] <= 1
         assert 0 <= row["visual_sink_mass"] <= row["visual_mass"] <= 1
+        assert -1 <= row["answer_token_change"] <= 1 and (name != "baseline" or row["answer_token_change"] == 0)
+        looked = row["where_did_it_look"]
+        assert looked["answer_token"].strip() and set(looked["share_on_visual_sinks"]) == {
+            "raw attention", "relevancy", "relative attention", "activation map"}
+    masked = summary["methods"]["mask"]
+    assert masked["settings"]["masked"].endswith("visual sinks") and masked["visual_sink_mass"] < 1e-3  # all masked
+    knocked = summary["methods"]["knockout"]["settings"]["heads"]
+    assert len(knocked) == 4  # the baseline's four most image-centric (layer, head) pairs
+    assert summary["methods"]["mask"]["where_did_it_look"]["share_on_visual_sinks"]["raw attention"] < 1e-3
     assert summary["methods"]["pai"]["settings"]["alpha"] == 0.5  # the field overrides one default only
     assert summary["methods"]["pai"]["settings"]["gamma"] == METHODS["pai"].defaults["gamma"]
     assert summary["methods"]["pai"]["visual_mass"] > summary["methods"]["baseline"]["visual_mass"]  # α amplifies
     assert summary["methods"]["baseline"]["same_as_baseline"]
-    assert ui_state.store.get(held)["baseline"].answer == summary["methods"]["baseline"]["answer"]
+    assert ui_state.store.get(held).traces["baseline"].answer == summary["methods"]["baseline"]["answer"]
 
 
 def test_render_fills_answers_figure_table_status_and_export(every_method):
     _, held = every_method
     traces = ui_state.store.get(held)
-    *answers, figure, table, status, export, heads = ui_fixes.render_fixes(held, 8, 3)
-    assert len(answers) == len(METHODS) and all(answer["visible"] for answer in answers)
-    for name, answer in zip(METHODS, answers):
-        assert "".join(text for text, _ in answer["value"]) == traces[name].answer
+    *answers, figure, table, looked, status, export, heads = ui_fixes.render_fixes(held, 8, 3)
+    assert len(answers) == len(RUNS) and all(answer["visible"] for answer in answers)
+    for name, answer in zip(RUNS, answers):
+        assert "".join(text for text, _ in answer["value"]) == traces.traces[name].answer
     assert isinstance(figure, Image.Image) and figure.width < 1000
-    assert len(table) == len(METHODS) and len(table[0]) == len(TABLE_HEADERS)
+    assert looked["visible"] and isinstance(looked["value"], Image.Image)
+    assert looked["value"].height > len(RUNS) * 100  # one row of four maps per run
+    assert len(table) == len(RUNS) and len(table[0]) == len(TABLE_HEADERS)
     assert "layer 8, head 3" in status and "alpha = 0.5" in status and "enh_para = 1.15" in status
+    assert "routed_heads = 0.95" in status and "visual sinks" in status and "heads = [[" in status
     saved = json.loads(Path(export).read_text())
     assert saved["methods"]["pai"]["settings"]["alpha"] == 0.5 and saved["layer"] == 8 and saved["head"] == 3
-    assert len(heads["choices"]) == traces["baseline"].num_heads + 1
-    assert ui_fixes.render_fixes(held, 8, -1)[len(METHODS) + 2].count("mean over heads") == 1
+    assert len(heads["choices"]) == traces.traces["baseline"].num_heads + 1
+    assert ui_fixes.render_fixes(held, 8, -1)[len(RUNS) + 3].count("mean over heads") == 1
 
 
 def test_the_figure_renders_every_method_alone_and_all_together(every_method):
-    traces = ui_state.store.get(every_method[1])
-    titles = {name: METHODS[name].title for name in traces}
+    traces = ui_state.store.get(every_method[1]).traces
+    titles = {name: ui_fixes.title_of(name) for name in traces}
     together = fixes_figure(traces, titles, 5, None)
     for name in traces:
         alone = fixes_figure({"baseline": traces["baseline"], name: traces[name]}, titles, 5, 0)
@@ -79,12 +98,22 @@ def test_the_figure_renders_every_method_alone_and_all_together(every_method):
 def test_only_the_chosen_methods_run_and_the_others_hide(every_method):
     summary, held = call(methods=["vaf"], max_new_tokens=1)
     assert list(summary["methods"]) == ["baseline", "vaf"]
-    answers = ui_fixes.render_fixes(held, 5, -1)[:len(METHODS)]
-    assert [answer["visible"] for answer in answers] == [name in ("baseline", "vaf") for name in METHODS]
+    rendered = ui_fixes.render_fixes(held, 5, -1)
+    assert [answer["visible"] for answer in rendered[:len(RUNS)]] == [name in ("baseline", "vaf") for name in RUNS]
+    assert not rendered[len(RUNS) + 2]["visible"]  # no explanations asked for: no grid
+
+
+def test_a_probe_that_cannot_be_built_for_this_request_is_named_and_the_others_run():
+    summary, held = call(methods=["var", "mask"], method_params='{"mask": {"tokens": "patch", "patch": 100000}}',
+                         max_new_tokens=1)
+    assert list(summary["methods"]) == ["baseline", "var"]
+    assert "patch=100000: pick a visual token 0 … " in summary["not_run"]["mask"]
+    status = ui_fixes.render_fixes(held, 5, -1)[len(RUNS) + 3]
+    assert "**Mask tokens (probe)** did not run: patch=100000" in status
 
 
 def test_rendering_before_any_comparison_changes_nothing():
-    assert ui_fixes.render_fixes(None, 5, -1) == [gr.skip()] * (len(METHODS) + 5)
+    assert ui_fixes.render_fixes(None, 5, -1) == [gr.skip()] * (len(RUNS) + 6)
 
 
 @pytest.fixture
@@ -102,7 +131,18 @@ def no_model_work(monkeypatch):
     ({"method_params": '{"var": {"p": 1.5}}'}, "VAR: p=1.5 must be a number in [0"),
     ({"method_params": '{"vaf": {"start_layer": 2.5}}'}, "start_layer=2.5 must be an integer"),
     ({"method_params": '{"pai": {"alpha": NaN}}'}, "alpha=nan must be a number"),
-    ({"method_params": '{"pai": {"alpha": "0.5"}}'}, "PAI: alpha must be a number, got str '0.5'"),
+    ({"method_params": '{"pai": {"alpha": "0.5"}}'}, "PAI: alpha='0.5' must be a number in [0, 10]"),
+    ({"method_params": '{"pai": {"alpha": {"x": 1}}}'}, "PAI: alpha must be a number, a word, null or a list"),
+    ({"method_params": '{"spin": {"rows": "some"}}'}, "SPIN: rows='some' must be one of last, all"),
+    ({"methods": ["mask"], "method_params": '{"mask": {"tokens": "all"}}'},
+     "Mask tokens (probe): tokens='all' must be one of sinks, patch, random"),
+    ({"methods": ["mask"], "method_params": '{"mask": {"tokens": "patch"}}'}, "needs patch"),
+    ({"methods": ["knockout"], "method_params": '{"knockout": {"heads": [[1, 2, 3]]}}'},
+     "must be a number, a word, null or a list of [layer, head] pairs"),
+    ({"methods": ["knockout"], "method_params": '{"knockout": {"heads": [[1, -2]]}}'},
+     "head=-2 must be an integer in [0"),
+    ({"methods": ["knockout"], "method_params": '{"knockout": {"top": 0}}'}, "top=0 must be an integer in [1"),
+    ({"explain_each": "yes"}, "explain_each must be true or false"),
     ({"method_params": '{"pai": {"beta": 1}}'}, "PAI takes alpha, start_layer, end_layer, gamma; not beta"),
     ({"method_params": '{"magic": {}}'}, "method parameters: unknown method 'magic'"),
     ({"method_params": '{"pai": 3}'}, "PAI's must be an object"),
@@ -147,7 +187,7 @@ def test_browser_compare_fixes_at_laptop_and_phone_width(server):
             page.get_by_role("tab", name="Compare fixes").click()
             page.click("#compare-fixes")
             expect(page.locator("#fixes img")).to_be_visible(timeout=120_000)
-            for method in METHODS:
+            for method in ui_fixes.default_choices():
                 expect(page.locator(f"#fix-answer-{method}")).to_be_visible()
             expect(page.locator("#fix-status")).to_contain_text("alpha = 0.2")
             expect(page.locator("#fix-table")).to_contain_text("on visual sinks")

@@ -136,7 +136,7 @@ def test_api_missing_and_extra_fields_are_errors(server):
 def test_ui_only_callbacks_are_hidden_from_the_api(server):
     url, _ = server
     info = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
-    assert list(info["named_endpoints"]) == ["/analyze", "/explain", "/compare_fixes"]
+    assert list(info["named_endpoints"]) == ["/analyze", "/explain", "/compare"]
 
 
 def test_api_explain_returns_four_maps_per_run(server):

@@ -146,5 +146,6 @@ def test_a_dropped_explanation_asks_for_the_explain_button(small_store):
 
 
 def test_the_pages_states_release_their_results_when_gradio_deletes_them():
+    """One State per tab that keeps a result: analysis, explanation, prompt comparison, fix comparison."""
     states = [block for block in ui_layout.build_demo().blocks.values() if isinstance(block, gr.State)]
-    assert len(states) == 3 and all(state.delete_callback == ui_state.store.release for state in states)
+    assert len(states) == 4 and all(state.delete_callback == ui_state.store.release for state in states)

@@ -216,14 +216,15 @@ FIELDS = {  # endpoint → field → (the name its message uses, whether empty m
                 "recycle_text_sinks": ("recycle_text_sinks", False), "map_first_layer": ("first map layer", True),
                 "map_last_layer": ("last map layer", True), "pad_to_square": ("pad_to_square", False)},
     "experiment": {"n_samples": ("samples", False)},
-    "compare_fixes": {"max_new_tokens": ("max new tokens", False), "pad_to_square": ("pad_to_square", False)},
+    "compare": {"max_new_tokens": ("max new tokens", False), "pad_to_square": ("pad_to_square", False),
+                "explain_each": ("explain_each", False)},
 }
 BAD_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "None": None, "text": "abc",
                "a long list": [1] * 10**5, "a dict": {"value": 1}, "true": True, "10**400 as text": "1" + "0" * 400,
                "a 10**6-character string": "7" * 10**6}
 ENDPOINTS = {"analyze": ui_analyze.analyze_request, "explain": ui_explanations.explain_request,
-             "compare_fixes": ui_fixes.compare_fixes_request}
-FLAGS = {"recycle_text_sinks", "pad_to_square"}  # true is a good value of these
+             "compare": ui_fixes.compare_fixes_request}
+FLAGS = {"recycle_text_sinks", "pad_to_square", "explain_each"}  # true is a good value of these
 FIELD_CASES = [(endpoint, field, bad) for endpoint, fields in FIELDS.items() for field, (_, optional) in fields.items()
                for bad in BAD_NUMBERS if not (bad == "None" and optional) and not (bad == "true" and field in FLAGS)]
 
@@ -270,7 +271,7 @@ def test_the_field_table_covers_every_argument_of_every_endpoint():
     """Besides the image, the texts (checked by their own cases above and in CASES) and Gradio's own arguments."""
     import inspect
     not_numeric = {"image", "prompt", "model_id", "answer", "capture_layers", "request", "progress", "name",
-                   "methods", "method_params"}  # compare_fixes' choices: tests/test_app_fixes.py
+                   "methods", "method_params"}  # compare's choices: tests/test_app_fixes.py
     handlers = {**ENDPOINTS, "experiment": ui_experiments.run_experiment}
     for endpoint, handler in handlers.items():
         assert set(inspect.signature(handler).parameters) - not_numeric == set(FIELDS[endpoint]), endpoint

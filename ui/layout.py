@@ -10,7 +10,6 @@ from var_core.models.catalog import CATALOG, DEFAULT_MODEL_ID
 from var_core.run import MAX_PROMPT_CHARS
 from viz.diff import DIFF_COLORS
 from viz.fixes import TABLE_HEADERS as FIX_HEADERS
-from var_core.interventions.registry import METHODS
 from viz.ranking import TABLE_HEADERS
 
 from ui import state
@@ -19,7 +18,7 @@ from ui.analyze import (MEAN_HEADS, QUERY_MODES, analyze_request, make_downloads
 from ui.comparison import compare_request, render_comparison
 from ui.experiments import full_results, run_experiment
 from ui.explanations import cleared_explanation, explain_request, render_explanation
-from ui.fixes import compare_fixes_request, default_params_text, method_choices, render_fixes
+from ui.fixes import RUNS, compare_fixes_request, default_choices, default_params_text, method_choices, render_fixes, title_of
 from ui.fields import CheckboxField, ChoiceField, NumberField, SliderField, UploadedImage, view_image, view_plot
 from ui.settings import (DEFAULTS, MAX_CAPTURE_CHARS, MAX_NEW_TOKENS_UI, SAMPLES_RANGE, capture_layers, captured_text,
                          default_capture, examples, model_info, model_settings, page_settings, typed_model)
@@ -165,29 +164,34 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Compare fixes"):
                         gr.Markdown(EXPLAIN["fixes"])
                         with gr.Row():
-                            fix_methods = CheckboxField(method_choices(), value=[name for _, name in method_choices()],
-                                                        label="Methods (the baseline always runs)", scale=3,
+                            fix_methods = CheckboxField(method_choices(), value=default_choices(),
+                                                        label="Methods and probes (the baseline always runs)", scale=3,
                                                         elem_id="fix-methods")
-                            fix_button = gr.Button("Compare fixes", elem_id="compare-fixes", scale=1)
+                            with gr.Column(scale=1, min_width=160):
+                                fix_explain = gr.Checkbox(False, label="Where did each look? (explain every answer)",
+                                                          elem_id="fix-explain")
+                                fix_button = gr.Button("Compare fixes", elem_id="compare-fixes")
                         with gr.Accordion("Method parameters (JSON: method → {parameter: value}; paper defaults)",
                                           open=False):
                             fix_params = gr.Code(default_params_text(), language="json", interactive=True,
-                                                 label="method parameters", elem_id="fix-params", max_lines=12)
+                                                 label="method parameters", elem_id="fix-params", max_lines=14)
                         fix_status = gr.Markdown(elem_id="fix-status")
                         with gr.Row(elem_id="fix-answers"):  # side by side, wrapping on a phone
-                            fix_answers = [gr.HighlightedText(label=f"{method.title} answer", elem_id=f"fix-answer-{name}",
+                            fix_answers = [gr.HighlightedText(label=f"{title_of(name)} answer", elem_id=f"fix-answer-{name}",
                                                               color_map=DIFF_COLORS, show_legend=False, min_width=160,
                                                               visible=False)
-                                           for name, method in METHODS.items()]
+                                           for name in RUNS]
                         fix_view = view_image("Methods vs the baseline", "fixes")
                         fix_table = gr.Dataframe(headers=FIX_HEADERS, elem_id="fix-table", wrap=True,
                                                  label="Per method: first answer token, its probability p (and the "
                                                        "baseline's token's), share of attention on visual sinks and "
                                                        "on the image (Δ from the baseline)")
+                        fix_looked = view_image("Where did each look? (each run's own first answer token)",
+                                                "fixes-looked")
                         fix_file = gr.File(label="Export: every run's settings, answer, probabilities and masses (JSON)",
                                            elem_id="fix-downloads")
-                        with gr.Accordion("What the compare_fixes API returns (JSON)", open=False):
-                            fix_json = gr.JSON(label="compare_fixes", elem_id="fix-json")
+                        with gr.Accordion("What the compare API returns (JSON)", open=False):
+                            fix_json = gr.JSON(label="compare", elem_id="fix-json")
                     with gr.Tab("Experiments"):
                         gr.Markdown(EXPLAIN["experiments"])
                         with gr.Row():
@@ -265,10 +269,10 @@ def build_demo() -> gr.Blocks:
                                         show_progress_on=[comparison_view], **private)
         compared.success(render_comparison, [comparison, layer], comparison_outputs, **private)
         layer.input(render_comparison, [comparison, layer], comparison_outputs, trigger_mode="always_last", **private)
-        fix_outputs = [*fix_answers, fix_view, fix_table, fix_status, fix_file, head]
+        fix_outputs = [*fix_answers, fix_view, fix_table, fix_looked, fix_status, fix_file, head]
         fixed = fix_button.click(compare_fixes_request, [image, prompt, model_id, fix_methods, fix_params,
-                                                         max_new_tokens, capture, pad],
-                                 [fix_json, fixes], api_name="compare_fixes", concurrency_id="model",
+                                                         max_new_tokens, capture, pad, fix_explain],
+                                 [fix_json, fixes], api_name="compare", concurrency_id="model",
                                  concurrency_limit=1, show_progress_on=[fix_view])
         fixed.success(render_fixes, [fixes, layer, head], fix_outputs, **private)
         for control in (layer, head):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from var_core.interventions.effects import answer_change
 from var_core.trace import Trace, answer_rows, take_rows
 from viz.canvas import BACKGROUND, INK, colorbar, font, hstack, text_size, titled
 from viz.colors import DIVERGING, value_range
@@ -17,8 +18,8 @@ from viz.diff import DIFF_COLORS
 from viz.heatmap import blend
 from viz.queries import attention_map, head_label, view_of
 
-TABLE_HEADERS = ["method", "answer", "= baseline", "1st token", "p", "p(baseline's)", "on visual sinks",
-                 "on image"]  # p: of the first answer token; the last two: shares of the answer tokens' attention
+TABLE_HEADERS = ["method", "answer", "= baseline", "1st token", "p", "p(baseline's)", "Δp(baseline's)",
+                 "on visual sinks", "on image"]  # p: of the first answer token; the last two: shares of attention
 MAP_SIDE = 160  # px, the short side of each map: a row of label + 3 maps + 2 bars stays under 1000 px
 LABEL_WIDTH = 215
 CHANGED = DIFF_COLORS["removed"]  # the mark of an answer that differs from the baseline's
@@ -61,9 +62,12 @@ def fix_row(trace: Trace, baseline: Trace) -> dict:
     first, p_first = top[0] if top else (None, None)
     base_first = base_top[0][0] if base_top else None
     sinks, image = attention_masses(trace)
+    recorded = trace.top_probs is not None and baseline.top_probs is not None and len(trace.top_probs) > 0 < len(
+        baseline.top_probs)
     return {"answer": trace.answer, "same_as_baseline": trace.answer == baseline.answer,
             "first_token": first, "first_token_probability": p_first, "first_token_top5": top,
             "baseline_first_token": base_first, "baseline_first_token_probability": token_probability(trace, base_first),
+            "answer_token_change": answer_change(baseline, trace).change if recorded else None,
             "visual_sink_mass": sinks, "visual_mass": image}
 
 
@@ -83,6 +87,7 @@ def fixes_table(rows: dict[str, dict], titles: dict[str, str]) -> list[list]:
     return [[titles.get(name, name), row["answer"], "yes" if row["same_as_baseline"] else "no",
              repr(row["first_token"]) if row["first_token"] is not None else "—",
              _number(row["first_token_probability"]), _number(row["baseline_first_token_probability"]),
+             "" if name == "baseline" or row["answer_token_change"] is None else f"{row['answer_token_change']:+.3f}",
              _number(row["visual_sink_mass"]) + ("" if name == "baseline" else
                                                  _delta(row["visual_sink_mass"], base["visual_sink_mass"])),
              _number(row["visual_mass"]) + ("" if name == "baseline" else _delta(row["visual_mass"], base["visual_mass"]))]
@@ -128,9 +133,9 @@ def _label(title: str, row: dict, base: dict, height: int, is_baseline: bool) ->
     first = row["first_token"]
     facts = [f"p(first token {first!r}) = {_number(row['first_token_probability'])}" if first is not None
              else "first-token probabilities not recorded"]
-    if not is_baseline and first != row["baseline_first_token"] and row["baseline_first_token"] is not None:
+    if not is_baseline and row["baseline_first_token"] is not None and row["answer_token_change"] is not None:
         facts.append(f"p(baseline's {row['baseline_first_token']!r}) = "
-                     f"{_number(row['baseline_first_token_probability'])}")
+                     f"{_number(row['baseline_first_token_probability'])} ({row['answer_token_change']:+.3f})")
     facts.append("visual sinks " + _number(row["visual_sink_mass"])
                  + ("" if is_baseline else _delta(row["visual_sink_mass"], base["visual_sink_mass"])))
     facts.append("image " + _number(row["visual_mass"])

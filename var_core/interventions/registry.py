@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from var_core.config import VARConfig
 from var_core.interventions.base import Intervention
 from var_core.interventions.pai import PAI
+from var_core.interventions.spin import SPIN
 from var_core.interventions.vaf import VAF
 from var_core.interventions.vcd import VCD
 from var_core.trace import Trace
@@ -45,6 +46,12 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("vaf", "VAF (ClearSight)", "pre-softmax scores", "image scores × enh_para, system-prompt scores × "
            "sup_para, middle layers", "explicit attention in 6 layers", "Yin et al., CVPR 2025 (ClearSight)", VAF,
            {"enh_para": 1.15, "sup_para": 0.95, "start_layer": 9, "end_layer": 15}),
+    Method("spin", "SPIN", "head outputs (ranked at the pre-softmax scores)", "per predicting row, the heads with the "
+           "least image attention suppressed (× small_num_mask; 0: zeroed), the top routed_heads share kept",
+           "explicit attention in its layers (scores ranked, outputs gated)",
+           "Sarkar, Che et al., EMNLP 2025 (code YUECHE77/SPIN)", SPIN,
+           {"routed_heads": 0.95, "small_num_mask": None, "start_layer": 0, "end_layer": 32, "rows": "last",
+            "score": "scores"}),
     Method("vcd", "VCD", "next-token logits", "(1 + α)·l(y | v, x) − α·l(y | v′, x) against a diffusion-noised "
            "image v′, plausibility cut β", "a second decoding branch: ≈ 2× the forward passes, a second KV cache",
            "Leng et al., CVPR 2024 (code DAMO-NLP-SG/VCD)", VCD,
