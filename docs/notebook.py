@@ -10,11 +10,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from var_core import examples
 from var_core.analysis import analyze
 from var_core.config import VARConfig
 from var_core.explain import explain
 from var_core.models import load_default_model
-from var_core.shipped import shipped
 from var_core.trace import Trace
 from viz.evidence import phi_by_layer
 from viz.grid import head_grid
@@ -34,7 +34,7 @@ from viz.sinks import phi_overlay
 
 # %%
 bundle = load_default_model()
-image = Image.open(shipped("assets") / "examples" / "demo_three_shapes.png")
+image = examples.image("demo_three_shapes")  # the shipped examples: examples.names()
 prompt = "What colour is the square?"
 
 # %% [markdown]

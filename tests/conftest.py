@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.installed import installed, wheel  # noqa: F401  (session fixtures: the built wheel, installed in a venv)
 from tests.tiny_llava import tiny_llava
 
 

@@ -67,7 +67,7 @@ def test_render_all_fills_every_output_and_fits_the_selectors(analysis):
     assert model_input["visible"] and model_input["value"].shape == result.var.image.shape
     assert "".join(text for text, _ in var_diff) == result.var.answer
     assert "τ = 20" in status and "p = 0.4" in status
-    assert "visual sinks in layers" in status and "No visual token is a sink" not in status  # background sinks
+    assert "visual sinks in layers" in status and "VAR did nothing" not in status  # background sinks
     assert "float32 · attention scores and softmax in float32" in status
     assert "attention captured in layers all 30" in status
     assert "128×128" in seen and "64 visual tokens" in seen
@@ -336,10 +336,11 @@ def test_status_hints_at_tau_when_no_visual_token_passes_it(analysis):
     says VAR had nothing to act on and names the τ that would change that."""
     _, held, _ = analysis
     result = ui_state.store.get(held)
-    assert "No visual token is a sink" not in ui_analyze._status(result) and result.var.selected.any()
+    assert "VAR did nothing" not in ui_analyze._status(result) and result.var.selected.any()
     high = ui_state.store.get(asyncio.run(ui_analyze.analyze_request(Image.open(EXAMPLE), "What colour is the square?", tau=23.9,
                                                          max_new_tokens=2, progress=Progress()))[1])
     status = ui_analyze._status(high)
+    assert "VAR did nothing" in status
     largest = float(status.split("largest visual φ in the VAR layers: ")[1].split(" ")[0])
     assert largest <= 23.9 and not high.var.selected.any()
 

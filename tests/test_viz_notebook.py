@@ -5,14 +5,18 @@ import io
 import re
 
 import numpy as np
+from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 
 from tests.synthetic_trace import synthetic_trace
 from var_core.analysis import Analysis
 from var_core.explain import Explanation
 from viz.compare import before_after
+from viz.evidence import phi_by_layer
+from viz.figures import figure_image
 from viz.heatmap import attention_heatmap
 from viz.notebook import sink_layer
+from viz.ranking import head_ranking
 
 
 def inline_images(markup: str) -> list[np.ndarray]:
@@ -49,3 +53,11 @@ def test_an_explanation_shows_its_maps_and_their_share_on_sinks():
     explanation = Explanation("red", True, np.zeros((30, 50, 3), np.uint8), maps, sinks, [0, 1])
     markup = explanation._repr_html_()
     assert "raw attention 7%" in markup and "(VAR)" in markup and len(inline_images(markup)) == 1
+
+
+def test_chart_views_display_as_png_in_ipython_without_matplotlib_inline():
+    trace = synthetic_trace(layers=4, grid=(3, 5), sink=(1, 3))
+    for figure in (phi_by_layer(trace), head_ranking(trace, "answer")):
+        data, _ = InteractiveShell.instance().display_formatter.format(figure)
+        assert "image/png" in data, data["text/plain"]
+        assert Image.open(io.BytesIO(data["image/png"])).size == figure_image(figure).size

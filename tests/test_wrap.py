@@ -53,10 +53,10 @@ def test_family_comes_from_the_config_and_unknown_sink_dims_are_discovered_once(
 def test_an_unsupported_architecture_is_refused_naming_the_supported_ones():
     text_only = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
                                              num_hidden_layers=1, num_attention_heads=2))
-    with pytest.raises(ValueError, match=r"not a supported architecture.*llava.*qwen2_vl"):
-        wrap(text_only, None)
     own = tiny_llava()
-    with pytest.raises(ValueError, match="families"):
+    with pytest.raises(ValueError, match=r"not a supported architecture.*llava.*qwen2_vl"):
+        wrap(text_only, own.processor)
+    with pytest.raises(ValueError, match="known families"):
         wrap(own.model, own.processor, family="mamba")
     with pytest.raises(ValueError, match="tau"):
         wrap(own.model, own.processor, sink_dims=[TINY_SINK_DIM], tau=100.0)

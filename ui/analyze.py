@@ -18,6 +18,7 @@ from var_core.models.common import describe_seen
 from var_core.run import ATTENTION_NUMERICS
 from var_core.saved import reopen
 from var_core.sessions import Held
+from var_core.trace import layer_span
 from viz.changes import var_changes_figure, var_changes_markdown
 from viz.compare import before_after
 from viz.diff import answer_diff
@@ -37,7 +38,7 @@ from ui import state
 from ui.settings import (DEFAULTS, MAX_NEW_TOKENS_UI, captured_text, checked_settings, layers_to_capture, model_image,
                          nearest_captured, var_config)
 from ui.state import GPU_DURATION_S, LOG, Refused, RUN_TIME_LIMIT_S, keep, model_job, session_of, stored
-from ui.texts import STALE
+from ui.texts import STALE, VAR_SETTINGS_HINT
 
 
 MEAN_HEADS = -1
@@ -73,7 +74,8 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     """Answer `prompt` about `image` without and with VAR (greedy decoding).
 
     Returns a JSON summary: baseline_answer, var_answer, sinks (per layer: count and positions of visual sink
-    tokens), heads (selected image-centric heads with r, in the captured layers), settings. Settings left empty
+    tokens), heads (selected image-centric heads with r, in the captured layers), settings, warnings (why VAR did
+    nothing, when it did: e.g. no visual sink at τ in its layers). Settings left empty
     take the model's defaults (τ from its registry entry, VAR layers 2 … L−2, capture_layers as `default_capture`:
     "all", "0-7" or "0,4,8"); pad_to_square: pad the image to a square first (nothing is cropped away).
     """
@@ -89,28 +91,27 @@ async def analyze_request(image, prompt, model_id=DEFAULT_MODEL_ID, p=DEFAULTS["
     return summary, keep(session, "analysis", result)
 
 
-def _status(result: Analysis) -> str:
+def _status(result: Analysis, changes=None) -> str:
     """One line naming the model, its dtype and attention numerics, τ, sink dims, the VAR convention actually used,
-    the captured layers and the layers with visual sinks; when no visual token is a sink in the VAR layers, a hint
-    that VAR had nothing to act on and which τ would change that."""
+    the captured layers and the layers with visual sinks; then, in bold, why VAR did nothing when it did nothing
+    (`Analysis.warnings`: no visual sink at τ in its layers, and which τ would change that). `changes`:
+    `result.changes()` when already computed."""
     trace = result.var
     s = trace.settings
     layers = s["var_layers"]
     line = (f"**{s['model']}** · {s.get('dtype', 'float32')} · attention {s.get('attention', ATTENTION_NUMERICS)} · "
             f"sink dims {s['sink_dims']} · τ = {s['tau']:g} · ρ = {s['rho']:g} · "
-            f"p = {s['p']:g} moved (paper convention) · VAR layers {layers[0]}–{layers[-1]} · "
+            f"p = {s['p']:g} moved (paper convention) · VAR {layer_span(layers) if layers else 'in no layer'} · "
             f"{'text sinks recycled too (official)' if s['recycle_text_sinks'] else 'visual sinks only'} · "
             f"attention captured in layers {captured_text(trace.layers_captured, trace.num_layers)} · "
             f"{selection_summary(trace)}")
-    visual_phi = trace.phi[np.ix_(layers, trace.all_image_positions)]
-    largest, sinks = float(visual_phi.max()), visual_phi > s["tau"]
+    sinks = trace.sink_mask[np.ix_(np.asarray(layers, dtype=np.int64), trace.all_image_positions)]
     sink_layers = [layer for layer, row in zip(layers, sinks) if row.any()]
     if sink_layers:
         line += (f" · visual sinks in layers {sink_layers[0]}–{sink_layers[-1]} "
                  f"(up to {int(sinks.sum(-1).max())} per layer)")
-    else:
-        line += (f"  \n**No visual token is a sink here** (largest visual φ in the VAR layers: {largest:.1f} ≤ τ), "
-                 f"so VAR changed nothing. Set τ below {largest:.1f} in *VAR settings* to see it act.")
+    for warning in result.warnings(changes):
+        line += f"  \n**{warning}** {VAR_SETTINGS_HINT}"
     return line
 
 
@@ -201,8 +202,8 @@ def render_all(held: Held | None, layer, head, query, source, log_scale, patch=N
         query = "all"
         selected = selection_views(result, layer, head, query, source, bool(log_scale), patch, view)
     changes = result.changes()
-    return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes), _status(result),
-            seen_sentence(trace), gr.update(value=trace.image, visible=True), layer_choice,
+    return (baseline_diff, var_diff, var_changes_markdown(changes), var_changes_figure(changes),
+            _status(result, changes), seen_sentence(trace), gr.update(value=trace.image, visible=True), layer_choice,
             gr.update(choices=heads, value=head), gr.update(choices=queries, value=query), phi_by_layer(trace),
             head_ranking(trace), gr.update(value=top_heads_table(trace), label=selection_summary(trace)),
             massive_activations(result.baseline), sink_attention_by_layer(result.baseline), *selected,

@@ -61,4 +61,7 @@ CSS = ("#status {font-size: 0.9em} #model-saw, #model-info {font-size: 0.85em} "
        ".view img {width: auto !important; max-width: none !important; height: auto !important}}")
 
 
+VAR_SETTINGS_HINT = "(τ, ρ, the minimum visual mass and the VAR layers are in *VAR settings*.)"
+
+
 STALE = "**This Analyze did not complete** (see its message); every view below is still of the previous analysis."

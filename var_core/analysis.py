@@ -12,7 +12,7 @@ from var_core.config import VARConfig
 from var_core.images import prepare_image
 from var_core.models.bundle import ModelBundle
 from var_core.run import generate
-from var_core.trace import Trace, answer_rows, attention_source, take_rows
+from var_core.trace import Trace, answer_rows, attention_source, layer_span, take_rows
 
 
 @dataclass
@@ -81,6 +81,19 @@ def var_changes(baseline: Trace, var: Trace) -> VarChanges:
                       baseline_top=baseline.first_top(), var_top=var.first_top())
 
 
+def var_warnings(var: Trace, changes: VarChanges) -> list[str]:
+    """Why VAR did nothing, computed from the run: the VAR Trace's `warnings`, else, when every VAR layer was
+    captured, that no attention row changed there although they hold visual sinks."""
+    layers, s = var.settings.get("var_layers") or [], var.settings
+    if var.warnings or not var.var_applied or changes.rows_touched or not changes.rows_total \
+            or not set(layers) <= set(var.layers_captured):
+        return var.warnings
+    why = (f"no head was image-centric (r ≥ ρ = {s['rho']:g} and visual mass ≥ {s['min_visual_mass']:g}); "
+           "lower ρ or the minimum visual mass" if s.get("select_heads", True) else "no row had attention to move")
+    return [f"VAR did nothing: there are visual sinks at τ = {s['tau']:g} in its {layer_span(layers)} but it changed "
+            f"no attention row: {why}"]
+
+
 @dataclass
 class Analysis:
     """Baseline and VAR runs of one request. Visual-token sinks are identical in both (VAR only changes
@@ -99,17 +112,23 @@ class Analysis:
         """What VAR changed: sink mass before → after, rows and heads touched, first-token top-5 (`var_changes`)."""
         return var_changes(self.baseline, self.var)
 
+    def warnings(self, changes: VarChanges | None = None) -> list[str]:
+        """Why VAR did nothing here, if it did (`var_warnings`); `changes`: `self.changes()` when already computed."""
+        return var_warnings(self.var, changes or self.changes())
+
     def summary(self) -> dict:
-        """The API's answer: both answers, what VAR changed, per-layer visual sinks, selected heads with r, settings."""
-        var_summary = self.var.summary()
+        """The API's answer: both answers, what VAR changed, per-layer visual sinks, selected heads with r, settings,
+        and warnings (e.g. "VAR did nothing: no visual sink at τ = … in its layers …")."""
+        var_summary, changes = self.var.summary(), self.changes()
         return {
             "baseline_answer": self.baseline.answer,
             "var_answer": self.var.answer,
             "answers_differ": self.baseline.answer != self.var.answer,
-            "var_changes": self.changes().summary(),
+            "var_changes": changes.summary(),
             "sinks": var_summary["sinks"],
             "heads": var_summary["heads"],
             "settings": var_summary["settings"],
+            "warnings": self.warnings(changes),
         }
 
 

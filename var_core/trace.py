@@ -112,6 +112,32 @@ class Trace:
         return self.settings.get("p") is not None
 
     @property
+    def var_layer_sinks(self) -> int:
+        """How many (VAR layer, image token) pairs were sinks (φ > τ) in this run: what VAR could redistribute."""
+        layers = np.asarray(self.settings.get("var_layers") or [], dtype=np.int64)
+        return int(self.sink_mask[np.ix_(layers, self.all_image_positions)].sum())
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why VAR did nothing in this run, computed from it (its layers, sink mask and p); empty when it could act
+        or the run is a baseline."""
+        s = self.settings
+        if not self.var_applied:
+            return []
+        layers = s.get("var_layers") or []
+        if not layers:
+            return [f"VAR did nothing: it acts in no layer of this {self.num_layers}-layer model; choose VAR layers"]
+        if s["p"] == 0:
+            return ["VAR did nothing: p = 0 moves no attention; raise p"]
+        text_sinks_recycled = s.get("select_heads") is False and s.get("recycle_text_sinks") \
+            and self.sink_mask[layers].any()  # the ablation without head selection recycles BOS and other text sinks
+        if self.var_layer_sinks or text_sinks_recycled:
+            return []
+        largest = float(self.phi[np.ix_(layers, self.all_image_positions)].max(initial=0.0))
+        return [f"VAR did nothing: no visual sink at τ = {s['tau']:g} in its {layer_span(layers)} (largest visual "
+                f"φ in the VAR layers: {largest:.2f} ≤ τ); lower τ below {largest:.2f} for VAR to act"]
+
+    @property
     def all_image_positions(self) -> np.ndarray:
         """Token indices of every image token, also tiles not drawn on the grid (else the grid's own)."""
         return self.visual_positions if self.image_token_positions is None else self.image_token_positions
@@ -161,7 +187,7 @@ class Trace:
 
     def summary(self) -> dict:
         """JSON-friendly summary: answer, the 5 likeliest first answer tokens, per-layer visual sink counts/positions,
-        selected heads (model layer, head) with r, over the captured layers."""
+        selected heads (model layer, head) with r, over the captured layers, settings and `warnings`."""
         image_tokens = self.all_image_positions
         heads = []
         layers = self.layers_captured
@@ -176,7 +202,17 @@ class Trace:
             sinks.append({"layer": layer, "count": int(len(positions)), "token_positions": positions.tolist(),
                           "grid_indices": np.nonzero(self.visual_sinks[layer])[0].tolist()})
         return {"answer": self.answer, "first_token_top5": self.first_top(), "sinks": sinks, "heads": heads,
-                "settings": self.settings}
+                "settings": self.settings, "warnings": self.warnings}
+
+
+def layer_span(layers) -> str:
+    """'layer 2', 'layers 2–14' (consecutive) or 'layers 0, 4, 8 … 31': layers in a message."""
+    layers = list(layers)
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"layers {layers[0]}–{layers[-1]}"
+    return f"layers {listed(layers, 6, last=True)}"
 
 
 def answer_rows(trace: Trace) -> np.ndarray:

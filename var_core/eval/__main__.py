@@ -18,11 +18,25 @@ import json
 import sys
 from pathlib import Path
 
-from var_core.eval.compare import COMPARE, check_methods, parse_methods, parse_params, run_compare
-from var_core.eval.experiments import EXPERIMENTS, make_samples
-from var_core.interventions.registry import METHODS
+from var_core import __version__
 from var_core.eval.runner import DEFAULTS, merge, run_experiment
 from var_core.eval.shard import parse_shard
+
+# The sub-commands' names and descriptions (EXPERIMENTS'), kept here so that the parser needs no torch: the modules
+# that define the experiments import it. tests/test_cli_fast.py checks that the two agree.
+COMMANDS = {
+    "pope": "yes/no object existence, VAR off vs on",
+    "ablate": "VAR with/without head selection (Table 4), budget to visual/text (Table 5)",
+    "sweep": "grid over p, ρ (and τ): F1 heatmaps",
+    "mask": "masking visual sinks vs as many random visual tokens (Fig. 3b)",
+    "contribution": "attention contribution of sink vs random visual tokens (Fig. 3c)",
+    "sinks": "sink positions across questions on the same image, and across images",
+    "compare": "every training-free method on the same samples vs the baseline: accuracy, paired 95-percent interval "
+               "of the change, answers changed, wall-time ratio",
+}
+
+
+ALLOW_ANY_HINT = "add --allow-any-model to this command to load other models of a supported architecture"
 
 
 def _floats(text: str) -> list[float]:
@@ -40,16 +54,21 @@ def _tau(text: str) -> float | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m var_core.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"visual-sink-lens-eval {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, experiment in EXPERIMENTS.items():
-        p = sub.add_parser(name, help=experiment.description, description=experiment.description)
+    for name, description in COMMANDS.items():
+        p = sub.add_parser(name, help=description, description=description)
         p.add_argument("--out", required=True, help="output folder (table.csv, summary.json, records.jsonl, *.png)")
         p.add_argument("--n", type=int, default=40, help="samples (images for `sinks`); a limit for --pope-file")
         p.add_argument("--seed", type=int, default=0, help="which synthetic scenes (different seed, other scenes)")
         p.add_argument("--pope-file", help="POPE-format jsonl (image, text, label) instead of the synthetic scenes")
         p.add_argument("--image-dir", help="folder of the POPE file's images")
         p.add_argument("--images", help="folder of images (sinks/contribution; no labels)")
-        p.add_argument("--model", default="default", help="'default' (embedded model) or a catalog model id")
+        p.add_argument("--model", default="default", help="'default' (embedded model), a catalog model id, or with "
+                                                           "--allow-any-model any hub id or local folder of a "
+                                                           "supported architecture")
+        p.add_argument("--allow-any-model", action="store_true",
+                       help="load --model ids off the allow-list (hub ids, local folders) of a supported architecture")
         p.add_argument("--weights", help="default model only: a weights file (tower + projector + adapters) to use instead of "
                                          "assets/default_model.safetensors")
         p.add_argument("--device", help="e.g. cuda:0 (default: the loader's choice)")
@@ -72,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mask: 'tau' masks the visual sinks φ > τ, 'topk' the k highest-φ visual tokens")
         if name == "compare":
             p.add_argument("--methods", default=None,
-                           help=f"comma-separated registered methods (default: all of {', '.join(METHODS)}); "
-                                "the baseline is always included")
+                           help="comma-separated registered methods (default: all of them; an unknown name lists "
+                                "them); the baseline is always included")
             p.add_argument("--params", action="append", default=[],
                            help="method.parameter=value overrides, comma-separated or repeated (e.g. pai.alpha=0.5)")
-            p.add_argument("--per-kind", type=int, default=COMPARE.defaults["per_kind"],
+            p.add_argument("--per-kind", type=int,
                            help="held-out questions per kind (colour, shape, count, position) and scene family; "
-                                "0 = yes/no only")
+                                "0 = yes/no only (default: the compare experiment's)")
     m = sub.add_parser("merge", help="combine shard folders into one table")
     m.add_argument("--out", required=True)
     m.add_argument("inputs", nargs="+", help="the --out folders of the shard runs")
@@ -86,12 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_bundle(model: str, device: str | None, weights: str | None = None):
+def load_bundle(model: str, device: str | None, weights: str | None = None, allow_any: bool = False):
     if model == "default":
         from var_core.models.default import load_default_model
         return load_default_model(device, weights)  # weights: e.g. `git show REV:assets/default_model.safetensors > w`
     from var_core.models.catalog import load_model
-    bundle = load_model(model)
+    bundle = load_model(model, allow_any=allow_any, how_to_allow=ALLOW_ANY_HINT)
     return bundle if device is None else _moved(bundle, device)
 
 
@@ -103,7 +122,11 @@ def _moved(bundle, device):
 def main(argv=None, bundle=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # after parsing, so that --help and --version need no torch (these modules import it)
+    from var_core.eval.compare import COMPARE, check_methods, parse_methods, parse_params, run_compare
+    from var_core.eval.experiments import EXPERIMENTS, make_samples
     if args.command == "compare":
+        args.per_kind = COMPARE.defaults["per_kind"] if args.per_kind is None else args.per_kind
         try:  # names and parameters before loading anything; the layers once the model is there
             methods = parse_methods(args.methods)
             params = parse_params(args.params, methods)
@@ -129,7 +152,7 @@ def main(argv=None, bundle=None) -> int:
                 import torch
                 if torch.cuda.is_available():
                     device = f"cuda:{os.environ.get('LOCAL_RANK', shard[0])}"
-            bundle = load_bundle(args.model, device, args.weights)
+            bundle = load_bundle(args.model, device, args.weights, args.allow_any_model)
         options = {k: getattr(args, k) for k in ("p", "rho", "tau", "layers", "ps", "rhos", "taus", "seeds", "k",
                                                   "mask_rule", "max_new_tokens")}
         if args.command == "sweep" and args.tau is not None and args.taus == DEFAULTS["taus"]:

