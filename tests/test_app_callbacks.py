@@ -391,6 +391,7 @@ def test_the_model_saw_sentence_words_the_run_or_the_trace_itself():
 def test_model_info_names_dtype_and_attention_numerics():
     info = ui_settings.model_info(ui_state.slot.current)
     assert info.startswith("30 layers × 9 heads · float32 on cpu") and "scores and softmax in float32" in info
+    assert "What this model knows" in info and "photo" in info  # the default model says it knows shapes only
 
 
 def test_opening_a_page_keeps_layers_to_capture_typed_before_it_loaded():

@@ -34,3 +34,13 @@ def test_an_unknown_name_is_a_value_error_that_lists_the_names(lookup):
     with pytest.raises(ValueError, match="unknown example 'demo_four_shapes'") as error:
         lookup("demo_four_shapes")
     assert all(name in str(error.value) for name in examples.names())
+
+
+def test_each_example_has_the_apps_question_and_the_page_lists_them_all():
+    from ui.settings import examples as page_examples
+
+    assert examples.prompt("demo_three_shapes") == "What colour is the square?"
+    assert page_examples() == [[str(examples.path(item["file"].removesuffix(".png"))), item["prompt"]]
+                               for item in LISTING]
+    with pytest.raises(ValueError, match="unknown example 'cat'"):
+        examples.prompt("cat")

@@ -5,10 +5,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from var_core.scenes import (BACKGROUNDS, COLOURS, HELDOUT_SEED_BASE, QUESTION_KINDS, SHAPES, SHIFTED_BACKGROUNDS, SIZE,
-                             Scene, Shape, ask, caption, make_scene, make_shifted_scene, object_coverage, questions,
-                             render, shape_patches)
+from var_core.shipped import shipped as shipped_assets
+from var_core.scenes import (BACKGROUNDS, COLOURS, HELDOUT_SEED_BASE, LARGE_BACKGROUNDS, QUESTION_KINDS, SHAPES,
+                             SHIFTED_BACKGROUNDS, SIZE, Scene, Shape, ask, caption, make_large_scene, make_scene,
+                             make_shifted_scene, object_coverage, questions, render, shape_patches)
 
 SEEDS = range(300)
 
@@ -57,7 +59,7 @@ def test_scene_metadata_is_valid_and_varied():
     assert render(scenes[0]).size == (SIZE, SIZE)
 
 
-@pytest.mark.parametrize("make", [make_scene, make_shifted_scene])
+@pytest.mark.parametrize("make", [make_scene, make_shifted_scene, make_large_scene])
 def test_every_question_is_answerable_from_metadata(make):
     kinds, spellings = Counter(), Counter()
     for seed in SEEDS:
@@ -100,6 +102,40 @@ def test_shifted_family_is_drawn_differently():
     assert image.size == (scenes[0].width, scenes[0].height) and image.mode == "RGB"
 
 
+def test_large_family_is_a_third_hand():
+    """2–5 shapes of diameter 25–45 % of the short side, filled and outlined, often touching but never overlapping,
+    inside the central square, on two-tone and textured backgrounds; square and non-square canvases."""
+    scenes = [make_large_scene(seed) for seed in SEEDS]
+    assert {len(sc.shapes) for sc in scenes} == {2, 3, 4, 5}
+    assert {sc.background for sc in scenes} == set(LARGE_BACKGROUNDS)
+    assert any(sc.width != sc.height for sc in scenes) and any(sc.width == sc.height for sc in scenes)
+    diameters = [2 * s.radius / min(sc.width, sc.height) for sc in scenes for s in sc.shapes]
+    assert 0.249 <= min(diameters) and max(diameters) <= 0.451 and max(diameters) > 0.42
+    outlined = [s.outline for sc in scenes for s in sc.shapes]
+    assert 0.3 < sum(outlined) / len(outlined) < 0.5
+    touching = 0
+    for sc in scenes:
+        side = min(sc.width, sc.height)
+        x0, y0 = (sc.width - side) / 2, (sc.height - side) / 2
+        for s in sc.shapes:
+            assert x0 + s.radius <= s.x <= x0 + side - s.radius and y0 + s.radius <= s.y <= y0 + side - s.radius
+        gaps = [np.hypot(a.x - b.x, a.y - b.y) - a.radius - b.radius for i, a in enumerate(sc.shapes)
+                for b in sc.shapes[i + 1:]]
+        assert min(gaps) >= -0.2  # rounding to 0.1 px: never overlapping
+        touching += min(gaps) < 1.5
+    assert touching > len(scenes) / 2
+
+
+def test_an_outlined_shape_paints_its_edge_not_its_inside():
+    filled = Scene(seed=3, background="plain", shapes=(Shape("circle", "blue", 64, 64, 40),))
+    outlined = Scene(seed=3, background="plain", shapes=(Shape("circle", "blue", 64, 64, 40, outline=True),))
+    centre = 3 * 8 + 3  # the patch at the circle's centre (8 × 8 grid of 16 px)
+    assert object_coverage(filled, 8)[centre] == 1.0 and object_coverage(outlined, 8)[centre] == 0.0
+    assert object_coverage(outlined, 8).sum() > 1.0  # the ring itself is drawn
+    shipped = np.asarray(Image.open(shipped_assets("assets") / "examples" / "scene_08.png").convert("RGB"))
+    assert np.array_equal(np.asarray(render(make_scene(1000000008))), shipped)  # filled shapes draw as before
+
+
 def test_yes_no_is_balanced():
     answers = Counter(qa.answer for seed in range(1000) for qa in questions(make_scene(seed)) if qa.kind == "yesno")
     assert set(answers) == {"yes", "no"}
@@ -113,7 +149,7 @@ def test_unknown_kind_is_rejected():
         ask(make_scene(0), "smell", random.Random(0))
 
 
-@pytest.mark.parametrize("make", [make_scene, make_shifted_scene])
+@pytest.mark.parametrize("make", [make_scene, make_shifted_scene, make_large_scene])
 def test_object_coverage_counts_painted_pixels_inside_the_bounding_discs(make):
     """Painted pixels per patch: only where a shape's bounding disc reaches (shape_patches), full at a big shape's
     centre, zero on a plain background far from every shape."""

@@ -56,8 +56,27 @@ def test_an_explanation_shows_its_maps_and_their_share_on_sinks():
 
 
 def test_chart_views_display_as_png_in_ipython_without_matplotlib_inline():
+    shell = InteractiveShell.instance()  # Jupyter's kernel: the shell exists before any figure is made
     trace = synthetic_trace(layers=4, grid=(3, 5), sink=(1, 3))
     for figure in (phi_by_layer(trace), head_ranking(trace, "answer")):
-        data, _ = InteractiveShell.instance().display_formatter.format(figure)
+        data, _ = shell.display_formatter.format(figure)
         assert "image/png" in data, data["text/plain"]
         assert Image.open(io.BytesIO(data["image/png"])).size == figure_image(figure).size
+
+
+def test_experiment_result_plots_display_as_png_in_ipython_too():
+    from var_core.eval.plots import metric_bars
+
+    shell = InteractiveShell.instance()
+    figure = metric_bars([{"condition": "baseline", "accuracy": 0.9, "f1": 0.8}], "pope", metrics=("accuracy", "f1"))
+    data, _ = shell.display_formatter.format(figure)
+    assert "image/png" in data, data["text/plain"]
+
+
+def test_the_apps_plot_component_still_takes_the_views_figures():
+    """gr.Plot recognises a matplotlib figure by its class's module: a Figure subclass defined here was sent to
+    its altair/plotly branch and every Analyze failed to render."""
+    import gradio as gr
+
+    trace = synthetic_trace(layers=4, grid=(3, 5), sink=(1, 3))
+    assert gr.Plot().postprocess(phi_by_layer(trace)).type == "matplotlib"

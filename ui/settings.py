@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -13,14 +12,15 @@ from var_core.images import pad_to_square as padded_square, prepare_image
 from var_core.inputs import flag, listed, number
 from var_core.models.catalog import ModelLoadError
 from var_core.models.common import padding_colour, preset_of
+from var_core.models.default import KNOWS as DEFAULT_MODEL_KNOWS, NAME as DEFAULT_MODEL_NAME
 from var_core.registry import phi_bound
 from var_core.run import ATTENTION_NUMERICS
-from var_core.shipped import shipped
+from var_core import examples as shipped_examples
 
 from ui import state
 
 
-EXAMPLES_DIR = shipped("assets") / "examples"
+EXAMPLES_DIR = shipped_examples.FOLDER
 MAX_NEW_TOKENS_UI = 128
 FULL_CAPTURE_LAYERS, FULL_CAPTURE_HIDDEN, CAPTURE_STRIDE = 16, 1024, 4  # see default_capture
 MAX_CAPTURE_CHARS = 200
@@ -119,11 +119,13 @@ def model_image(bundle, image, square: bool):
 
 
 def model_info(bundle) -> str:
-    """Depth, width, dtype, device and attention numerics of the loaded model, under the model picker."""
+    """Depth, width, dtype, device and attention numerics of the loaded model, under the model picker; for the
+    embedded default model also what it knows (shapes, not photos)."""
     dtype = str(bundle.model.dtype).removeprefix("torch.")
     preset = " · paper preset (pad to square, vicuna_v1 prompt)" if preset_of(bundle) == "paper" else ""
+    note = f"  \n**What this model knows:** {DEFAULT_MODEL_KNOWS}." if bundle.name == DEFAULT_MODEL_NAME else ""
     return (f"{bundle.num_layers} layers × {bundle.num_heads} heads · {dtype} on {bundle.device} · "
-            f"attention {ATTENTION_NUMERICS}{preset}")
+            f"attention {ATTENTION_NUMERICS}{preset}{note}")
 
 
 def model_settings(model_id):
@@ -167,6 +169,5 @@ def page_settings(model_id, capture_text):
 
 
 def examples() -> list[list[str]]:
-    """Bundled example images with their prompts."""
-    listing = json.loads((EXAMPLES_DIR / "examples.json").read_text())
-    return [[str(EXAMPLES_DIR / item["file"]), item["prompt"]] for item in listing]
+    """Bundled example images with their prompts (`var_core.examples`), for gr.Examples."""
+    return [[str(shipped_examples.path(name)), shipped_examples.prompt(name)] for name in shipped_examples.names()]

@@ -65,3 +65,4 @@ VAR_SETTINGS_HINT = "(τ, ρ, the minimum visual mass and the VAR layers are in 
 
 
 STALE = "**This Analyze did not complete** (see its message); every view below is still of the previous analysis."
+

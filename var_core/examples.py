@@ -17,23 +17,32 @@ from var_core.shipped import shipped
 FOLDER = shipped("assets") / "examples"  # its examples.json lists the images, in the app's order
 
 
-def _files() -> dict[str, str]:
-    """Example name (the file's stem) → its file name in FOLDER, in examples.json's order."""
+def _listing() -> dict[str, dict]:
+    """Example name (the file's stem) → its examples.json entry (file, prompt), in that file's order."""
     listing = json.loads((FOLDER / "examples.json").read_text())
-    return {Path(item["file"]).stem: item["file"] for item in listing}
+    return {Path(item["file"]).stem: item for item in listing}
 
 
 def names() -> list[str]:
     """The shipped examples' names, in the order the app shows them."""
-    return list(_files())
+    return list(_listing())
 
 
 def path(name: str) -> Path:
     """The PNG file of example `name`; a ValueError lists the names for an unknown one."""
-    files = _files()
-    if name not in files:
-        raise ValueError(f"unknown example {name!r}; the shipped examples are: {', '.join(files)}")
-    return FOLDER / files[name]
+    return FOLDER / _entry(name)["file"]
+
+
+def prompt(name: str) -> str:
+    """The question the app pairs with example `name`."""
+    return _entry(name)["prompt"]
+
+
+def _entry(name: str) -> dict:
+    listing = _listing()
+    if name not in listing:
+        raise ValueError(f"unknown example {name!r}; the shipped examples are: {', '.join(listing)}")
+    return listing[name]
 
 
 def image(name: str) -> Image.Image:

@@ -1,8 +1,9 @@
 """Synthetic shape scenes with question/answer pairs: training data and held-out tests for the default model.
 
-Two families: `make_scene` (the training generator; its held-out seeds start at HELDOUT_SEED_BASE) and
+Three families: `make_scene` (the training generator; its held-out seeds start at HELDOUT_SEED_BASE),
 `make_shifted_scene` (evaluation only, drawn differently: shapes up to 40 % of the side, two-tone / dotted /
-photo-like backgrounds, non-square canvases). Every scene is a pure function of its seed; every answer is computed
+photo-like backgrounds, non-square canvases) and `make_large_scene` (evaluation only, a third hand: 2–5 large
+shapes, 25–45 % of the side, filled or outlined, some touching). Every scene is a pure function of its seed; every answer is computed
 from the scene's metadata (`Scene.shapes`), so each question is answerable from the metadata alone.
 """
 
@@ -23,6 +24,7 @@ COLOURS = {
 SHAPES = ("circle", "square", "triangle", "star")
 BACKGROUNDS = {"plain": "plain", "gradient": "gradient", "noise": "noisy", "texture": "textured"}
 SHIFTED_BACKGROUNDS = {"two-tone": "two-tone", "dots": "dotted", "photo": "photo-like"}  # only in the shifted family
+LARGE_BACKGROUNDS = ("two-tone", "texture", "dots")  # the large family's: two-tone and textured
 QUESTION_KINDS = ("colour", "shape", "count", "yesno", "position", "caption")
 COLOUR_WORDS = ("colour", "color")  # both spellings are asked, at random
 HELDOUT_SEED_BASE = 1_000_000_000  # training uses seeds below this, evaluation seeds from here on
@@ -31,13 +33,15 @@ POSITION_MIN_OFFSET, POSITION_MIN_MARGIN = 18, 12  # pixels: only ask "where" wh
 
 @dataclass(frozen=True)
 class Shape:
-    """One object: kind, colour name, centre (x right, y down, pixels) and radius of its bounding circle."""
+    """One object: kind, colour name, centre (x right, y down, pixels), radius of its bounding circle, and whether
+    only its outline is drawn."""
 
     kind: str
     colour: str
     x: float
     y: float
     radius: float
+    outline: bool = False
 
     @property
     def name(self) -> str:
@@ -103,6 +107,45 @@ def make_shifted_scene(seed: int) -> Scene:
     return Scene(seed, rng.choice(list(SHIFTED_BACKGROUNDS)), tuple(shapes), width, height)
 
 
+def make_large_scene(seed: int) -> Scene:
+    """Evaluation-only family by a third hand: 2–5 large shapes (diameter 25–45 % of the short side with up to 3
+    shapes, 25–32 % with 4–5), filled or outlined, about half of them placed touching another (bounding circles
+    tangent, never overlapping), inside the central square of a square or non-square canvas (short side 128–192 px,
+    aspect up to 1.4), on a two-tone, striped / checked or dotted background."""
+    rng = random.Random(seed ^ 0x1A26E)
+    side, aspect = rng.choice([128, 160, 192]), rng.choice([1.0, rng.uniform(1.15, 1.4)])
+    width, height = (round(side * aspect), side) if rng.random() < 0.5 else (side, round(side * aspect))
+    x0, y0 = (width - side) / 2, (height - side) / 2
+    for _ in range(100):  # a count whose shapes do not fit is drawn again
+        count = rng.randint(2, 5)
+        shapes = _large_shapes(rng, count, side, x0, y0)
+        if len(shapes) == count:
+            return Scene(seed, rng.choice(LARGE_BACKGROUNDS), tuple(shapes), width, height)
+    raise RuntimeError(f"no large scene fits for seed {seed}")
+
+
+def _large_shapes(rng: random.Random, count: int, side: int, x0: float, y0: float) -> list[Shape]:
+    """Up to `count` shapes inside the square at (x0, y0) of `side`, distinct (colour, kind), none overlapping."""
+    shapes: list[Shape] = []
+    low, high = 0.125, 0.225 if count <= 3 else 0.16
+    for _ in range(400):
+        if len(shapes) == count:
+            break
+        kind, colour, radius = rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.uniform(low, high) * side
+        if shapes and rng.random() < 0.5:  # tangent to a shape already placed
+            other, angle = rng.choice(shapes), rng.uniform(0, 2 * math.pi)
+            x = other.x + (other.radius + radius + 0.5) * math.cos(angle)
+            y = other.y + (other.radius + radius + 0.5) * math.sin(angle)
+        else:
+            x, y = x0 + rng.uniform(radius + 2, side - radius - 2), y0 + rng.uniform(radius + 2, side - radius - 2)
+        inside = x0 + radius + 1 <= x <= x0 + side - radius - 1 and y0 + radius + 1 <= y <= y0 + side - radius - 1
+        clash = any(s.kind == kind and s.colour == colour for s in shapes)
+        overlap = any(math.hypot(s.x - x, s.y - y) < s.radius + radius for s in shapes)
+        if inside and not clash and not overlap:
+            shapes.append(Shape(kind, colour, round(x, 1), round(y, 1), round(radius, 1), rng.random() < 0.4))
+    return shapes
+
+
 def _background(kind: str, rng: random.Random, height: int = SIZE, width: int = SIZE) -> np.ndarray:
     """A pale, low-saturation background so every shape colour stays distinct from it."""
     def tone():
@@ -159,11 +202,12 @@ def render(scene: Scene) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
         fill = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in COLOURS[shape.colour])
+        paint = {"outline": fill, "width": max(4, round(shape.radius / 3))} if shape.outline else {"fill": fill}
         if shape.kind == "circle":
             x, y, r = 2 * shape.x, 2 * shape.y, 2 * shape.radius
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+            draw.ellipse([x - r, y - r, x + r, y + r], **paint)
         else:
-            draw.polygon(_polygon(shape, rng.uniform(-12, 12), 2), fill=fill)
+            draw.polygon(_polygon(shape, rng.uniform(-12, 12), 2), **paint)
     return image.resize((scene.width, scene.height), Image.LANCZOS)
 
 

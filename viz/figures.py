@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import sys
 
 import matplotlib
 import numpy as np
@@ -38,22 +39,28 @@ def in_style(style: dict):
 styled = in_style(STYLE)  # the views' shared style
 
 
-class Chart(Figure):
-    """A Figure that shows itself as a PNG in Jupyter: without pyplot the inline backend never registers its
-    formatter, so a plain Figure would print as `<Figure size … with 1 Axes>`."""
+def _png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (IPython's image/png output)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
-    def _repr_png_(self) -> bytes:
-        """The figure as PNG bytes (IPython's image/png output)."""
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png")
-        return buffer.getvalue()
+
+def in_jupyter(figure: Figure) -> Figure:
+    """`figure`, with a running IPython shell (Jupyter) told to show matplotlib Figures as PNG: pyplot-free figures
+    never load the inline backend that would register that formatter, and would print as `<Figure size …>`."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+    return figure
 
 
 def new_figure(width: float, height: float, left: float = 0.8, right: float = 0.2, top: float = 0.4,
                bottom: float = 0.6, hspace: float = 0.15) -> Figure:
-    """A pyplot-free Agg Chart (needs no closing; displays in Jupyter) with fixed margins in inches (constrained
+    """A pyplot-free Agg Figure (needs no closing; displays in Jupyter) with fixed margins in inches (constrained
     layout costs ~50 ms)."""
-    figure = Chart(figsize=(width, height))
+    figure = in_jupyter(Figure(figsize=(width, height)))
     FigureCanvasAgg(figure)
     figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
                            hspace=hspace)

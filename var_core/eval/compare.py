@@ -51,8 +51,11 @@ class SceneSample(Sample):
         return render(FAMILIES[family](int(seed)))
 
 
-def heldout_samples(per_kind: int, kinds=HELDOUT_KINDS, families=tuple(FAMILIES)) -> list[SceneSample]:
-    """per_kind questions of every kind from every scene family's held-out seeds (deterministic)."""
+COMPARE_FAMILIES = ("training-like", "shifted")  # the committed comparison's families (results/compare/)
+
+
+def heldout_samples(per_kind: int, kinds=HELDOUT_KINDS, families=COMPARE_FAMILIES) -> list[SceneSample]:
+    """per_kind questions of every kind from each of `families`' held-out seeds (deterministic)."""
     samples = []
     for family in families:
         tag = family.replace("-", "")

