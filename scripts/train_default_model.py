@@ -36,14 +36,22 @@ from var_core.models import default as D
 from var_core.models.generic import chat_messages
 from var_core.models.lora import add_lora, load_lora, lora_state
 from var_core.registry import get_backbone
-from var_core.scenes import COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_scene, render
+from var_core.scenes import (COLOURS, HELDOUT_SEED_BASE, SHAPES, SIZE, ask, make_training_scene, render,
+                             render_with_owners, side_of)
 from var_core.sink import phi
 
 GRID = SIZE // D.PATCH_SIZE
 # Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
 # compute per example.
-KIND_WEIGHTS = {"colour": 1.5, "shape": 1.0, "count": 1.5, "yesno": 2.0, "position": 1.5}  # default of --kind-weights
+KIND_WEIGHTS = {"colour": 1.5, "shape": 1.0, "count": 2.0, "yesno": 2.0, "position": 2.0}  # default of --kind-weights
 NULL_WORD = " "  # what background patches are mapped to in stage 1b (SmolLM2's space token, id 216)
+SIDES = ("left", "right", "top", "bottom")  # an object's side of the image centre (`scenes.side_of`)
+COUNT_WORDS = ("one", "two", "three", "four", "five")  # the scene's number of shapes, as a word
+MAX_COUNT = len(COUNT_WORDS)
+# A patch is an object's when that object paints at least this many of its (2× supersampled) subpixels: then every
+# patch with an object pixel (`scenes.object_coverage` > 0; 0 of 4,760 missed on 300 training scenes) gets its
+# object's target, and none of them is taught to look like the null word.
+OBJECT_MIN_SUBPIXELS = 1
 BACKGROUND_WEIGHT = 0.1  # stage-1 loss weight of the background class in the per-patch labels
 # Stage-1 weight of the shape loss. Shape needs several patches and is the slowest label to learn: at weight 1 the
 # tower knew the shape of 42% of object patches after 200 steps of 64 (every later stage-2 run then answered shape
@@ -76,6 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-questions", type=int, default=300, help="held-out questions per kind and scene family")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoints", type=Path, default=CHECKPOINTS)
+    p.add_argument("--weights", type=Path, default=D.WEIGHTS,
+                   help="where the weights (and the report beside them) are written while training and then scored")
     p.add_argument("--resume", action="store_true", help="continue the run whose checkpoints are in --checkpoints")
     p.add_argument("--eval-only", action="store_true", help="evaluate the shipped weights, do not train")
     return p.parse_args(argv)
@@ -92,23 +102,25 @@ def parse_kind_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def patch_labels(scene) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-patch colour and shape class (0 = background): patches near a shape's centre, and the one holding it."""
-    colours, shapes = torch.zeros(GRID * GRID, dtype=torch.long), torch.zeros(GRID * GRID, dtype=torch.long)
-    colour_ids = {c: i + 1 for i, c in enumerate(COLOURS)}
-    for s in scene.shapes:
-        for row in range(GRID):
-            for col in range(GRID):
-                cx, cy = (col + 0.5) * D.PATCH_SIZE, (row + 0.5) * D.PATCH_SIZE
-                holds = int(s.x // D.PATCH_SIZE) == col and int(s.y // D.PATCH_SIZE) == row
-                if holds or math.hypot(cx - s.x, cy - s.y) < 0.8 * s.radius:
-                    colours[row * GRID + col], shapes[row * GRID + col] = colour_ids[s.colour], SHAPES.index(s.kind) + 1
-    return colours, shapes
-
-
-def count_classes(scenes) -> torch.Tensor:
-    """Stage-1 count label: number of shapes − 1 (classes 0…3)."""
-    return torch.tensor([len(s.shapes) - 1 for s in scenes])
+def patch_labels(scene, owners) -> dict[str, torch.Tensor]:
+    """Per-patch classes (0 = background) of the object that paints most of the patch (`render_with_owners`):
+    colour, shape, its side of the image centre; the scene's number of shapes (on every patch); and whether the
+    patch holds a shape's centre (an instance signal for stage 1 only: it is in no stage-1b target)."""
+    step = owners.shape[0] // GRID
+    cells = torch.from_numpy(owners.astype("int64")).reshape(GRID, step, GRID, step).permute(0, 2, 1, 3).flatten(2)
+    painted = F.one_hot(cells, len(scene.shapes) + 1)[..., 1:].sum(2).flatten(0, 1)  # [patches, shapes]
+    most, owner = painted.max(-1) if scene.shapes else (torch.zeros(GRID * GRID), torch.zeros(GRID * GRID))
+    labels = {key: torch.zeros(GRID * GRID, dtype=torch.long) for key in ("colour", "shape", "side")}
+    for index, shape in enumerate(scene.shapes):
+        mine = (owner == index) & (most >= OBJECT_MIN_SUBPIXELS)
+        labels["colour"][mine] = list(COLOURS).index(shape.colour) + 1
+        labels["shape"][mine] = SHAPES.index(shape.kind) + 1
+        labels["side"][mine] = SIDES.index(side_of(scene, shape)) + 1
+    labels["count"] = torch.full((GRID * GRID,), len(scene.shapes))
+    labels["centre"] = torch.zeros(GRID * GRID, dtype=torch.long)  # 1: the patch holds a shape's centre
+    for shape in scene.shapes:
+        labels["centre"][int(shape.y * GRID / scene.height) * GRID + int(shape.x * GRID / scene.width)] = 1
+    return labels
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -139,98 +151,133 @@ def optimiser_step(opt, loss: torch.Tensor, lr: float, bar) -> None:
     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
 
-def labelled_batch(processor, first_seed: int, size: int):
-    """Scenes first_seed … first_seed+size−1 → (scenes, pixel_values, per-patch colour classes, shape classes)."""
-    scenes = [make_scene(first_seed + i) for i in range(size)]
-    pixels = processor.image_processor([render(s) for s in scenes], return_tensors="pt")["pixel_values"]
-    labels = [patch_labels(s) for s in scenes]
-    return scenes, pixels, torch.stack([c for c, _ in labels]), torch.stack([s for _, s in labels])
+def labelled_batch(processor, first_seed: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Training scenes first_seed … first_seed+size−1 → (pixel_values, per-patch labels [size, patches] by kind)."""
+    scenes = [make_training_scene(seed) for seed in range(first_seed, first_seed + size)]
+    drawn = [render_with_owners(scene) for scene in scenes]
+    pixels = processor.image_processor([image for image, _ in drawn], return_tensors="pt")["pixel_values"]
+    labels = [patch_labels(scene, owners) for scene, (_, owners) in zip(scenes, drawn)]
+    return pixels, {key: torch.stack([patch[key] for patch in labels]) for key in labels[0]}
+
+
+# Stage-1 heads over each patch token, their class counts (0 = background; count: the scene's 1 … 5 shapes as
+# classes 0 … 4, on every patch; centre: 1 on the patch that holds a shape's centre) and loss weights.
+HEADS = {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1, "side": len(SIDES) + 1, "count": MAX_COUNT,
+         "centre": 2}
+HEAD_LOSS_WEIGHTS = {"colour": 1.0, "shape": SHAPE_LOSS_WEIGHT, "side": 1.0, "count": 2.0, "centre": 1.0}
+
+
+def stage1_loss(heads, hidden: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Weighted per-patch cross-entropy of every head; background down-weighted where it is a class."""
+    loss = hidden.new_zeros(())
+    for name, classes in HEADS.items():
+        target = labels[name] - 1 if name == "count" else labels[name]
+        weight = torch.ones(classes)
+        if name not in ("count", "centre"):
+            weight[0] = BACKGROUND_WEIGHT  # most patches are background: unweighted, the tower learns little else
+        loss = loss + HEAD_LOSS_WEIGHTS[name] * F.cross_entropy(heads[name](hidden).flatten(0, 1), target.flatten(),
+                                                                weight=weight)
+    return loss
 
 
 def stage1(model, processor, args) -> dict[str, float]:
     """Pre-train the tower alone on dense scene labels (discarded heads); returns its held-out per-patch accuracy."""
     tower, width = model.model.vision_tower, model.config.vision_config.hidden_size
-    heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(COLOURS) + 1),
-                                 "shape": torch.nn.Linear(width, len(SHAPES) + 1), "count": torch.nn.Linear(width, 4)})
-    # count is read from the mean of the patch tokens: LLaVA's "default" strategy drops CLS
-    # Most patches are background: without down-weighting it the tower learns "background" and little else.
-    colour_weight, shape_weight = torch.ones(len(COLOURS) + 1), torch.ones(len(SHAPES) + 1)
-    colour_weight[0] = shape_weight[0] = BACKGROUND_WEIGHT
+    heads = torch.nn.ModuleDict({name: torch.nn.Linear(width, classes) for name, classes in HEADS.items()})
     params = list(tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=args.stage1_lr, weight_decay=0.01)
     bar = tqdm(range(args.stage1_steps), desc="stage 1 (tower)", mininterval=5)
     for step in bar:
-        scenes, pixels, colours, shapes = labelled_batch(processor, step * args.stage1_batch, args.stage1_batch)
+        pixels, labels = labelled_batch(processor, step * args.stage1_batch, args.stage1_batch)
         hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]  # patch tokens, CLS dropped
-        loss = (F.cross_entropy(heads["colour"](hidden).flatten(0, 1), colours.flatten(), weight=colour_weight)
-                + SHAPE_LOSS_WEIGHT * F.cross_entropy(heads["shape"](hidden).flatten(0, 1), shapes.flatten(),
-                                                      weight=shape_weight)
-                + F.cross_entropy(heads["count"](hidden.mean(1)), count_classes(scenes)))
-        optimiser_step(opt, loss, args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup), bar)
+        optimiser_step(opt, stage1_loss(heads, hidden, labels),
+                       args.stage1_lr * lr_factor(step, args.stage1_steps, args.warmup), bar)
     return patch_accuracy(tower, heads, processor)
 
 
 @torch.no_grad()
 def patch_accuracy(tower, heads, processor) -> dict[str, float]:
-    """Share of held-out object patches whose colour / shape the stage-1 heads name correctly, and of counts."""
-    scenes, pixels, colours, shapes = labelled_batch(processor, HELDOUT_SEED_BASE, PROBE_SCENES)
+    """Held-out share of object patches whose colour / shape / side / scene count the stage-1 heads name rightly,
+    of background patches called background, of images whose object patches' majority count is right, and of
+    centre patches found (and other patches wrongly called centres)."""
+    pixels, labels = labelled_batch(processor, HELDOUT_SEED_BASE, PROBE_SCENES)
     hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
-    on_object, counts = shapes > 0, count_classes(scenes)
-    return {"colour": round((heads["colour"](hidden).argmax(-1) == colours)[on_object].float().mean().item(), 4),
-            "shape": round((heads["shape"](hidden).argmax(-1) == shapes)[on_object].float().mean().item(), 4),
-            "count": round((heads["count"](hidden.mean(1)).argmax(-1) == counts).float().mean().item(), 4)}
+    guess = {name: heads[name](hidden).argmax(-1) for name in HEADS}
+    guess["count"] = guess["count"] + 1
+    on_object, centres = labels["shape"] > 0, labels["centre"] > 0
+    result = {name: round((guess[name] == labels[name])[on_object].float().mean().item(), 4)
+              for name in HEADS if name != "centre"}
+    result["centre_found"] = round((guess["centre"] == 1)[centres].float().mean().item(), 4)
+    result["centre_false_alarms"] = round((guess["centre"] == 1)[~centres].float().mean().item(), 4)
+    result["background"] = round((guess["shape"] == 0)[~on_object].float().mean().item(), 4)
+    votes = torch.stack([torch.bincount(g[o], minlength=MAX_COUNT + 1).argmax() if o.any() else g[0]
+                         for g, o in zip(guess["count"], on_object)])
+    result["count_per_image"] = round((votes == labels["count"][:, 0]).float().mean().item(), 4)
+    return result
 
 
-def word_targets(model, processor) -> torch.Tensor:
-    """[colour class, shape class, 576] target embeddings: mean of the LLM's " red" and " square" word embeddings;
-    class 0 (background) is the NULL_WORD embedding."""
+def word_targets(model, processor) -> dict[str, torch.Tensor]:
+    """Per label kind, [classes, 576] word embeddings (the LLM's " red", " square", " left", " three"); row 0 of each
+    is the NULL_WORD embedding, the background's. A patch's stage-1b target is their mean (`patch_targets`)."""
     embed = model.get_input_embeddings().weight.detach()
 
     def word(text):
         return embed[processor.tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
 
-    colours = torch.stack([word(NULL_WORD)] + [word(f" {c}") for c in COLOURS])
-    shapes = torch.stack([word(NULL_WORD)] + [word(f" {s}") for s in SHAPES])
-    return (colours[:, None] + shapes[None, :]) / 2
+    words = {"colour": list(COLOURS), "shape": list(SHAPES), "side": list(SIDES), "count": list(COUNT_WORDS)}
+    return {name: torch.stack([word(NULL_WORD)] + [word(f" {w}") for w in names]) for name, names in words.items()}
+
+
+def patch_targets(targets: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[..., 576] stage-1b targets: an object patch → the mean of its colour, shape, side and count words; a
+    background patch → the null word (every kind's row 0)."""
+    on_object = labels["shape"] > 0
+    return sum(targets[name][torch.where(on_object, labels[name], 0)] for name in targets) / len(targets)
 
 
 def stage_align(model, processor, args) -> None:
     """Warm-start the projector: map each patch to its labels' word embeddings (tower frozen, no LLM pass)."""
     tower, projector, targets = model.model.vision_tower, model.model.multi_modal_projector, word_targets(model, processor)
-    scale = targets.pow(2).sum(-1).mean()
+    scale = patch_targets(targets, {name: torch.ones(1, dtype=torch.long) for name in targets}).pow(2).sum()
     opt = torch.optim.AdamW(projector.parameters(), lr=args.align_lr)
     bar = tqdm(range(args.align_steps), desc="stage 1b (projector)", mininterval=5)
     for step in bar:
-        _, pixels, colours, shapes = labelled_batch(processor, ALIGN_SEED_BASE + step * args.stage1_batch,
-                                                    args.stage1_batch)
-        target = targets[colours, shapes]
+        pixels, labels = labelled_batch(processor, ALIGN_SEED_BASE + step * args.stage1_batch, args.stage1_batch)
         with torch.no_grad():
             hidden = tower(pixel_values=pixels).last_hidden_state[:, 1:]
-        loss = (projector(hidden) - target).pow(2).sum(-1).mean() / scale
+        loss = (projector(hidden) - patch_targets(targets, labels)).pow(2).sum(-1).mean() / scale
         optimiser_step(opt, loss, args.align_lr * lr_factor(step, args.align_steps, args.warmup), bar)
     return alignment_quality(tower, projector, targets, processor)
 
 
 @torch.no_grad()
 def alignment_quality(tower, projector, targets, processor) -> dict[str, float]:
-    """Held-out check of stage 1b: the share of patches whose projected token is nearest (cosine) to its own label's
-    target among all targets, for object and background patches, and the background tokens' mean cosine to the
-    null word. A projector that did not train scores near chance here, before the hour of stage 2 is spent."""
-    _, pixels, colours, shapes = labelled_batch(processor, HELDOUT_SEED_BASE, 64)
+    """Held-out check of stage 1b: per label kind, the share of object patches whose projected token is nearer
+    (cosine) to its own label's target than to any other label's of that kind (the other kinds kept right); the
+    share of background patches nearest the null word among all targets, and their mean cosine to it. A projector
+    that did not train scores near chance here, before the hour of stage 2 is spent."""
+    pixels, labels = labelled_batch(processor, HELDOUT_SEED_BASE, 64)
     tokens = F.normalize(projector(tower(pixel_values=pixels).last_hidden_state[:, 1:]), dim=-1)
-    flat = F.normalize(targets.flatten(0, 1), dim=-1)
-    nearest = (tokens @ flat.T).argmax(-1)
-    right = nearest == colours * targets.shape[1] + shapes
-    background = shapes == 0
-    return {"object_nearest_right": round(right[~background].float().mean().item(), 4),
-            "background_nearest_right": round(right[background].float().mean().item(), 4),
-            "background_cosine_to_null": round((tokens[background] @ flat[0]).mean().item(), 4)}
+    on_object = labels["shape"] > 0
+    result = {}
+    for name, table in targets.items():
+        options = torch.stack([F.normalize(patch_targets(targets, {**labels, name: torch.full_like(labels[name], k)}), dim=-1)
+                               for k in range(1, len(table))], -1)  # [batch, patches, 576, classes]
+        nearest = torch.einsum("bpd,bpdk->bpk", tokens, options).argmax(-1) + 1
+        result[f"object_{name}_nearest_right"] = round((nearest == labels[name])[on_object].float().mean().item(), 4)
+    null = F.normalize(targets["shape"][0], dim=-1)
+    background = tokens[~on_object]
+    object_side = F.normalize(patch_targets(targets, labels)[on_object], dim=-1)
+    result["background_nearer_null_than_any_object_target"] = round(
+        ((background @ null)[:, None] > background @ object_side.unique(dim=0).T).all(-1).float().mean().item(), 4)
+    result["background_cosine_to_null"] = round((background @ null).mean().item(), 4)
+    return result
 
 
 def image_questions(seed: int, per_image: int, kind_weights: dict[str, float]) -> tuple:
     """(image, [(question, answer), ...]): up to per_image distinct questions about scene `seed`, kinds drawn by
     kind_weights, with as many "no" as "yes" questions so the yes/no split stays 50/50."""
-    scene, rng = make_scene(seed), random.Random(seed)
+    scene, rng = make_training_scene(seed), random.Random(seed)
     kinds, found = list(kind_weights), {}
     for _ in range(8 * per_image):  # enough draws to fill per_image unless the scene has fewer distinct questions
         if len(found) == per_image:
@@ -428,19 +475,25 @@ def train(args, report: dict) -> None:
         stage2_file.with_suffix(".tmp").replace(stage2_file)
         report.update(stage2_steps_done=done, stage2_seconds=round(state["seconds"]), monitor=state["monitor"])
         report["train_seconds"] = report["stage1_seconds"] + report["stage1b_seconds"] + report["stage2_seconds"]
-        save_file(shipped_state(model), D.WEIGHTS, metadata={"seed": str(args.seed)})
-        D.WEIGHTS.with_name("default_model_train.json").write_text(json.dumps(report, indent=1) + "\n")
+        save_file(shipped_state(model), args.weights, metadata={"seed": str(args.seed)})
+        report_path(args).write_text(json.dumps(report, indent=1) + "\n")
 
     stage2(model, processor, args, checkpoint, state)
-    print(f"saved {D.WEIGHTS} ({D.WEIGHTS.stat().st_size / 1e6:.1f} MB), {report['train_seconds']} s of training",
+    print(f"saved {args.weights} ({args.weights.stat().st_size / 1e6:.1f} MB), {report['train_seconds']} s of training",
           flush=True)
+
+
+def report_path(args) -> Path:
+    """The training report, beside the weights it describes."""
+    return args.weights.with_name(args.weights.stem + "_train.json")
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    args.weights.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     print("config:", json.dumps(vars(args), default=str), flush=True)
-    report_file = D.WEIGHTS.with_name("default_model_train.json")
+    report_file = report_path(args)
     report = {"command": "python -m scripts.train_default_model " + " ".join(sys.argv[1:]),
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "vision_config": D.VISION_CONFIG,
@@ -453,7 +506,7 @@ def main(argv=None) -> None:
     from var_core.eval.heldout import evaluate_default_model  # both scene families, batched greedy answers
 
     start = time.time()
-    report["heldout_accuracy"] = evaluate_default_model(D.load_default_model(), args.eval_questions, args.kind_weights)
+    report["heldout_accuracy"] = evaluate_default_model(D.load_default_model(weights=args.weights), args.eval_questions, args.kind_weights)
     report["eval_seconds"] = round(time.time() - start)
     print("held-out accuracy:", json.dumps(report["heldout_accuracy"]), flush=True)
     report_file.write_text(json.dumps(report, indent=1) + "\n")

@@ -10,7 +10,8 @@ from PIL import Image
 from var_core.shipped import shipped as shipped_assets
 from var_core.scenes import (BACKGROUNDS, COLOURS, HELDOUT_SEED_BASE, LARGE_BACKGROUNDS, QUESTION_KINDS, SHAPES,
                              SHIFTED_BACKGROUNDS, SIZE, Scene, Shape, ask, caption, make_large_scene, make_scene,
-                             make_shifted_scene, object_coverage, questions, render, shape_patches)
+                             make_shifted_scene, make_training_scene, make_varied_scene, object_coverage, questions,
+                             render, render_with_owners, shape_patches, side_of)
 
 SEEDS = range(300)
 
@@ -59,7 +60,7 @@ def test_scene_metadata_is_valid_and_varied():
     assert render(scenes[0]).size == (SIZE, SIZE)
 
 
-@pytest.mark.parametrize("make", [make_scene, make_shifted_scene, make_large_scene])
+@pytest.mark.parametrize("make", [make_scene, make_varied_scene, make_shifted_scene, make_large_scene])
 def test_every_question_is_answerable_from_metadata(make):
     kinds, spellings = Counter(), Counter()
     for seed in SEEDS:
@@ -124,6 +125,45 @@ def test_large_family_is_a_third_hand():
         assert min(gaps) >= -0.2  # rounding to 0.1 px: never overlapping
         touching += min(gaps) < 1.5
     assert touching > len(scenes) / 2
+
+
+def test_varied_training_scenes_add_five_shapes_large_shapes_outlines_and_near_neighbours():
+    """v3's harder training half: 1–5 shapes, diameters up to half the side, a third outlined, often a few pixels
+    from a neighbour, never overlapping, inside the 128-px square on the training backgrounds; the training
+    generator alternates it with make_scene."""
+    scenes = [make_varied_scene(seed) for seed in SEEDS]
+    assert make_varied_scene(7) == make_varied_scene(7) and make_varied_scene(7) != make_varied_scene(9)
+    assert {len(sc.shapes) for sc in scenes} == {1, 2, 3, 4, 5}
+    assert {sc.background for sc in scenes} <= set(BACKGROUNDS) and {(sc.width, sc.height) for sc in scenes} == {(SIZE, SIZE)}
+    diameters = [2 * s.radius / SIZE for sc in scenes for s in sc.shapes]
+    assert max(diameters) > 0.45 and max(diameters) <= 0.5
+    outlined = [s.outline for sc in scenes for s in sc.shapes]
+    assert 0.25 < sum(outlined) / len(outlined) < 0.4
+    near = 0
+    for sc in scenes:
+        for s in sc.shapes:
+            assert s.radius <= s.x <= SIZE - s.radius and s.radius <= s.y <= SIZE - s.radius
+        gaps = [np.hypot(a.x - b.x, a.y - b.y) - a.radius - b.radius for i, a in enumerate(sc.shapes)
+                for b in sc.shapes[i + 1:]]
+        assert min(gaps, default=5) >= 0.8  # never overlapping (rounding to 0.1 px)
+        near += min(gaps, default=99) < 5
+    assert near > len(scenes) / 4
+    assert make_training_scene(10) == make_scene(10) and make_training_scene(11) == make_varied_scene(11)
+
+
+def test_owners_are_the_painted_pixels_of_each_shape():
+    """render_with_owners draws the same image as render, and marks at 2× which shape painted each subpixel: a
+    patch has object pixels exactly where some shape owns a subpixel of it; an outline owns its ring only."""
+    for seed in (1, 3, 1000000008):
+        scene = make_training_scene(seed)
+        image, owners = render_with_owners(scene)
+        assert np.array_equal(np.asarray(image), np.asarray(render(scene)))
+        assert owners.shape == (2 * scene.height, 2 * scene.width) and set(np.unique(owners)) <= set(range(len(scene.shapes) + 1))
+        owned = owners.reshape(8, 32, 8, 32).max((1, 3)).flatten() > 0
+        assert np.array_equal(owned, object_coverage(scene, 8) > 0), seed
+    ring = Scene(seed=3, background="plain", shapes=(Shape("circle", "blue", 64, 64, 40, outline=True),))
+    assert render_with_owners(ring)[1][128, 128] == 0 and render_with_owners(ring)[1][128, 128 + 78] == 1
+    assert side_of(ring, Shape("star", "red", 60, 20, 10)) == "top" and side_of(ring, Shape("star", "red", 50, 60, 10)) == "left"
 
 
 def test_an_outlined_shape_paints_its_edge_not_its_inside():

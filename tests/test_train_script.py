@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from scripts import train_default_model as T
 from var_core.models import default as D
 from var_core.models.lora import PREFIX, PROJECTIONS
+from var_core.scenes import Scene, Shape, object_coverage, render_with_owners
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,36 @@ def test_image_questions_are_deterministic_distinct_and_balanced_on_yes_no():
         assert answers.count("yes") == answers.count("no")
 
 
-def test_background_patches_are_taught_to_look_like_the_null_word(fresh_model):
+def word(model, processor, text):
+    return model.get_input_embeddings().weight[processor.tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
+
+
+def test_background_patches_are_taught_the_null_word_objects_their_colour_shape_side_and_count(fresh_model):
     model, processor = fresh_model
     targets = T.word_targets(model, processor)
-    space = model.get_input_embeddings().weight[processor.tokenizer(T.NULL_WORD, add_special_tokens=False)["input_ids"]]
-    assert T.NULL_WORD == " " and torch.equal(targets[0, 0], space.mean(0))
-    red, square = (model.get_input_embeddings().weight[processor.tokenizer(w, add_special_tokens=False)["input_ids"]].mean(0)
-                   for w in (" red", " square"))
-    torch.testing.assert_close(targets[1 + list(T.COLOURS).index("red"), 1 + T.SHAPES.index("square")], (red + square) / 2)
+    labels = {"colour": torch.tensor([0, 1 + list(T.COLOURS).index("red")]),
+              "shape": torch.tensor([0, 1 + T.SHAPES.index("square")]), "side": torch.tensor([2, 1 + T.SIDES.index("left")]),
+              "count": torch.tensor([3, 3])}  # patch 0: background (its side and count labels are ignored)
+    patches = T.patch_targets(targets, labels)
+    assert T.NULL_WORD == " " and torch.equal(patches[0], word(model, processor, " "))
+    torch.testing.assert_close(patches[1], sum(word(model, processor, w) for w in (" red", " square", " left", " three")) / 4)
+
+
+def test_patch_labels_give_every_painted_patch_its_object():
+    """A filled square and an outlined circle: every patch with a painted pixel (object_coverage > 0) is the shape's
+    that paints most of it, with its colour, kind and side; every patch knows the count; the centres are marked."""
+    scene = Scene(seed=5, background="plain", shapes=(Shape("square", "red", 30, 40, 20),
+                                                      Shape("circle", "blue", 92, 96, 28, outline=True)))
+    labels = T.patch_labels(scene, render_with_owners(scene)[1])
+    painted = object_coverage(scene, T.GRID) > 0
+    assert torch.equal(labels["shape"] > 0, torch.from_numpy(painted))
+    red = labels["colour"] == 1 + list(T.COLOURS).index("red")
+    assert torch.equal(red, labels["side"] == 1 + T.SIDES.index("left")) and red.sum() >= 6
+    blue = labels["colour"] == 1 + list(T.COLOURS).index("blue")
+    assert torch.equal(blue, labels["shape"] == 1 + T.SHAPES.index("circle"))
+    assert torch.equal(blue, labels["side"] == 1 + T.SIDES.index("bottom")) and blue.sum() > red.sum()
+    assert not labels["shape"][6 * T.GRID + 5] and labels["centre"].nonzero().flatten().tolist() == [2 * 8 + 1, 6 * 8 + 5]
+    assert labels["count"].tolist() == [2] * T.GRID ** 2  # the outlined circle's empty inside is background
 
 
 def test_supervision_covers_exactly_the_answer_and_its_end_token(fresh_model):
@@ -91,7 +114,7 @@ def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "WEIGHTS", tmp_path / "weights.safetensors")
     argv = ["--stage1-steps", "2", "--align-steps", "2", "--stage1-batch", "4", "--stage2-batch", "1",
             "--questions-per-image", "2", "--warmup", "1", "--save-every", "1", "--monitor-every", "2",
-            "--checkpoints", str(tmp_path / "ck")]
+            "--checkpoints", str(tmp_path / "ck"), "--weights", str(D.WEIGHTS)]
     seen = {}
     real_stage2 = T.stage2
 
@@ -116,8 +139,9 @@ def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
     T.train(T.parse_args(argv + ["--stage2-steps", "2"]), report)
     model = seen["model"]
     assert seen["align_moved"] and all("multi_modal_projector" in k for k in seen["align_moved"])  # 1b trains it
-    assert set(report["stage1b_alignment"]) == {"object_nearest_right", "background_nearest_right",
-                                                "background_cosine_to_null"}
+    assert set(report["stage1b_alignment"]) == {f"object_{kind}_nearest_right" for kind in ("colour", "shape", "side", "count")} | {
+        "background_nearer_null_than_any_object_target", "background_cosine_to_null"}
+    assert {"colour", "shape", "side", "count", "count_per_image", "centre_found"} <= set(report["stage1_patch_accuracy"])
     assert report["stage2_steps_done"] == 2 and [m["step"] for m in report["monitor"]] == [0, 2]
     assert {"first_token_accuracy", "visual_sinks_per_image"} <= set(report["monitor"][0])
     assert all(k in report for k in ("stage1_seconds", "stage1b_seconds", "stage2_seconds", "train_seconds"))
@@ -131,7 +155,7 @@ def test_training_end_to_end_in_miniature_then_resume(tmp_path, monkeypatch):
     adapters = [k for k in shipped if k.startswith(PREFIX)]
     assert len(adapters) == 2 * len(D.LORA_LAYERS) * len(PROJECTIONS) and any(shipped[k].abs().sum() > 0 for k in adapters if k.endswith(".B"))
     assert any(k.startswith("model.vision_tower.") for k in shipped) and any("multi_modal_projector" in k for k in shipped)
-    assert json.loads(D.WEIGHTS.with_name("default_model_train.json").read_text())["stage2_steps_done"] == 2
+    assert json.loads(D.WEIGHTS.with_name("weights_train.json").read_text())["stage2_steps_done"] == 2
 
     resumed = {}
     T.train(T.parse_args(argv + ["--stage2-steps", "3", "--resume"]), resumed)

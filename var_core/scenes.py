@@ -1,6 +1,7 @@
 """Synthetic shape scenes with question/answer pairs: training data and held-out tests for the default model.
 
-Three families: `make_scene` (the training generator; its held-out seeds start at HELDOUT_SEED_BASE),
+Three families: `make_scene` (the training generator; its held-out seeds start at HELDOUT_SEED_BASE; v3 of the
+default model trains on `make_training_scene`, half `make_scene`, half the harder `make_varied_scene`),
 `make_shifted_scene` (evaluation only, drawn differently: shapes up to 40 % of the side, two-tone / dotted /
 photo-like backgrounds, non-square canvases) and `make_large_scene` (evaluation only, a third hand: 2–5 large
 shapes, 25–45 % of the side, filled or outlined, some touching). Every scene is a pure function of its seed; every answer is computed
@@ -82,6 +83,36 @@ def make_scene(seed: int) -> Scene:
         overlap = any(math.hypot(s.x - x, s.y - y) < s.radius + radius + 4 for s in shapes)
         if not clash and not overlap:
             shapes.append(Shape(kind, colour, round(x, 1), round(y, 1), round(radius, 1)))
+    return Scene(seed, rng.choice(list(BACKGROUNDS)), tuple(shapes))
+
+
+def make_training_scene(seed: int) -> Scene:
+    """The default model v3's training generator: even seeds draw `make_scene`, odd seeds `make_varied_scene`."""
+    return make_scene(seed) if seed % 2 == 0 else make_varied_scene(seed)
+
+
+def make_varied_scene(seed: int) -> Scene:
+    """The harder half of v3's training data: 1–5 shapes, diameters up to half the side (with few shapes), a third of
+    them outlines, a third placed next to another (a gap of 1–4 px), on the training backgrounds; square, 128 px."""
+    rng = random.Random(seed ^ 0x7A3C1)
+    count = rng.randint(1, 5)
+    max_radius = {1: 32, 2: 28, 3: 24}.get(count, 19)
+    shapes: list[Shape] = []
+    for _ in range(2000):
+        if len(shapes) == count:
+            break
+        kind, colour, radius = rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.uniform(9, max_radius)
+        if shapes and rng.random() < 0.35:
+            other, angle = rng.choice(shapes), rng.uniform(0, 2 * math.pi)
+            x = other.x + (other.radius + radius + rng.uniform(1, 4)) * math.cos(angle)
+            y = other.y + (other.radius + radius + rng.uniform(1, 4)) * math.sin(angle)
+        else:
+            x, y = rng.uniform(radius + 2, SIZE - radius - 2), rng.uniform(radius + 2, SIZE - radius - 2)
+        inside = radius + 1 <= x <= SIZE - radius - 1 and radius + 1 <= y <= SIZE - radius - 1
+        clash = any(s.kind == kind and s.colour == colour for s in shapes)
+        overlap = any(math.hypot(s.x - x, s.y - y) < s.radius + radius + 1 for s in shapes)
+        if inside and not clash and not overlap:
+            shapes.append(Shape(kind, colour, round(x, 1), round(y, 1), round(radius, 1), rng.random() < 0.33))
     return Scene(seed, rng.choice(list(BACKGROUNDS)), tuple(shapes))
 
 
@@ -196,19 +227,30 @@ def _polygon(shape: Shape, angle: float, scale: float) -> list[tuple[float, floa
 
 def render(scene: Scene) -> Image.Image:
     """Draw the scene (2× supersampled for smooth edges) as a width × height RGB image."""
+    return render_with_owners(scene)[0]
+
+
+def render_with_owners(scene: Scene) -> tuple[Image.Image, np.ndarray]:
+    """The rendered image and, at the 2× supersampled resolution it is drawn at, which shape painted each
+    subpixel ([2·height, 2·width] uint8: 0 background, k the k-th shape; a later shape paints over an earlier one).
+    Both are drawn by the same calls, so the owners are exactly the painted pixels: training labels patches by it."""
     rng = random.Random(scene.seed ^ 0x5EED)
     pixels = np.clip(_background(scene.background, rng, scene.height, scene.width), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels).resize((2 * scene.width, 2 * scene.height), Image.NEAREST)
-    draw = ImageDraw.Draw(image)
-    for shape in scene.shapes:
+    owners = Image.new("L", image.size, 0)
+    draws = ImageDraw.Draw(image), ImageDraw.Draw(owners)
+    for index, shape in enumerate(scene.shapes, start=1):
         fill = tuple(int(np.clip(c + rng.uniform(-15, 15), 0, 255)) for c in COLOURS[shape.colour])
-        paint = {"outline": fill, "width": max(4, round(shape.radius / 3))} if shape.outline else {"fill": fill}
-        if shape.kind == "circle":
-            x, y, r = 2 * shape.x, 2 * shape.y, 2 * shape.radius
-            draw.ellipse([x - r, y - r, x + r, y + r], **paint)
-        else:
-            draw.polygon(_polygon(shape, rng.uniform(-12, 12), 2), **paint)
-    return image.resize((scene.width, scene.height), Image.LANCZOS)
+        angle = 0.0 if shape.kind == "circle" else rng.uniform(-12, 12)
+        for draw, colour in zip(draws, (fill, index)):
+            paint = ({"outline": colour, "width": max(4, round(shape.radius / 3))} if shape.outline
+                     else {"fill": colour})
+            if shape.kind == "circle":
+                x, y, r = 2 * shape.x, 2 * shape.y, 2 * shape.radius
+                draw.ellipse([x - r, y - r, x + r, y + r], **paint)
+            else:
+                draw.polygon(_polygon(shape, angle, 2), **paint)
+    return image.resize((scene.width, scene.height), Image.LANCZOS), np.asarray(owners)
 
 
 def position(scene: Scene, shape: Shape) -> str | None:
@@ -217,6 +259,13 @@ def position(scene: Scene, shape: Shape) -> str | None:
     dx, dy, scale = shape.x - scene.width / 2, shape.y - scene.height / 2, min(scene.width, scene.height) / SIZE
     if max(abs(dx), abs(dy)) < POSITION_MIN_OFFSET * scale or abs(abs(dx) - abs(dy)) < POSITION_MIN_MARGIN * scale:
         return None
+    return side_of(scene, shape)
+
+
+def side_of(scene: Scene, shape: Shape) -> str:
+    """left/right/top/bottom of the image centre along the dominant axis, even where `position` calls it ambiguous
+    (the default model's training labels every object with it)."""
+    dx, dy = shape.x - scene.width / 2, shape.y - scene.height / 2
     if abs(dx) > abs(dy):
         return "left" if dx < 0 else "right"
     return "top" if dy < 0 else "bottom"
