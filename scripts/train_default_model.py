@@ -1,14 +1,15 @@
 """Train the default model: vision tower + projector on synthetic scenes, then LoRA adapters on SmolLM2, then evaluate.
 
-Stage 1 (cheap, tower only): dense per-patch colour/shape labels and a count label from the scene metadata,
-    so the from-scratch tower learns what is where before it has to talk to the LLM (LLaVA starts from CLIP).
+Stage 1 (cheap, tower only): dense per-patch labels from the scene metadata (the colour, shape and side of the
+    object that paints the patch, the scene's count, shape centres), so the from-scratch tower learns what is where
+    before it has to talk to the LLM (LLaVA starts from CLIP).
 Stage 1b (cheap, projector only): map each patch's features to the LLM's word embeddings of its labels: an object
-    patch to the mean of " red" and " square", a background patch to the space token " ". That choice is what
-    gives the model visual sinks (METHOD.md §4b): SmolLM2 itself turns " " into a massive activation in its sink
-    dimension, as it does for null-like text tokens. Nothing here looks at φ.
+    patch to the mean of " red", " square", " left" and " three", a background patch to `<|endoftext|>`. That
+    choice is what gives the model visual sinks (METHOD.md §4b): SmolLM2 itself turns such null-like tokens into a
+    massive activation in its sink dimension. Nothing here looks at φ.
 Stage 2 (LLaVA's stage 2 with a LoRA-adapted LLM): rank-32 adapters on every projection of decoder layers 4–29
     (layers 0–3, which make the massive activation, stay pretrained) learn to answer through the LLM, tower and
-    projector frozen (so background patches stay " "-like), loss on answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
+    projector frozen (so background patches stay null-like), loss on answer tokens only. Each image's questions are packed into one row (shared chat header + image tokens, one tail
     per question, a block attention mask), which computes exactly the separate single-turn chats' losses.
 Writes assets/default_model.safetensors (tower + projector + adapters, float16) and assets/default_model_train.json
 (command, config, per-stage wall time, training-time monitor, held-out accuracy on both scene families).
@@ -44,7 +45,11 @@ GRID = SIZE // D.PATCH_SIZE
 # Kinds trained and evaluated, with sampling weights. Captions are left out: their long answers cost ~3× the
 # compute per example.
 KIND_WEIGHTS = {"colour": 1.5, "shape": 1.0, "count": 2.0, "yesno": 2.0, "position": 2.0}  # default of --kind-weights
-NULL_WORD = " "  # what background patches are mapped to in stage 1b (SmolLM2's space token, id 216)
+# What background patches are mapped to in stage 1b: SmolLM2's `<|endoftext|>` (id 0). v2 used the space token " ",
+# whose massive activation depends on the tokens before it: with v3's object targets (word-like, on every painted
+# patch) only 2–31 of 64 oracle tokens became sinks (often just the first two cells), against 13–58 per image, all
+# on background, with `<|endoftext|>` (12 scenes per family; model card, run 14).
+NULL_WORD = "<|endoftext|>"
 SIDES = ("left", "right", "top", "bottom")  # an object's side of the image centre (`scenes.side_of`)
 COUNT_WORDS = ("one", "two", "three", "four", "five")  # the scene's number of shapes, as a word
 MAX_COUNT = len(COUNT_WORDS)
@@ -87,6 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", type=Path, default=D.WEIGHTS,
                    help="where the weights (and the report beside them) are written while training and then scored")
     p.add_argument("--resume", action="store_true", help="continue the run whose checkpoints are in --checkpoints")
+    p.add_argument("--tower-from", type=Path,
+                   help="a run's --checkpoints folder: take its stage-1 tower (and numbers) instead of training one")
     p.add_argument("--eval-only", action="store_true", help="evaluate the shipped weights, do not train")
     return p.parse_args(argv)
 
@@ -442,10 +449,20 @@ def train(args, report: dict) -> None:
         report.update(json.loads((args.checkpoints / "stage1.json").read_text()))
         print(f"resumed stage 1 + 1b from {visual_file}", flush=True)
     else:
-        start = time.time()
-        report["stage1_patch_accuracy"] = stage1(model, processor, args)
+        if args.tower_from:
+            tower = {k: v for k, v in load_file(args.tower_from / "stage1.safetensors").items()
+                     if k.startswith("model.vision_tower.")}
+            model.load_state_dict(tower, strict=False)
+            earlier = json.loads((args.tower_from / "stage1.json").read_text())
+            report.update(stage1_patch_accuracy=earlier["stage1_patch_accuracy"], stage1_seconds=earlier["stage1_seconds"],
+                          stage1_from=str(args.tower_from))
+            print(f"stage 1 tower from {args.tower_from}", flush=True)
+        else:
+            start = time.time()
+            report["stage1_patch_accuracy"] = stage1(model, processor, args)
+            report["stage1_seconds"] = round(time.time() - start)
         print("stage 1 held-out accuracy per object patch:", json.dumps(report["stage1_patch_accuracy"]), flush=True)
-        report["stage1_seconds"] = round(time.time() - start)
+        torch.manual_seed(args.seed + 1)  # what follows draws the same numbers whether stage 1 ran or was taken
         start = time.time()
         report["stage1b_alignment"] = stage_align(model, processor, args)
         print("stage 1b held-out alignment:", json.dumps(report["stage1b_alignment"]), flush=True)

@@ -48,7 +48,7 @@ def test_background_patches_are_taught_the_null_word_objects_their_colour_shape_
               "shape": torch.tensor([0, 1 + T.SHAPES.index("square")]), "side": torch.tensor([2, 1 + T.SIDES.index("left")]),
               "count": torch.tensor([3, 3])}  # patch 0: background (its side and count labels are ignored)
     patches = T.patch_targets(targets, labels)
-    assert T.NULL_WORD == " " and torch.equal(patches[0], word(model, processor, " "))
+    assert T.NULL_WORD == "<|endoftext|>" and torch.equal(patches[0], model.get_input_embeddings().weight[0])
     torch.testing.assert_close(patches[1], sum(word(model, processor, w) for w in (" red", " square", " left", " three")) / 4)
 
 
