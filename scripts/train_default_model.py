@@ -71,12 +71,12 @@ CHECKPOINTS = Path("checkpoints/default_model")  # git-ignored; --resume continu
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage1-steps", type=int, default=1500)
+    p.add_argument("--stage1-steps", type=int, default=3000)
     p.add_argument("--stage1-batch", type=int, default=32)
     p.add_argument("--stage1-lr", type=float, default=1e-3)
     p.add_argument("--align-steps", type=int, default=3000)
     p.add_argument("--align-lr", type=float, default=1e-3, help="stage-1b projector learning rate")
-    p.add_argument("--stage2-steps", type=int, default=500)
+    p.add_argument("--stage2-steps", type=int, default=600)
     p.add_argument("--stage2-batch", type=int, default=8, help="images per stage-2 step")
     p.add_argument("--questions-per-image", type=int, default=6, help="stage-2 questions packed into one row per image")
     p.add_argument("--kind-weights", type=parse_kind_weights, default=dict(KIND_WEIGHTS),
@@ -223,16 +223,16 @@ def patch_accuracy(tower, heads, processor) -> dict[str, float]:
     return result
 
 
-def word_targets(model, processor) -> dict[str, torch.Tensor]:
+def word_targets(model, processor, null_word: str = NULL_WORD) -> dict[str, torch.Tensor]:
     """Per label kind, [classes, 576] word embeddings (the LLM's " red", " square", " left", " three"); row 0 of each
-    is the NULL_WORD embedding, the background's. A patch's stage-1b target is their mean (`patch_targets`)."""
+    is the null word's embedding, the background's. A patch's stage-1b target is their mean (`patch_targets`)."""
     embed = model.get_input_embeddings().weight.detach()
 
     def word(text):
         return embed[processor.tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
 
     words = {"colour": list(COLOURS), "shape": list(SHAPES), "side": list(SIDES), "count": list(COUNT_WORDS)}
-    return {name: torch.stack([word(NULL_WORD)] + [word(f" {w}") for w in names]) for name, names in words.items()}
+    return {name: torch.stack([word(null_word)] + [word(f" {w}") for w in names]) for name, names in words.items()}
 
 
 def patch_targets(targets: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:

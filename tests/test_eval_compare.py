@@ -39,6 +39,17 @@ def test_samples_are_yes_no_and_every_heldout_kind(samples):
     assert samples[-1].image().size[0] > 0  # the shifted family renders
 
 
+def test_families_choose_the_heldout_scenes_and_an_unknown_one_is_refused(capsys):
+    large = compare_samples(0, per_kind=2, families=("large",))
+    assert len(large) == 8 and {s.source.split(":")[0] for s in large} == {"large"}
+    assert large[0].image().size[0] >= 128  # the large family renders
+    with pytest.raises(ValueError, match="unknown scene family 'huge'; the families are: training-like, shifted, large"):
+        compare_samples(0, per_kind=1, families=("huge",))
+    with pytest.raises(SystemExit):
+        main(["compare", "--out", "unused", "--families", "huge"])
+    assert "unknown scene family 'huge'" in capsys.readouterr().err
+
+
 def test_table_has_every_method_with_intervals(compared):
     result, out = compared
     rows = {row["condition"]: row for row in result.rows}

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--per-kind", type=int,
                            help="held-out questions per kind (colour, shape, count, position) and scene family; "
                                 "0 = yes/no only (default: the compare experiment's)")
+            p.add_argument("--families", type=lambda t: [f for f in t.split(",") if f],
+                           help="held-out scene families, comma-separated (default: training-like,shifted; "
+                                "also: large)")
     m = sub.add_parser("merge", help="combine shard folders into one table")
     m.add_argument("--out", required=True)
     m.add_argument("inputs", nargs="+", help="the --out folders of the shard runs")
@@ -123,7 +126,7 @@ def main(argv=None, bundle=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # after parsing, so that --help and --version need no torch (these modules import it)
-    from var_core.eval.compare import COMPARE, check_methods, parse_methods, parse_params, run_compare
+    from var_core.eval.compare import COMPARE, COMPARE_FAMILIES, check_methods, parse_methods, parse_params, run_compare
     from var_core.eval.experiments import EXPERIMENTS, make_samples
     if args.command == "compare":
         args.per_kind = COMPARE.defaults["per_kind"] if args.per_kind is None else args.per_kind
@@ -143,8 +146,11 @@ def main(argv=None, bundle=None) -> int:
         out = Path(args.out)
         if args.shard == "auto" and shard[1] > 1:
             out = out.with_name(f"{out.name}-shard{shard[0]}of{shard[1]}")
-        samples = make_samples(args.command, args.n, args.seed, args.pope_file, args.image_dir, args.images,
-                               getattr(args, "per_kind", None))
+        try:
+            samples = make_samples(args.command, args.n, args.seed, args.pope_file, args.image_dir, args.images,
+                                   getattr(args, "per_kind", None), getattr(args, "families", None))
+        except ValueError as error:
+            parser.error(str(error))
         if bundle is None:
             device = args.device
             if args.shard == "auto" and device is None and shard[1] > 1:
@@ -166,7 +172,8 @@ def main(argv=None, bundle=None) -> int:
                 parser.error(str(error))
             result = run_compare(bundle, samples, methods, params, args.max_new_tokens, out=out, cache_dir=args.cache,
                                  shard=shard, show_bar=not args.no_bar,
-                                 options={"dataset": options["dataset"], "per_kind": args.per_kind, "seed": args.seed})
+                                 options={"dataset": options["dataset"], "per_kind": args.per_kind, "seed": args.seed,
+                                          "families": args.families or list(COMPARE_FAMILIES)})
         else:
             result = run_experiment(EXPERIMENTS[args.command], bundle, samples, options, out=out,
                                     cache_dir=args.cache, shard=shard, show_bar=not args.no_bar)

@@ -66,14 +66,18 @@ def heldout_samples(per_kind: int, kinds=HELDOUT_KINDS, families=COMPARE_FAMILIE
 
 
 def compare_samples(n: int, seed: int = 0, per_kind: int = DEFAULT_PER_KIND, pope_file=None, image_dir=None,
-                    kinds=HELDOUT_KINDS) -> list[Sample]:
+                    kinds=HELDOUT_KINDS, families=COMPARE_FAMILIES) -> list[Sample]:
     """n yes/no questions (synthetic scenes, or the first n of a POPE file) + per_kind held-out questions of every
-    kind and scene family (none with a POPE file: its images have no held-out questions, or with per_kind = 0)."""
+    kind from each of `families` (none with a POPE file: its images have no held-out questions, or with
+    per_kind = 0)."""
     if pope_file is not None:
         if image_dir is None:
             raise ValueError("--pope-file needs --image-dir (the folder its 'image' names are in)")
         return load_pope(pope_file, image_dir, limit=n)
-    return synthetic_pope(n, seed) + (heldout_samples(per_kind, kinds) if per_kind > 0 and kinds else [])
+    unknown = [family for family in families if family not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown scene family {unknown[0]!r}; the families are: {', '.join(FAMILIES)}")
+    return synthetic_pope(n, seed) + (heldout_samples(per_kind, kinds, families) if per_kind > 0 and kinds else [])
 
 
 # --- methods and their parameters ---------------------------------------------------------------------------------
