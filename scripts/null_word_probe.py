@@ -19,9 +19,7 @@ from PIL import Image
 from scripts import train_default_model as T
 from var_core.models import default as D
 from var_core.models.generic import chat_messages
-from var_core.registry import get_backbone
 from var_core.scenes import HELDOUT_SEED_BASE, make_scene, make_varied_scene, render_with_owners
-from var_core.sink import phi
 
 FAMILIES = {"make_scene": make_scene, "make_varied_scene": make_varied_scene}
 LABEL_KINDS = {"v2 (colour, shape)": ("colour", "shape"), "v3 (colour, shape, side, count)": ("colour", "shape", "side", "count")}
@@ -33,9 +31,7 @@ def sink_mask(model, input_ids, image_positions, visual_tokens) -> torch.Tensor:
     embeds = model.get_input_embeddings()(input_ids).clone()
     embeds[0, image_positions] = visual_tokens
     hidden = model.model.language_model(inputs_embeds=embeds, output_hidden_states=True).hidden_states
-    backbone = get_backbone("smollm2-135m")
-    layers = torch.stack(hidden)[2:len(hidden) - 2]
-    return (phi(layers, backbone.sink_dims) > backbone.tau)[:, 0, image_positions].any(0)
+    return T.visual_sinks(hidden, image_positions[None])[0, image_positions]
 
 
 def probe(scenes: int, words: list[str]) -> dict:

@@ -119,16 +119,14 @@ def patch_labels(scene, owners) -> dict[str, torch.Tensor]:
     cells = torch.from_numpy(owners.astype("int64")).reshape(GRID, step, GRID, step).permute(0, 2, 1, 3).flatten(2)
     painted = F.one_hot(cells, len(scene.shapes) + 1)[..., 1:].sum(2).flatten(0, 1)  # [patches, shapes]
     most, owner = painted.max(-1) if scene.shapes else (torch.zeros(GRID * GRID), torch.zeros(GRID * GRID))
-    labels = {key: torch.zeros(GRID * GRID, dtype=torch.long) for key in ("colour", "shape", "side")}
+    labels = {key: torch.zeros(GRID * GRID, dtype=torch.long) for key in ("colour", "shape", "side", "centre")}
     for index, shape in enumerate(scene.shapes):
         mine = (owner == index) & (most >= OBJECT_MIN_SUBPIXELS)
         labels["colour"][mine] = list(COLOURS).index(shape.colour) + 1
         labels["shape"][mine] = SHAPES.index(shape.kind) + 1
         labels["side"][mine] = SIDES.index(side_of(scene, shape)) + 1
-    labels["count"] = torch.full((GRID * GRID,), len(scene.shapes))
-    labels["centre"] = torch.zeros(GRID * GRID, dtype=torch.long)  # 1: the patch holds a shape's centre
-    for shape in scene.shapes:
         labels["centre"][int(shape.y * GRID / scene.height) * GRID + int(shape.x * GRID / scene.width)] = 1
+    labels["count"] = torch.full((GRID * GRID,), len(scene.shapes))
     return labels
 
 
@@ -276,9 +274,9 @@ def alignment_quality(tower, projector, targets, processor) -> dict[str, float]:
         result[f"object_{name}_nearest_right"] = round((nearest == labels[name])[on_object].float().mean().item(), 4)
     null = F.normalize(targets["shape"][0], dim=-1)
     background = tokens[~on_object]
-    object_side = F.normalize(patch_targets(targets, labels)[on_object], dim=-1)
+    object_targets = F.normalize(patch_targets(targets, labels)[on_object], dim=-1).unique(dim=0)
     result["background_nearer_null_than_any_object_target"] = round(
-        ((background @ null)[:, None] > background @ object_side.unique(dim=0).T).all(-1).float().mean().item(), 4)
+        ((background @ null)[:, None] > background @ object_targets.T).all(-1).float().mean().item(), 4)
     result["background_cosine_to_null"] = round((background @ null).mean().item(), 4)
     return result
 
@@ -374,6 +372,14 @@ def answer_tokens(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return F.cross_entropy(logits, gold, reduction="none"), logits.argmax(-1) == gold, out.hidden_states
 
 
+def visual_sinks(hidden_states, image: torch.Tensor) -> torch.Tensor:
+    """[batch, T] bool: image positions whose φ over the registry's sink dims exceeds its τ in some residual stream
+    entering layers 2 … L−2 (VAR's default layers)."""
+    backbone = get_backbone("smollm2-135m")
+    layers = torch.stack(hidden_states)[2:len(hidden_states) - 2]
+    return ((phi(layers, backbone.sink_dims) > backbone.tau) & image).any(0)
+
+
 @torch.no_grad()
 def monitor(model, processor, kind_weights) -> dict:
     """Training-time check on held-out scenes: first-answer-token accuracy of packed questions, and visual sinks per
@@ -383,10 +389,7 @@ def monitor(model, processor, kind_weights) -> dict:
     _, right, hidden = answer_tokens(model, batch)
     starts = batch["supervised"][:, 1:] & ~batch["supervised"][:, :-1]  # first token of each answer
     first_right = right[starts[batch["supervised"][:, 1:]]].float().mean().item()
-    backbone = get_backbone("smollm2-135m")
-    image = (batch["input_ids"] == model.config.image_token_id)
-    layers = torch.stack(hidden)[2:len(hidden) - 2]  # residual streams entering layers 2 … L−2
-    sinks = ((phi(layers, backbone.sink_dims) > backbone.tau) & image).any(0).sum(-1)
+    sinks = visual_sinks(hidden, batch["input_ids"] == model.config.image_token_id).sum(-1)
     model.train()
     return {"first_token_accuracy": round(first_right, 3), "visual_sinks_per_image": sinks.tolist()}
 

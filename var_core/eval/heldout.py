@@ -31,6 +31,8 @@ def normalise(text: str) -> str:
 def heldout_questions(family: str, per_kind: int, kinds=KINDS) -> list[tuple[object, QA]]:
     """per_kind (scene, question) pairs of every kind from the family's held-out seeds, one question per scene and
     kind; deterministic."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown scene family {family!r}; the families are: {', '.join(FAMILIES)}")
     make, wanted, found = FAMILIES[family], {kind: per_kind for kind in kinds}, []
     for seed in range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + MAX_SCENES):
         if not any(wanted.values()):
